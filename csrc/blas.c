@@ -1,0 +1,42 @@
+#include "blas.h"
+
+static rf_sgemm_fn sgemm_ptr;
+static rf_dgemm_fn dgemm_ptr;
+static rf_sgemv_fn sgemv_ptr;
+static rf_dgemv_fn dgemv_ptr;
+
+void rf_blas_init(rf_sgemm_fn sgemm, rf_dgemm_fn dgemm, rf_sgemv_fn sgemv, rf_dgemv_fn dgemv)
+{
+    sgemm_ptr = sgemm;
+    dgemm_ptr = dgemm;
+    sgemv_ptr = sgemv;
+    dgemv_ptr = dgemv;
+}
+
+/* A single row times a large matrix runs several times faster as gemv than as gemm (OpenBLAS
+ * packs the whole matrix for one row); below this many matrix elements gemm wins. */
+#define GEMV_MIN_ELEMENTS 16384
+
+/* A row-major matrix is its column-major transpose with the same leading dimension, so the
+ * row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T: swap the operands.
+ * For M == 1 that is a matrix-vector product: C^T (N) = op(B)^T a, with a = A's only row. */
+#define DEFINE_GEMM(NAME, REAL, GEMM_PTR, GEMV_PTR)                                            \
+    void NAME(int trans_a, int trans_b, int M, int N, int K, REAL alpha, const REAL *A,        \
+              int lda, const REAL *B, int ldb, REAL beta, REAL *C, int ldc)                    \
+    {                                                                                          \
+        if (M == 0 || N == 0)                                                                  \
+            return;                                                                            \
+        if (M == 1 && !trans_a && (long)N * K >= GEMV_MIN_ELEMENTS) {                          \
+            char t = trans_b ? 'T' : 'N';                                                      \
+            int rows = trans_b ? K : N, cols = trans_b ? N : K, one = 1;                       \
+            GEMV_PTR(&t, &rows, &cols, &alpha, (REAL *)B, &ldb, (REAL *)A, &one, &beta, C,     \
+                     &one);                                                                    \
+            return;                                                                            \
+        }                                                                                      \
+        char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';                               \
+        GEMM_PTR(&ta, &tb, &N, &M, &K, &alpha, (REAL *)B, &ldb, (REAL *)A, &lda, &beta, C,     \
+                 &ldc);                                                                        \
+    }
+
+DEFINE_GEMM(rf_gemm_f32, float, sgemm_ptr, sgemv_ptr)
+DEFINE_GEMM(rf_gemm_f64, double, dgemm_ptr, dgemv_ptr)

@@ -1,0 +1,21 @@
+"""rnnfast: character-level RNN and LSTM language models on the CPU, with fused C kernels.
+
+    model = rnnfast.CharLM(vocab, cell="lstm", hidden_size=256, num_layers=2)
+    opt = rnnfast.Adam(model, lr=2e-3)
+    loss, state = model.train_step(x, y, opt, state)
+    text = model.sample(200, prime="ROMEO:", temperature=0.8, seed=0)
+
+``rnnfast.reference`` holds the same classes over plain NumPy kernels.
+"""
+
+from . import reference
+from .data import Batches, Vocab, builtin_corpus, load_text, split
+from .model import LSTM, RNN, CharLM, Params, Stack, State
+from .optim import SGD, Adagrad, Adam, Optimizer, RMSProp
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LSTM", "RNN", "SGD", "Adagrad", "Adam", "Batches", "CharLM", "Optimizer", "Params",
+    "RMSProp", "Stack", "State", "Vocab", "builtin_corpus", "load_text", "reference", "split",
+]  # fmt: skip

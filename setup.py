@@ -1,0 +1,27 @@
+"""Build of the C extension: plain C99 kernels from csrc/ behind the Cython bridge.
+
+RNNFAST_NATIVE=1 compiles for the host's vector width (-march=native); the default build is
+portable.  Never -ffast-math: the comparison with the NumPy reference depends on IEEE behaviour.
+"""
+
+import os
+from glob import glob
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+compile_args = ["-O3", "-std=c99", "-Wall", "-Wextra"]
+if os.environ.get("RNNFAST_NATIVE") == "1":
+    compile_args.append("-march=native")
+
+kernels = Extension(
+    "rnnfast._kernels",
+    sources=["rnnfast/_kernels.pyx", *sorted(glob("csrc/*.c"))],
+    include_dirs=["csrc", numpy.get_include()],
+    depends=sorted(glob("csrc/*.h")),
+    extra_compile_args=compile_args,
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+)
+
+setup(ext_modules=cythonize([kernels], language_level=3))
