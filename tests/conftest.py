@@ -1,0 +1,41 @@
+"""Shared fixtures and the one tolerance table of the test suite."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Kernel-vs-reference comparisons: |actual - expected| <= atol + rtol * |expected|, per dtype.
+# float32 allows for BLAS summation order and vectorized exp/tanh; float64 for round-off only.
+TOLERANCES = {
+    np.dtype(np.float32): {"rtol": 2e-4, "atol": 2e-5},
+    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-12},
+}
+DTYPES = [np.float32, np.float64]
+DTYPE_IDS = ["f32", "f64"]
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def assert_close(actual, expected, dtype, name=""):
+    """The comparison every kernel test uses: the dtype's row of TOLERANCES."""
+    tol = TOLERANCES[np.dtype(dtype)]
+    np.testing.assert_allclose(actual, expected, err_msg=name, **tol)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261129)
+
+
+@pytest.fixture(params=DTYPES, ids=DTYPE_IDS)
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture(scope="session")
+def shakespeare():
+    path = SHARED_DATA / "tinyshakespeare.txt"
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared corpus is not on this machine)")
+    return path.read_text(encoding="utf-8")
