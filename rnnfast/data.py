@@ -55,7 +55,9 @@ class Vocab:
         return hash(self.chars)
 
     def __repr__(self) -> str:
-        return f"Vocab({len(self)} characters: {self.chars[:40]!r}{'...' if len(self) > 40 else ''})"
+        return (
+            f"Vocab({len(self)} characters: {self.chars[:40]!r}{'...' if len(self) > 40 else ''})"
+        )
 
     def encode(self, text: str, *, skip_unknown: bool = False) -> np.ndarray:
         """Character ids (int64) of ``text``.
@@ -95,11 +97,12 @@ class Vocab:
 
 
 def split(ids: np.ndarray, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """Contiguous train/validation split: the validation set is the last ``val_fraction``."""
+    """Contiguous train/validation split: the validation set is the last ``val_fraction``,
+    cut where nanoGPT's shakespeare_char cuts it (train = the first int(n (1 - f)))."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction: expected a value in [0, 1), got {val_fraction}")
-    n_val = int(round(len(ids) * val_fraction))
-    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+    n_train = int(len(ids) * (1.0 - val_fraction))
+    return ids[:n_train], ids[n_train:]
 
 
 class Batches:

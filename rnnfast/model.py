@@ -25,7 +25,8 @@ GATES = {"lstm": 4, "rnn": 1}
 _KERNEL_NAMES = [
     name
     for name in dir(reference)
-    if not name.startswith("_") and callable(getattr(reference, name, None))
+    if not name.startswith("_")
+    and callable(getattr(reference, name, None))
     and getattr(reference, name).__module__ == reference.__name__
 ]
 
@@ -54,7 +55,7 @@ def param_shapes(cell: str, V: int, H: int, L: int) -> list[tuple[str, tuple[int
     G = GATES[cell] * H
     shapes = []
     for layer in range(L):
-        I = V if layer == 0  else H  # noqa: E741
+        I = V if layer == 0 else H  # noqa: E741
         shapes += [(f"W_x.{layer}", (I, G)), (f"W_h.{layer}", (H, G)), (f"b.{layer}", (G,))]
     return shapes + [("W_y", (H, V)), ("b_y", (V,))]
 
@@ -199,9 +200,7 @@ class CharLM:
             raise TypeError(f"{name}: expected integer character ids, got dtype {ids.dtype}")
         if ids.min() < 0 or ids.max() >= self.vocab_size:
             bad = ids[(ids < 0) | (ids >= self.vocab_size)].ravel()[0]
-            raise ValueError(
-                f"{name}: character id {int(bad)} out of range [0, {self.vocab_size})"
-            )
+            raise ValueError(f"{name}: character id {int(bad)} out of range [0, {self.vocab_size})")
         return np.ascontiguousarray(ids, dtype=INDEX_DTYPE)
 
     def _check_state(self, state, batch_size: int) -> State:
@@ -321,8 +320,9 @@ class CharLM:
         loss, final, dstate = self._loss_and_grads_into(grads, x, y, state)
         return (loss, grads, final, dstate) if state_grad else (loss, grads, final)
 
-    def clip_grads(self, grads: Params, *, value: float | None = None,
-                   max_norm: float | None = None) -> float:
+    def clip_grads(
+        self, grads: Params, *, value: float | None = None, max_norm: float | None = None
+    ) -> float:
         """Clip in place: each element to [-value, value], and/or the whole gradient to a global
         norm of at most ``max_norm`` (PyTorch's rule).  Returns the norm before norm clipping
         (NaN when not computed)."""
@@ -339,8 +339,15 @@ class CharLM:
                 self._ops.scale(grads.flat, max_norm / (norm + 1e-6))
         return norm
 
-    def train_step(self, x, y, optimizer, state: State | None = None, clip: float | None = 5.0,
-                   max_norm: float | None = None) -> tuple[float, State]:
+    def train_step(
+        self,
+        x,
+        y,
+        optimizer,
+        state: State | None = None,
+        clip: float | None = 5.0,
+        max_norm: float | None = None,
+    ) -> tuple[float, State]:
         """One step of truncated BPTT: forward over x (T, B), softmax cross-entropy, backward,
         gradient clipping (by value ``clip``, and by global norm ``max_norm``), optimizer
         update.  A non-finite loss raises FloatingPointError and leaves the model unchanged."""
@@ -361,16 +368,32 @@ class CharLM:
         ws = self._forward(ids[None, :], state)
         return ws.logits.copy(), self._final_state(ws)
 
-    def sample(self, length: int, prime: str = "", temperature: float = 1.0,
-               top_k: int | None = None, argmax: bool = False, seed: int | None = None,
-               num_samples: int | None = None, skip_unknown: bool = False):
+    def sample(
+        self,
+        length: int,
+        prime: str = "",
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        argmax: bool = False,
+        seed: int | None = None,
+        num_samples: int | None = None,
+        skip_unknown: bool = False,
+    ):
         """Generate ``length`` characters after ``prime``; returns prime + generated text (a
         list of ``num_samples`` such strings when it is given).  See ``rnnfast.sampling``."""
         from .sampling import sample_text
 
-        return sample_text(self, length, prime=prime, temperature=temperature, top_k=top_k,
-                           argmax=argmax, seed=seed, num_samples=num_samples,
-                           skip_unknown=skip_unknown)
+        return sample_text(
+            self,
+            length,
+            prime=prime,
+            temperature=temperature,
+            top_k=top_k,
+            argmax=argmax,
+            seed=seed,
+            num_samples=num_samples,
+            skip_unknown=skip_unknown,
+        )
 
 
 class _Cell:
@@ -383,14 +406,25 @@ class _Cell:
     cell = ""
     default_backend = "numpy"
 
-    def __init__(self, input_size: int, hidden_size: int, output_size: int | None = None, *,
-                 dtype=np.float32, backend: str | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int | None = None,
+        *,
+        dtype=np.float32,
+        backend: str | None = None,
+        seed: int | None = None,
+    ):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        if output_size is not None and (not isinstance(output_size, (int, np.integer))
-                                        or output_size < 1):
-            raise ValueError(f"output_size: expected a positive integer or None, got {output_size!r}")
+        if output_size is not None and (
+            not isinstance(output_size, (int, np.integer)) or output_size < 1
+        ):
+            raise ValueError(
+                f"output_size: expected a positive integer or None, got {output_size!r}"
+            )
         self.dtype = np.dtype(dtype)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype: expected float32 or float64, got {self.dtype}")
@@ -415,8 +449,9 @@ class _Cell:
     def step(self, x) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
-            raise ValueError(f"x: expected shape ({self.input_size},) or (B, {self.input_size}), "
-                             f"got {x.shape}")
+            raise ValueError(
+                f"x: expected shape ({self.input_size},) or (B, {self.input_size}), got {x.shape}"
+            )
         if x.dtype != self.dtype:
             raise TypeError(f"x: expected dtype {self.dtype}, got {x.dtype}")
         if not np.all(np.isfinite(x)):
@@ -427,14 +462,18 @@ class _Cell:
             self.h = np.zeros((B, self.hidden_size), self.dtype)
             self.c = np.zeros((B, self.hidden_size), self.dtype)
         elif self.h.shape[0] != B:
-            raise ValueError(f"x: batch of {B} after steps with a batch of {self.h.shape[0]}; "
-                             "call reset() to change the batch size")
+            raise ValueError(
+                f"x: batch of {B} after steps with a batch of {self.h.shape[0]}; "
+                "call reset() to change the batch size"
+            )
         H = np.empty((1, B, self.hidden_size), self.dtype)
         p = self.params
         if self.cell == "lstm":
             C, tanhC = np.empty_like(H), np.empty_like(H)
             gates = np.empty((1, B, 4 * self.hidden_size), self.dtype)
-            self._ops.lstm_forward(H, C, tanhC, gates, X, p["W_x"], p["W_h"], p["b"], self.h, self.c)
+            self._ops.lstm_forward(
+                H, C, tanhC, gates, X, p["W_x"], p["W_h"], p["b"], self.h, self.c
+            )
             self.c = C[0]
         else:
             self._ops.rnn_forward(H, X, p["W_x"], p["W_h"], p["b"], self.h)
@@ -465,11 +504,13 @@ class Stack:
     def __init__(self, *cells: _Cell):
         if not cells:
             raise ValueError("Stack: expected at least one cell")
-        for below, above in zip(cells, cells[1:]):
+        for below, above in zip(cells, cells[1:], strict=False):
             width = below.output_size or below.hidden_size
             if above.input_size != width:
-                raise ValueError(f"Stack: a cell with input_size {above.input_size} cannot read "
-                                 f"the {width}-wide output of the cell below it")
+                raise ValueError(
+                    f"Stack: a cell with input_size {above.input_size} cannot read "
+                    f"the {width}-wide output of the cell below it"
+                )
         self.cells = cells
 
     def step(self, x) -> np.ndarray:

@@ -10,9 +10,12 @@ import math
 
 import numpy as np
 
+from .model import Params
 
-def _check_hyper(name: str, value, low: float = 0.0, high: float = math.inf,
-                 low_inclusive: bool = False) -> float:
+
+def _check_hyper(
+    name: str, value, low: float = 0.0, high: float = math.inf, low_inclusive: bool = False
+) -> float:
     ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
     ok = ok and math.isfinite(value) and (value >= low if low_inclusive else value > low)
     ok = ok and value < high
@@ -35,13 +38,15 @@ class Optimizer:
         self._moments = {name: np.zeros_like(model.flat_params) for name in self.moments}
 
     def _flat_grads(self, grads) -> np.ndarray:
-        flat = getattr(grads, "flat", grads)
+        flat = grads.flat if isinstance(grads, Params) else grads
         if not isinstance(flat, np.ndarray):
             raise TypeError("grads: expected the Params returned by loss_and_grads or a flat array")
         expected = self.model.flat_params
         if flat.shape != expected.shape or flat.dtype != expected.dtype:
-            raise ValueError(f"grads: expected {expected.size} {expected.dtype} values, "
-                             f"got shape {flat.shape} of {flat.dtype}")
+            raise ValueError(
+                f"grads: expected {expected.size} {expected.dtype} values, "
+                f"got shape {flat.shape} of {flat.dtype}"
+            )
         return flat
 
     def step(self, grads) -> None:
@@ -65,17 +70,22 @@ class Optimizer:
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("name") != type(self).__name__:
-            raise ValueError(f"optimizer state: saved by {state.get('name')!r}, "
-                             f"loading into {type(self).__name__}")
+            raise ValueError(
+                f"optimizer state: saved by {state.get('name')!r}, "
+                f"loading into {type(self).__name__}"
+            )
         moments = state["moments"]
         if set(moments) != set(self._moments):
-            raise ValueError(f"optimizer state: expected moments {sorted(self._moments)}, "
-                             f"got {sorted(moments)}")
+            raise ValueError(
+                f"optimizer state: expected moments {sorted(self._moments)}, got {sorted(moments)}"
+            )
         for name, buffer in self._moments.items():
             saved = np.asarray(moments[name])
             if saved.shape != buffer.shape:
-                raise ValueError(f"optimizer state: moment {name!r} has shape {saved.shape}, "
-                                 f"expected {buffer.shape}")
+                raise ValueError(
+                    f"optimizer state: moment {name!r} has shape {saved.shape}, "
+                    f"expected {buffer.shape}"
+                )
             buffer[...] = saved
         for name, value in state["hyperparameters"].items():
             setattr(self, name, value)
@@ -118,7 +128,8 @@ class Adagrad(Optimizer):
 
 
 class RMSProp(Optimizer):
-    """RMSProp as char-rnn uses it: ms = alpha ms + (1 - alpha) g^2;  p -= lr g / (sqrt(ms) + eps)."""
+    """RMSProp as char-rnn uses it:  ms = alpha ms + (1 - alpha) g^2;
+    p -= lr g / (sqrt(ms) + eps)."""
 
     moments = ("mean_square",)
 
@@ -128,8 +139,7 @@ class RMSProp(Optimizer):
         super().__init__(model, lr)
 
     def _update(self, ops, param, grad):
-        ops.rmsprop_update(param, grad, self._moments["mean_square"], self.lr, self.alpha,
-                           self.eps)
+        ops.rmsprop_update(param, grad, self._moments["mean_square"], self.lr, self.alpha, self.eps)
 
     def hyperparameters(self):
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps}
@@ -140,16 +150,26 @@ class Adam(Optimizer):
 
     moments = ("m", "v")
 
-    def __init__(self, model, lr: float = 2e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8):
+    def __init__(
+        self, model, lr: float = 2e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+    ):
         self.beta1 = _check_hyper("beta1", beta1, 0.0, 1.0, low_inclusive=True)
         self.beta2 = _check_hyper("beta2", beta2, 0.0, 1.0, low_inclusive=True)
         self.eps = _check_hyper("eps", eps)
         super().__init__(model, lr)
 
     def _update(self, ops, param, grad):
-        ops.adam_update(param, grad, self._moments["m"], self._moments["v"], self.lr,
-                        self.beta1, self.beta2, self.eps, self.step_count)
+        ops.adam_update(
+            param,
+            grad,
+            self._moments["m"],
+            self._moments["v"],
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.step_count,
+        )
 
     def hyperparameters(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

@@ -176,9 +176,9 @@ def linear_backward(dX, dW, db, dout, X, W):
 def softmax_xent(dlogits, logits, targets):
     """Mean softmax cross-entropy in nats, and its gradient.
 
-        p = softmax(z) = exp(z - max z) / sum exp(z - max z)       per row of logits (N, V)
-        loss = mean_n -log p_n[targets_n]
-        dlogits = (p - onehot(targets)) / N       (assigned; skipped when dlogits is None)
+    p = softmax(z) = exp(z - max z) / sum exp(z - max z)       per row of logits (N, V)
+    loss = mean_n -log p_n[targets_n]
+    dlogits = (p - onehot(targets)) / N       (assigned; skipped when dlogits is None)
     """
     N = logits.shape[0]
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -299,8 +299,18 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
             else:
                 C1, tanhC1 = np.empty_like(H1), np.empty_like(H1)
                 gates = np.empty((1, S, 4 * n), h.dtype)
-                lstm_forward(H1, C1, tanhC1, gates, layer_input, W_x[layer], W_h[layer],
-                             b[layer], h[layer], c[layer])
+                lstm_forward(
+                    H1,
+                    C1,
+                    tanhC1,
+                    gates,
+                    layer_input,
+                    W_x[layer],
+                    W_h[layer],
+                    b[layer],
+                    h[layer],
+                    c[layer],
+                )
                 c[layer] = C1[0]
             h[layer] = H1[0]
             layer_input = h[layer][None]
