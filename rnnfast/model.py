@@ -173,6 +173,27 @@ class CharLM:
             f"dtype={self.dtype.name}, backend={self.backend!r})"
         )
 
+    @classmethod
+    def from_torch(cls, rnn, linear, vocab: Vocab | None = None, *, backend: str | None = None):
+        """A model holding the weights of a PyTorch ``nn.RNN`` (tanh) or ``nn.LSTM`` (any
+        num_layers, one-hot input of the vocabulary's size) and its ``nn.Linear`` decoder."""
+        from .torch_interop import load_from_torch, torch_config
+
+        config = torch_config(rnn, linear)
+        if vocab is not None and len(vocab) != rnn.input_size:
+            raise ValueError(
+                f"vocab: {len(vocab)} characters, but the rnn's input_size is {rnn.input_size}"
+            )
+        model = cls(rnn.input_size if vocab is None else vocab, backend=backend, **config)
+        load_from_torch(model, rnn, linear)
+        return model
+
+    def to_torch(self):
+        """A new ``(nn.RNN or nn.LSTM, nn.Linear)`` pair with this model's weights."""
+        from .torch_interop import to_torch
+
+        return to_torch(self)
+
     @property
     def num_params(self) -> int:
         return self.flat_params.size
