@@ -88,7 +88,7 @@ class MinCharRNN:
         out = np.empty((int(n), 1), INDEX_DTYPE)
         if n == 0:
             return []
-        uniforms = np.random.random_sample((int(n), 1))
+        uniforms = np.random.random_sample((int(n), 1))  # noqa: NPY002 (the script seeds it)
         p = self._model.params
         self._model._ops.sample(
             out, uniforms, np.array([seed_ix], INDEX_DTYPE), self._state(h).h, None,
