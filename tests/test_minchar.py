@@ -124,3 +124,18 @@ def test_bad_arrays_are_named():
         MinCharRNN(*arrays).lossFun([1], [2], np.zeros((3, 1)))
     with pytest.raises(ValueError, match="seed_ix"):
         MinCharRNN(*arrays).sample(np.zeros((10, 1)), 11, 5)
+
+
+def test_the_example_script_trains_and_prints_min_char_rnns_lines(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "min_char_rnn.py"
+    corpus = tmp_path / "input.txt"
+    corpus.write_text("hello world, the example corpus. " * 200)
+    run = subprocess.run([sys.executable, str(script), str(corpus), "--iterations", "201"],
+                         capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    losses = [float(line.split(":")[1]) for line in run.stdout.splitlines()
+              if line.startswith("iter ")]  # fmt: skip
+    assert len(losses) == 3 and losses[-1] < losses[0]
