@@ -1,0 +1,127 @@
+"""The C backend against the NumPy reference on whole models: losses, gradients, training runs
+and sampled text, over the public API a user switches with one argument."""
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import TOLERANCES, assert_close
+
+import rnnfast
+from rnnfast import reference
+
+MODELS = [  # cell, V, H, layers, T, B
+    ("rnn", 65, 100, 1, 25, 1),
+    ("rnn", 2, 7, 3, 1, 1),
+    ("lstm", 65, 32, 2, 20, 5),
+    ("lstm", 11, 13, 3, 7, 4),
+    ("lstm", 5, 1, 1, 3, 2),
+]
+
+
+def pair(cell, V, H, layers, dtype, seed=0):
+    kwargs = {"cell": cell, "hidden_size": H, "num_layers": layers, "dtype": dtype, "seed": seed}
+    return rnnfast.CharLM(V, backend="c", **kwargs), reference.CharLM(V, **kwargs)
+
+
+def random_state(model, B, rng):
+    state = model.zero_state(B)
+    state.h[...] = rng.uniform(-0.9, 0.9, state.h.shape)
+    if state.c is not None:
+        state.c[...] = rng.normal(0, 1, state.c.shape)
+    return state
+
+
+@pytest.mark.parametrize("cell, V, H, layers, T, B", MODELS)
+@pytest.mark.parametrize("initial", ["zero", "given"])
+def test_loss_gradients_and_state_match(cell, V, H, layers, T, B, initial, dtype, rng):
+    c_model, np_model = pair(cell, V, H, layers, dtype)
+    x, y = rng.integers(0, V, (2, T, B))
+    state = None if initial == "zero" else random_state(c_model, B, rng)
+    c_out = c_model.loss_and_grads(x, y, state, state_grad=True)
+    np_out = np_model.loss_and_grads(x, y, state, state_grad=True)
+    assert_close(c_out[0], np_out[0], dtype, "loss")
+    for name in np_out[1]:
+        assert_close(c_out[1][name], np_out[1][name], dtype, name)
+    for part in ("h", "c"):
+        if getattr(np_out[2], part) is not None:
+            assert_close(getattr(c_out[2], part), getattr(np_out[2], part), dtype, part)
+            assert_close(getattr(c_out[3], part), getattr(np_out[3], part), dtype, "d" + part)
+
+
+def test_negative_control_a_perturbed_weight_fails(dtype, rng):
+    c_model, np_model = pair("lstm", 11, 13, 2, dtype)
+    x, y = rng.integers(0, 11, (2, 7, 4))
+    np_model.params["W_h.1"][3, 5] += 0.05
+    _, c_grads, _ = c_model.loss_and_grads(x, y)
+    _, np_grads, _ = np_model.loss_and_grads(x, y)
+    with pytest.raises(AssertionError):
+        assert_close(c_grads.flat, np_grads.flat, dtype)
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "Adagrad", "RMSProp", "Adam"])
+def test_training_runs_stay_close_over_many_steps(optimizer, dtype):
+    """Same data, same start: 60 steps of train_step on each backend end in nearby weights
+    (float32 drifts by rounding; the bound is 10x the kernel table)."""
+    text = "to be, or not to be, that is the question: " * 30
+    vocab = rnnfast.Vocab.from_text(text)
+    batches = rnnfast.Batches(vocab.encode(text), batch_size=4, seq_length=12)
+    models = pair("lstm", vocab, 24, 2, dtype)
+    losses = []
+    for model in models:
+        opt = getattr(rnnfast, optimizer)(
+            model, lr=0.1 if optimizer in ("SGD", "Adagrad") else 3e-3
+        )
+        state, run = None, []
+        for step in range(60):
+            x, y = batches.batch(step % len(batches))
+            loss, state = model.train_step(x, y, opt, state)
+            run.append(loss)
+        losses.append(run)
+    tol = {k: 10 * v for k, v in TOLERANCES[np.dtype(dtype)].items()}
+    np.testing.assert_allclose(losses[0], losses[1], **tol)
+    np.testing.assert_allclose(models[0].flat_params, models[1].flat_params, **tol)
+    assert np.mean(losses[0][-5:]) < losses[0][0]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_sampled_text_is_identical(cell, dtype):
+    vocab = rnnfast.Vocab.from_text("abcdefghij ,.")
+    c_model, np_model = pair(cell, vocab, 16, 2, dtype, seed=3)
+    for kwargs in ({}, {"temperature": 0.7}, {"top_k": 3}, {"argmax": True},
+                   {"num_samples": 4, "temperature": 1.3}):  # fmt: skip
+        a = c_model.sample(300, prime="abc", seed=11, **kwargs)
+        b = np_model.sample(300, prime="abc", seed=11, **kwargs)
+        assert a == b, kwargs
+
+
+def test_two_threads_give_the_results_of_running_one_after_the_other():
+    """The C calls release the GIL; two models trained at once in two threads end exactly where
+    they end when trained in turn (nothing is shared between models)."""
+    vocab = rnnfast.Vocab.from_text("the cat sat on the mat. " * 20)
+    ids = vocab.encode("the cat sat on the mat. " * 20)
+    batches = rnnfast.Batches(ids, batch_size=4, seq_length=10)
+
+    def train(model, results, key):
+        opt = rnnfast.Adam(model, lr=1e-2)
+        state, losses = None, []
+        for step in range(40):
+            x, y = batches.batch(step % len(batches))
+            loss, state = model.train_step(x, y, opt, state)
+            losses.append(loss)
+        results[key] = (losses, model.flat_params.copy())
+
+    def fresh(seed):
+        return rnnfast.CharLM(vocab, hidden_size=24, num_layers=2, backend="c", seed=seed)
+
+    sequential, parallel = {}, {}
+    for seed in (1, 2):
+        train(fresh(seed), sequential, seed)
+    threads = [threading.Thread(target=train, args=(fresh(s), parallel, s)) for s in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed in (1, 2):
+        assert parallel[seed][0] == sequential[seed][0]
+        np.testing.assert_array_equal(parallel[seed][1], sequential[seed][1])
