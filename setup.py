@@ -1,7 +1,9 @@
 """Build of the C extension: plain C99 kernels from csrc/ behind the Cython bridge.
 
 RNNFAST_NATIVE=1 compiles for the host's vector width (-march=native); the default build is
-portable.  Never -ffast-math: the comparison with the NumPy reference depends on IEEE behaviour.
+portable.  RNNFAST_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer (run
+Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so); see the README).  Never -ffast-math:
+the comparison with the NumPy reference depends on IEEE behaviour.
 """
 
 import os
@@ -12,8 +14,13 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 compile_args = ["-O3", "-std=c99", "-Wall", "-Wextra"]
+link_args = []
 if os.environ.get("RNNFAST_NATIVE") == "1":
     compile_args.append("-march=native")
+if os.environ.get("RNNFAST_SANITIZE") == "1":
+    sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+    compile_args += [*sanitize, "-fno-omit-frame-pointer", "-g"]
+    link_args += sanitize
 
 kernels = Extension(
     "rnnfast._kernels",
@@ -21,6 +28,7 @@ kernels = Extension(
     include_dirs=["csrc", numpy.get_include()],
     depends=sorted(glob("csrc/*.h")),
     extra_compile_args=compile_args,
+    extra_link_args=link_args,
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )
 
