@@ -1,9 +1,11 @@
 """Shared fixtures and the one tolerance table of the test suite."""
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 # Kernel-vs-reference comparisons: |actual - expected| <= atol + rtol * |expected|, per dtype.
 # float32 allows for BLAS summation order and vectorized exp/tanh; float64 for round-off only.
@@ -39,3 +41,12 @@ def shakespeare():
     if not path.exists():
         pytest.skip(f"{path} is absent (the shared corpus is not on this machine)")
     return path.read_text(encoding="utf-8")
+
+
+# Property tests: a bounded profile for CI, a large one for a nightly-style run
+# (HYPOTHESIS_PROFILE=nightly pytest tests/test_properties.py).
+settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+settings.register_profile("nightly", max_examples=500, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
