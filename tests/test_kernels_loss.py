@@ -13,8 +13,19 @@ k = pytest.importorskip("rnnfast._kernels")
 
 # (N, V): one row, one or two classes, odd sizes, the configs' V = 65, a V over the C code's
 # 256-element scratch chunk (the no-gradient path) and one not a multiple of the 16 lanes.
-SHAPES = [(1, 1), (1, 2), (3, 2), (1, 65), (7, 65), (50, 65), (2500, 65), (13, 17),
-          (5, 300), (3, 1000), (2, 4099)]
+SHAPES = [
+    (1, 1),
+    (1, 2),
+    (3, 2),
+    (1, 65),
+    (7, 65),
+    (50, 65),
+    (2500, 65),
+    (13, 17),
+    (5, 300),
+    (3, 1000),
+    (2, 4099),
+]
 SHAPE_IDS = ["x".join(map(str, s)) for s in SHAPES]
 
 
@@ -54,8 +65,11 @@ def test_softmax_xent_negative_control(rng, dtype):
         assert_close(c_dz, r_dz, dtype, "dlogits")
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (4, 2), (1, 65), (9, 65), (3, 300)],
-                         ids=["1x1", "1x2", "4x2", "1x65", "9x65", "3x300"])
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 1), (1, 2), (4, 2), (1, 65), (9, 65), (3, 300)],
+    ids=["1x1", "1x2", "4x2", "1x65", "9x65", "3x300"],
+)
 @pytest.mark.parametrize("magnitude", [1e4, 1e2, 88.0, 1e-4])
 def test_softmax_xent_extreme_logits(rng, dtype, shape, magnitude):
     """Logits of +-1e4 (exp would overflow unshifted) stay finite and match; the target is
@@ -138,8 +152,7 @@ def test_exp_subnormal_and_special_values(dtype):
     grid = np.linspace(lo, EXP_DOMAIN[dtype][0], 100_001).astype(dtype)
     err = np.abs(k._exp_approx(grid).astype(np.float64) - _exact_exp(grid))
     assert np.max(err) <= SUBNORMAL_SPACING[dtype]
-    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e4, -1e4, 1000.0, -1000.0],
-                        dtype)
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e4, -1e4, 1000.0, -1000.0], dtype)
     with np.errstate(over="ignore"):
         expected = np.exp(specials.astype(np.float64)).astype(dtype)
     np.testing.assert_array_equal(k._exp_approx(specials), expected)

@@ -179,8 +179,17 @@ def test_scale_negative_control(rng, dtype):
 # -- output layer --------------------------------------------------------------------------
 
 # (N, I, O): single rows and columns, odd sizes, the shapes of the configs' output layers.
-LINEAR_SHAPES = [(1, 1, 1), (1, 7, 3), (7, 1, 5), (3, 5, 1), (25, 100, 65), (37, 31, 65),
-                 (1, 512, 65), (128, 256, 65), (2500, 128, 65)]
+LINEAR_SHAPES = [
+    (1, 1, 1),
+    (1, 7, 3),
+    (7, 1, 5),
+    (3, 5, 1),
+    (25, 100, 65),
+    (37, 31, 65),
+    (1, 512, 65),
+    (128, 256, 65),
+    (2500, 128, 65),
+]
 LINEAR_IDS = ["x".join(map(str, s)) for s in LINEAR_SHAPES]
 
 
@@ -217,9 +226,11 @@ def test_linear_forward_negative_control(rng, dtype):
 def _grad_buffers(rng, shape, dtype):
     N, I, O = shape  # noqa: E741
     # start from non-zero gradients: the kernel must add to them
-    return {"dW": rng.standard_normal((I, O)).astype(dtype),
-            "db": rng.standard_normal(O).astype(dtype),
-            "dX": np.full((N, I), np.nan, dtype)}
+    return {
+        "dW": rng.standard_normal((I, O)).astype(dtype),
+        "db": rng.standard_normal(O).astype(dtype),
+        "dX": np.full((N, I), np.nan, dtype),
+    }
 
 
 @pytest.mark.parametrize("with_dX", [True, False], ids=["dX", "no-dX"])
@@ -276,12 +287,18 @@ def test_train_steps_match_numpy_backend(opt):
     rng = np.random.default_rng(5)
     x = rng.integers(0, 11, (6, 3))
     y = rng.integers(0, 11, (6, 3))
-    models = [rnnfast.CharLM(11, cell="lstm", hidden_size=9, num_layers=2, dtype=np.float64,
-                             backend=backend, seed=1) for backend in ("c", "numpy")]
+    models = [
+        rnnfast.CharLM(
+            11, cell="lstm", hidden_size=9, num_layers=2, dtype=np.float64, backend=backend, seed=1
+        )
+        for backend in ("c", "numpy")
+    ]
     opts = [getattr(rnnfast, opt)(m, lr=0.01) for m in models]
     for _ in range(3):
-        losses = [m.train_step(x, y, o, clip=0.05, max_norm=0.5)[0]
-                  for m, o in zip(models, opts, strict=True)]
+        losses = [
+            m.train_step(x, y, o, clip=0.05, max_norm=0.5)[0]
+            for m, o in zip(models, opts, strict=True)
+        ]
         assert_close(losses[0], losses[1], np.float64, "loss")
     assert_close(models[0].flat_params, models[1].flat_params, np.float64, "params")
 
@@ -314,8 +331,9 @@ def test_rejects_non_contiguous():
         k.clip_by_value(g[::2], 1.0)
     W = np.zeros((4, 3), np.float32)
     with pytest.raises(ValueError, match="W: expected a C-contiguous array"):
-        k.linear_forward(np.zeros((2, 4), np.float32), np.zeros((2, 3), np.float32), W.T,
-                         np.zeros(4, np.float32))
+        k.linear_forward(
+            np.zeros((2, 4), np.float32), np.zeros((2, 3), np.float32), W.T, np.zeros(4, np.float32)
+        )
 
 
 def test_rejects_read_only():
@@ -343,8 +361,7 @@ def test_rejects_shape_mismatch():
     with pytest.raises(ValueError, match=r"dout: expected shape \(5, 4\), got \(5, 3\)"):
         k.linear_backward(None, np.zeros((3, 4)), np.zeros(4), np.zeros((5, 3)), X, W)
     with pytest.raises(ValueError, match=r"dX: expected shape \(5, 3\), got \(3, 5\)"):
-        k.linear_backward(np.zeros((3, 5)), np.zeros((3, 4)), np.zeros(4), np.zeros((5, 4)),
-                          X, W)
+        k.linear_backward(np.zeros((3, 5)), np.zeros((3, 4)), np.zeros(4), np.zeros((5, 4)), X, W)
     with pytest.raises(ValueError, match=r"X: expected a 2-D array of shape \(N, I\)"):
         k.linear_forward(np.zeros((5, 4)), np.zeros(3), W, b)
 
