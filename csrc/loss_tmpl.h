@@ -5,7 +5,7 @@
  * exp is the vectorizable FN(rf_exp) of loss_exp.h.  The row's max and sum use LANES partial
  * results in a fixed order: deterministic, and vectorizable under strict IEEE semantics. */
 
-#define LANES 16
+#define LANES 8
 #define XENT_CHUNK 256 /* stack scratch for exp(z - m) when no gradient is wanted */
 
 static inline real FN(row_max)(const real *restrict z, int V)
@@ -43,6 +43,7 @@ static inline real FN(exp_shifted_sum)(real *restrict e, const real *restrict z,
     return s;
 }
 
+RF_VECTOR_CLONES
 double FN(rf_softmax_xent)(real *dlogits, const real *logits, const int64_t *targets, int N, int V)
 {
     double total = 0.0;
@@ -71,6 +72,7 @@ double FN(rf_softmax_xent)(real *dlogits, const real *logits, const int64_t *tar
 }
 
 /* Test hook: the exp above, elementwise. */
+RF_VECTOR_CLONES
 void FN(rf_exp_array)(real *restrict out, const real *restrict x, int64_t n)
 {
     for (int64_t k = 0; k < n; k++)

@@ -2,6 +2,7 @@
  * branch-free arithmetic on restrict pointers so the compiler vectorizes it (sqrt and division
  * included: both are exact IEEE operations, so vectorizing them changes no result). */
 
+RF_VECTOR_CLONES
 void FN(rf_sgd_update)(real *restrict param, const real *restrict grad, real *restrict velocity,
                        double lr, double momentum, int64_t n)
 {
@@ -18,6 +19,7 @@ void FN(rf_sgd_update)(real *restrict param, const real *restrict grad, real *re
     }
 }
 
+RF_VECTOR_CLONES
 void FN(rf_adagrad_update)(real *restrict param, const real *restrict grad,
                            real *restrict memory, double lr, double eps, int64_t n)
 {
@@ -30,6 +32,7 @@ void FN(rf_adagrad_update)(real *restrict param, const real *restrict grad,
     }
 }
 
+RF_VECTOR_CLONES
 void FN(rf_rmsprop_update)(real *restrict param, const real *restrict grad,
                            real *restrict mean_square, double lr, double alpha, double eps,
                            int64_t n)
@@ -44,6 +47,7 @@ void FN(rf_rmsprop_update)(real *restrict param, const real *restrict grad,
     }
 }
 
+RF_VECTOR_CLONES
 void FN(rf_adam_update)(real *restrict param, const real *restrict grad, real *restrict m,
                         real *restrict v, double lr, double beta1, double beta2, double eps,
                         int64_t step, int64_t n)
@@ -64,6 +68,7 @@ void FN(rf_adam_update)(real *restrict param, const real *restrict grad, real *r
     }
 }
 
+RF_VECTOR_CLONES
 void FN(rf_clip_by_value)(real *restrict grad, double limit, int64_t n)
 {
     const real hi = (real)limit, lo = -hi;
@@ -76,6 +81,7 @@ void FN(rf_clip_by_value)(real *restrict grad, double limit, int64_t n)
 /* Eight independent partial sums (a fixed order, so the result is deterministic) let the
  * compiler vectorize a reduction that strict IEEE semantics would otherwise keep serial. */
 #define NORM_LANES 8
+RF_VECTOR_CLONES
 double FN(rf_global_norm)(const real *restrict grad, int64_t n)
 {
     double acc[NORM_LANES] = {0};
@@ -96,6 +102,7 @@ double FN(rf_global_norm)(const real *restrict grad, int64_t n)
 }
 #undef NORM_LANES
 
+RF_VECTOR_CLONES
 void FN(rf_scale)(real *restrict grad, double factor, int64_t n)
 {
     const real f = (real)factor;
