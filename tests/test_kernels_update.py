@@ -415,5 +415,5 @@ def test_adjacent_views_of_one_buffer_are_not_overlap(dtype):
     """Disjoint slices of one allocation pass; one shared element does not."""
     flat = np.zeros(12, dtype)
     k.adam_update(flat[0:3], flat[3:6], flat[6:9], flat[9:12], 1e-3, 0.9, 0.999, 1e-8, 1)
-    with pytest.raises(ValueError, match="v: output array overlaps"):
+    with pytest.raises(ValueError, match="m: output array overlaps"):
         k.adam_update(flat[0:3], flat[3:6], flat[6:9], flat[8:11], 1e-3, 0.9, 0.999, 1e-8, 1)
