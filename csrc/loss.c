@@ -1,6 +1,8 @@
 #include <math.h>
 
 #include "blas.h"
+#include "loss.h"
+#include "loss_exp.h"
 #include "rnnfast.h"
 
 #define RF_DTYPE 32

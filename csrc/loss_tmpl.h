@@ -1,27 +1,83 @@
-/* Fused, max-subtracted softmax cross-entropy, one pass per row:
+/* Fused, max-subtracted softmax cross-entropy, one exp per element:
  *   p_v = exp(z_v - m) / s,  m = max_v z_v,  s = sum_v exp(z_v - m)
  *   loss_n = -log p_y = log s - (z_y - m)
- *   dz_v = (p_v - [v == y]) / N */
+ *   dz_v = (p_v - [v == y]) / N
+ * exp is the vectorizable FN(rf_exp) of loss_exp.h.  The row's max and sum use LANES partial
+ * results in a fixed order: deterministic, and vectorizable under strict IEEE semantics. */
+
+#define LANES 8
+#define XENT_CHUNK 256 /* stack scratch for exp(z - m) when no gradient is wanted */
+
+static inline real FN(row_max)(const real *restrict z, int V)
+{
+    real acc[LANES];
+    for (int j = 0; j < LANES; j++)
+        acc[j] = z[0];
+    int v = 0;
+    for (; v + LANES <= V; v += LANES)
+        for (int j = 0; j < LANES; j++)
+            acc[j] = z[v + j] > acc[j] ? z[v + j] : acc[j];
+    for (; v < V; v++)
+        acc[0] = z[v] > acc[0] ? z[v] : acc[0];
+    real m = acc[0];
+    for (int j = 1; j < LANES; j++)
+        m = acc[j] > m ? acc[j] : m;
+    return m;
+}
+
+/* e_v = exp(z_v - m) for v < V; returns sum_v e_v. */
+static inline real FN(exp_shifted_sum)(real *restrict e, const real *restrict z, real m, int V)
+{
+    for (int v = 0; v < V; v++)
+        e[v] = FN(rf_exp)(z[v] - m);
+    real acc[LANES] = {0};
+    int v = 0;
+    for (; v + LANES <= V; v += LANES)
+        for (int j = 0; j < LANES; j++)
+            acc[j] += e[v + j];
+    for (; v < V; v++)
+        acc[0] += e[v];
+    real s = 0;
+    for (int j = 0; j < LANES; j++)
+        s += acc[j];
+    return s;
+}
+
+RF_VECTOR_CLONES
 double FN(rf_softmax_xent)(real *dlogits, const real *logits, const int64_t *targets, int N, int V)
 {
     double total = 0.0;
+    real scratch[XENT_CHUNK];
     for (int n = 0; n < N; n++) {
         const real *z = logits + (int64_t)n * V;
         const int64_t y = targets[n];
-        real m = z[0];
-        for (int v = 1; v < V; v++)
-            m = z[v] > m ? z[v] : m;
+        const real m = FN(row_max)(z, V);
         real s = 0;
-        for (int v = 0; v < V; v++)
-            s += EXP(z[v] - m);
-        total += (double)LOG(s) - (double)(z[y] - m);
         if (dlogits) {
-            real *dz = dlogits + (int64_t)n * V;
+            real *restrict dz = dlogits + (int64_t)n * V;
+            s = FN(exp_shifted_sum)(dz, z, m, V);
             const real scale = (real)1 / (s * (real)N);
             for (int v = 0; v < V; v++)
-                dz[v] = EXP(z[v] - m) * scale;
+                dz[v] *= scale;
             dz[y] -= (real)1 / (real)N;
+        } else {
+            for (int v0 = 0; v0 < V; v0 += XENT_CHUNK) {
+                const int len = V - v0 < XENT_CHUNK ? V - v0 : XENT_CHUNK;
+                s += FN(exp_shifted_sum)(scratch, z + v0, m, len);
+            }
         }
+        total += (double)LOG(s) - (double)(z[y] - m);
     }
     return total / N;
 }
+
+/* Test hook: the exp above, elementwise. */
+RF_VECTOR_CLONES
+void FN(rf_exp_array)(real *restrict out, const real *restrict x, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++)
+        out[k] = FN(rf_exp)(x[k]);
+}
+
+#undef LANES
+#undef XENT_CHUNK

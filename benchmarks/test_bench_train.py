@@ -1,0 +1,75 @@
+"""CharLM.train_step (Adam, clip by value 5) and batch-1 sampling per config, both backends.
+
+    PYTHONPATH=. pytest benchmarks/test_bench_train.py [--large] [--threads 1]
+
+Until a kernel exists in C the "c" backend runs its NumPy twin (see ``extra_info``).
+"""
+
+import numpy as np
+import pytest
+from bench_configs import CONFIGS, batch, vocab
+from conftest import config_params
+
+import rnnfast
+
+BACKENDS = ["c", "numpy"]
+SAMPLE_CHARS = 200
+
+
+def _model(cfg, backend):
+    return rnnfast.CharLM(
+        vocab(cfg.V),
+        cell=cfg.cell,
+        hidden_size=cfg.H,
+        num_layers=cfg.layers,
+        dtype=np.float32,
+        backend=backend,
+        seed=0,
+    )
+
+
+def _c_kernels(model):
+    return sorted(
+        name for name, fn in vars(model._ops).items() if fn.__module__ == "rnnfast._kernels"
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("config", config_params(list(CONFIGS)))
+def test_train_step(benchmark, record_blas, config, backend):
+    cfg = CONFIGS[config]
+    model = _model(cfg, backend)
+    opt = rnnfast.Adam(model, lr=2e-3)
+    x, y = batch(cfg)
+    state = [model.zero_state(cfg.B)]
+
+    def step():
+        _, state[0] = model.train_step(x, y, opt, state[0], clip=5.0)
+
+    benchmark.group = f"train_step {config} {cfg}"
+    benchmark(step)
+    chars = cfg.T * cfg.B
+    record_blas(
+        config=config,
+        backend=backend,
+        chars_per_call=chars,
+        chars_per_s=chars / benchmark.stats.stats.median,
+        c_kernels=_c_kernels(model),
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("config", config_params(list(CONFIGS)))
+def test_sample(benchmark, record_blas, config, backend):
+    cfg = CONFIGS[config]
+    model = _model(cfg, backend)
+    benchmark.group = f"sample {config} {cfg} chars={SAMPLE_CHARS}"
+    text = benchmark(model.sample, SAMPLE_CHARS, prime="a", temperature=0.8, seed=0)
+    assert len(text) == SAMPLE_CHARS + 1
+    record_blas(
+        config=config,
+        backend=backend,
+        chars_per_call=SAMPLE_CHARS,
+        chars_per_s=SAMPLE_CHARS / benchmark.stats.stats.median,
+        c_kernels=_c_kernels(model),
+    )

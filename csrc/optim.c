@@ -1,0 +1,14 @@
+#include <math.h>
+
+#include "loss_exp.h" /* RF_VECTOR_CLONES */
+#include "optim.h"
+
+#define RF_DTYPE 32
+#include "real_begin.h"
+#include "optim_tmpl.h"
+#include "real_end.h"
+
+#define RF_DTYPE 64
+#include "real_begin.h"
+#include "optim_tmpl.h"
+#include "real_end.h"
