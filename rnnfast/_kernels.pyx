@@ -97,3 +97,4 @@ def softmax_xent(dlogits, logits, targets):
         with nogil:
             loss = rf_softmax_xent_f64(<double *>dz, <const double *>z, y, N, V)
     return loss
+include "_recurrent.pxi"
