@@ -21,11 +21,20 @@ static inline void FN(rf_project)(real *A, const int64_t *ids, const real *X, co
         GEMM(0, 0, R, G, I, 1, X, I, W_x, G, 1, A, G);
 }
 
-/* out (n) = tanh(a (n)); out may be a itself. */
-static inline void FN(rf_tanh_pass)(real *out, const real *a, int64_t n)
+/* out (n) = tanh(a (n)) */
+static inline void FN(rf_tanh_pass)(real *restrict out, const real *restrict a, int64_t n)
 {
+    const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
     for (int64_t k = 0; k < n; k++)
-        out[k] = FN(rf_vtanh)(a[k]);
+        out[k] = FN(rf_vtanh)(a[k], lim);
+}
+
+/* a (n) = tanh(a) */
+static inline void FN(rf_tanh_inplace)(real *restrict a, int64_t n)
+{
+    const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
+    for (int64_t k = 0; k < n; k++)
+        a[k] = FN(rf_vtanh)(a[k], lim);
 }
 
 /* One row of the LSTM cell; a_i, a_f, a_g, a_o (H) hold the pre-activations and get the
@@ -35,17 +44,18 @@ static inline void FN(rf_lstm_row)(real *restrict h, real *restrict c, real *res
                                    real *restrict a_i, real *restrict a_f, real *restrict a_g,
                                    real *restrict a_o, const real *restrict c_prev, int H)
 {
+    const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
     for (int j = 0; j < H; j++) {
-        const real i = FN(rf_vsigmoid)(a_i[j]);
-        const real f = FN(rf_vsigmoid)(a_f[j]);
-        const real g = FN(rf_vtanh)(a_g[j]);
-        const real o = FN(rf_vsigmoid)(a_o[j]);
+        const real i = FN(rf_vsigmoid)(a_i[j], lim);
+        const real f = FN(rf_vsigmoid)(a_f[j], lim);
+        const real g = FN(rf_vtanh)(a_g[j], lim);
+        const real o = FN(rf_vsigmoid)(a_o[j], lim);
         a_i[j] = i;
         a_f[j] = f;
         a_g[j] = g;
         a_o[j] = o;
         const real cj = f * c_prev[j] + i * g;
-        const real t = FN(rf_vtanh)(cj);
+        const real t = FN(rf_vtanh)(cj, lim);
         c[j] = cj;
         tc[j] = t;
         h[j] = o * t;

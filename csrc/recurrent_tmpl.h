@@ -11,8 +11,9 @@ void FN(rf_vec_tanh)(real *out, const real *x, int64_t n)
 
 void FN(rf_vec_sigmoid)(real *out, const real *x, int64_t n)
 {
+    const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
     for (int64_t k = 0; k < n; k++)
-        out[k] = FN(rf_vsigmoid)(x[k]);
+        out[k] = FN(rf_vsigmoid)(x[k], lim);
 }
 
 /* db (G) += column sums of dA (R, G), summed in double per column block so float32 gradients
@@ -78,7 +79,7 @@ void FN(rf_rnn_forward)(real *hs, const int64_t *ids, const real *X, const real 
         real *a = hs + t * step;
         const real *h_prev = t ? a - step : h0;
         GEMM(0, 0, B, H, H, 1, h_prev, H, W_h, H, 1, a, H); /* a += h_{t-1} W_h */
-        FN(rf_tanh_pass)(a, a, step);
+        FN(rf_tanh_inplace)(a, step);
     }
 }
 

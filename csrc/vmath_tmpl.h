@@ -78,28 +78,58 @@ static inline real FN(rf_vm_reduce)(real x, real *scale)
     return (p * r) * r + r;
 }
 
+/* The clamp limits, read once per loop through a volatile: a clamp "y = y < lo ? lo : y" with a
+ * compile-time lo lets GCC fold the arithmetic that follows into the branch where y == lo, and
+ * under the default -ftrapping-math it then refuses to if-convert the loop, which therefore does
+ * not vectorize.  Hot loops call FN(rf_vm_limits_load)() before the loop and pass the result. */
+struct FN(rf_vm_limits) {
+    real exp_lo, exp_hi, tanh_lo;
+};
+
+static volatile const real FN(rf_vm_limit_values)[3] = {RF_VM_EXP_LO, RF_VM_EXP_HI,
+                                                        RF_VM_TANH_LO};
+
+static inline struct FN(rf_vm_limits) FN(rf_vm_limits_load)(void)
+{
+    struct FN(rf_vm_limits) lim;
+    lim.exp_lo = FN(rf_vm_limit_values)[0];
+    lim.exp_hi = FN(rf_vm_limit_values)[1];
+    lim.tanh_lo = FN(rf_vm_limit_values)[2];
+    return lim;
+}
+
 /* sigmoid(x) = 1 / (1 + exp(-x)) */
-static inline real FN(rf_vsigmoid)(real x)
+static inline real FN(rf_vsigmoid)(real x, struct FN(rf_vm_limits) lim)
 {
     real y = -x;
-    y = y < RF_VM_EXP_LO ? RF_VM_EXP_LO : y;
-    y = y > RF_VM_EXP_HI ? RF_VM_EXP_HI : y;
+    y = y < lim.exp_lo ? lim.exp_lo : y; /* NaN stays NaN */
+    y = y > lim.exp_hi ? lim.exp_hi : y;
     real scale;
     const real q = FN(rf_vm_reduce)(y, &scale);
     return (real)1 / ((real)1 + scale * ((real)1 + q));
 }
 
-/* tanh(x) = sign(x) (-e) / (2 + e),  e = expm1(-2|x|) */
-static inline real FN(rf_vtanh)(real x)
+/* tanh(x) = sign(x) (-e) / (2 + e),  e = expm1(-2|x|); |x| and the sign by bit operations */
+static inline real FN(rf_vtanh)(real x, struct FN(rf_vm_limits) lim)
 {
-    const real ax = x < 0 ? -x : x;
+    const RF_VM_UINT sign = (RF_VM_UINT)1 << (8 * sizeof(real) - 1);
+    RF_VM_UINT xb;
+    memcpy(&xb, &x, sizeof xb);
+    const RF_VM_UINT ab = xb & ~sign;
+    real ax;
+    memcpy(&ax, &ab, sizeof ax);
     real y = (real)-2 * ax;
-    y = y < RF_VM_TANH_LO ? RF_VM_TANH_LO : y;
+    y = y < lim.tanh_lo ? lim.tanh_lo : y;
     real scale;
     const real q = FN(rf_vm_reduce)(y, &scale);
     const real e = scale * q + (scale - (real)1);
-    const real t = -e / ((real)2 + e);
-    return x < 0 ? -t : t;
+    const real t = -e / ((real)2 + e); /* >= 0 */
+    RF_VM_UINT tb;
+    memcpy(&tb, &t, sizeof tb);
+    tb |= xb & sign; /* copysign(t, x) */
+    real out;
+    memcpy(&out, &tb, sizeof out);
+    return out;
 }
 
 #undef RF_VM_UINT
