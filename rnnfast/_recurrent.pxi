@@ -102,6 +102,7 @@ cdef tuple _check_layer(str cell, object X, object W_x, object W_h, object b, ob
                          f"got {W_h.shape}")
     H = W_h.shape[0]
     G = gates * H
+    _check_array("W_h", W_h, dtype, (H, G))
     _check_ndim("h0", h0, 2, f"(B, {H})")
     B = h0.shape[0]
     if B < 1:
