@@ -325,18 +325,19 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
         _check_array("c", c, dtype, (L, S, n))
     W_x, W_h, b = (_check_layer_list(name, a, L) for name, a in
                    (("W_x", W_x), ("W_h", W_h), ("b", b)))
-    _check_ndim("W_x[0]", W_x[0], 2, f"(V, {G})")
-    V = W_x[0].shape[0]
-    if V < 1:
-        raise ValueError(f"W_x[0]: expected at least one row (V >= 1), got shape {W_x[0].shape}")
-    for layer in range(L):
-        _check_array(f"W_x[{layer}]", W_x[layer], dtype, (V if layer == 0 else n, G))
+    for layer in range(L):  # first W_h: its shape tells an LSTM (c given) from an RNN
         _check_ndim(f"W_h[{layer}]", W_h[layer], 2, f"(H, {g_name}) = {(n, G)}")
         if W_h[layer].shape != (n, G):
             raise ValueError(f"W_h[{layer}]: expected shape (H, {g_name}) = {(n, G)} for an "
                              f"{cell} layer (c is {'None' if c is None else 'given'}), "
                              f"got {W_h[layer].shape}")
         _check_array(f"W_h[{layer}]", W_h[layer], dtype, (n, G))
+    _check_ndim("W_x[0]", W_x[0], 2, f"(V, {G})")
+    V = W_x[0].shape[0]
+    if V < 1:
+        raise ValueError(f"W_x[0]: expected at least one row (V >= 1), got shape {W_x[0].shape}")
+    for layer in range(L):
+        _check_array(f"W_x[{layer}]", W_x[layer], dtype, (V if layer == 0 else n, G))
         _check_array(f"b[{layer}]", b[layer], dtype, (G,))
     _check_array("W_y", W_y, dtype, (n, V))
     _check_array("b_y", b_y, dtype, (V,))
