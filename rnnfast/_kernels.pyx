@@ -98,3 +98,4 @@ def softmax_xent(dlogits, logits, targets):
             loss = rf_softmax_xent_f64(<double *>dz, <const double *>z, y, N, V)
     return loss
 include "_update.pxi"
+include "_recurrent.pxi"

@@ -1,0 +1,79 @@
+/* The sampling loop (a template: see real_begin.h): reference.sample and reference.draw in C.
+ * Per generated character: per layer the input projection (row gather for layer 0) plus one
+ * small GEMM and the cell; the logits; then the draw for each stream. */
+
+/* One id from logits z (V) with uniform u (reference.draw):
+ *   w_v = exp((z_v - max z) / temperature) in double; with top_k, w_v = 0 where z_v is below the
+ *   k-th largest z;  the first v with  w_0 + ... + w_v > u sum(w)  (sequential sums, like
+ *   np.cumsum), or V-1 if none;  argmax: the first largest z. */
+static int64_t FN(draw_row)(const real *z, double u, double temperature, int top_k, int argmax,
+                            int V, double *w, double *sel)
+{
+    if (argmax) {
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (z[v] > z[best])
+                best = v;
+        return best;
+    }
+    double m = z[0];
+    for (int v = 1; v < V; v++)
+        m = (double)z[v] > m ? (double)z[v] : m;
+    for (int v = 0; v < V; v++)
+        w[v] = exp(((double)z[v] - m) / temperature);
+    if (top_k > 0 && top_k < V) {
+        for (int v = 0; v < V; v++)
+            sel[v] = z[v];
+        const double kth = rf_kth_largest(sel, V, top_k - 1);
+        for (int v = 0; v < V; v++)
+            if ((double)z[v] < kth)
+                w[v] = 0;
+    }
+    double total = 0;
+    for (int v = 0; v < V; v++)
+        total += w[v];
+    const double target = u * total;
+    double cdf = 0;
+    for (int v = 0; v < V; v++) {
+        cdf += w[v];
+        if (cdf > target)
+            return v;
+    }
+    return V - 1;
+}
+
+void FN(rf_sample)(int64_t *out, const double *uniforms, const int64_t *first_ids, real *h,
+                   real *c, const real *const *W_x, const real *const *W_h,
+                   const real *const *b, const real *W_y, const real *b_y, double temperature,
+                   int top_k, int argmax, int N, int S, int L, int H, int V, real *act,
+                   real *cbuf, real *tcbuf, real *logits, double *w, double *sel, int64_t *ids)
+{
+    const int G = c ? 4 * H : H;
+    const int64_t layer = (int64_t)S * H;
+    memcpy(ids, first_ids, sizeof(int64_t) * S);
+    for (int t = 0; t < N; t++) {
+        for (int l = 0; l < L; l++) {
+            real *hl = h + l * layer;
+            if (l == 0) /* act = W_x[ids] + b,  or  h_below W_x + b */
+                FN(rf_project)(act, ids, NULL, W_x[0], b[0], S, V, G);
+            else
+                FN(rf_project)(act, NULL, hl - layer, W_x[l], b[l], S, H, G);
+            GEMM(0, 0, S, G, H, 1, hl, H, W_h[l], G, 1, act, G); /* act += h W_h */
+            if (c) {
+                real *cl = c + l * layer;
+                FN(rf_lstm_cell)(hl, cbuf, tcbuf, act, cl, S, H);
+                memcpy(cl, cbuf, sizeof(real) * layer);
+            } else {
+                FN(rf_tanh_pass)(hl, act, layer);
+            }
+        }
+        for (int s = 0; s < S; s++) /* logits = h_top W_y + b_y */
+            memcpy(logits + (int64_t)s * V, b_y, sizeof(real) * V);
+        GEMM(0, 0, S, V, H, 1, h + (L - 1) * layer, H, W_y, V, 1, logits, V);
+        for (int s = 0; s < S; s++) {
+            ids[s] = FN(draw_row)(logits + (int64_t)s * V, uniforms[(int64_t)t * S + s],
+                                  temperature, top_k, argmax, V, w, sel);
+            out[(int64_t)t * S + s] = ids[s];
+        }
+    }
+}

@@ -1,0 +1,404 @@
+"""The C recurrent layers (rnnfast._kernels) against their NumPy twins (rnnfast.reference).
+
+Each kernel runs on the same inputs in both backends over a grid of shapes (T = 1, B = 1, odd H,
+V = 2, H not a multiple of the vector width), ids and float inputs, zero and random initial
+state, both dtypes; the comparison is conftest.assert_close.  Each comparison has a negative
+control that must fail, and bad input must raise before any C runs.
+"""
+
+import numpy as np
+import pytest
+from conftest import assert_close
+
+import rnnfast.reference as ref
+from rnnfast import CharLM, State
+
+K = pytest.importorskip("rnnfast._kernels")
+
+GATES = {"rnn": 1, "lstm": 4}
+CELLS = ["rnn", "lstm"]
+# (T, B, I, H): I is V for id inputs
+SHAPES = [(1, 1, 2, 1), (1, 1, 2, 7), (5, 3, 2, 13), (6, 4, 11, 7), (4, 2, 9, 20), (12, 5, 17, 33)]
+SHAPE_IDS = ["T{}-B{}-I{}-H{}".format(*s) for s in SHAPES]
+
+
+def make_layer(rng, cell, shape, dtype, inputs="ids", init="random"):
+    """Inputs of one layer: a dict with X, W_x, W_h, b, h0 (and c0 for an LSTM)."""
+    T, B, I, H = shape  # noqa: E741
+    G = GATES[cell] * H
+    if inputs == "ids":
+        X = rng.integers(0, I, (T, B)).astype(np.int64)
+        X[0, 0] = I - 1  # the last row of W_x is reachable
+    else:
+        X = rng.uniform(-1, 1, (T, B, I)).astype(dtype)
+    layer = {
+        "X": X,
+        "W_x": rng.uniform(-0.6, 0.6, (I, G)).astype(dtype),
+        "W_h": rng.uniform(-0.6, 0.6, (H, G)).astype(dtype),
+        "b": rng.uniform(-0.3, 0.3, G).astype(dtype),
+    }
+    states = ["h0", "c0"] if cell == "lstm" else ["h0"]
+    for name in states:
+        layer[name] = (rng.uniform(-0.9, 0.9, (B, H)) if init == "random"
+                       else np.zeros((B, H))).astype(dtype)
+    return layer
+
+
+def forward_outputs(cell, layer):
+    T, B = layer["X"].shape[:2]
+    H, G = layer["W_h"].shape
+    dtype = layer["W_h"].dtype
+    if cell == "rnn":
+        return {"H": np.full((T, B, H), np.nan, dtype)}
+    out = {name: np.full((T, B, H), np.nan, dtype) for name in ("H", "C", "tanhC")}
+    out["gates"] = np.full((T, B, G), np.nan, dtype)
+    return out
+
+
+def run_forward(ops, cell, layer):
+    out = forward_outputs(cell, layer)
+    if cell == "rnn":
+        ops.rnn_forward(out["H"], layer["X"], layer["W_x"], layer["W_h"], layer["b"], layer["h0"])
+    else:
+        ops.lstm_forward(out["H"], out["C"], out["tanhC"], out["gates"], layer["X"],
+                         layer["W_x"], layer["W_h"], layer["b"], layer["h0"], layer["c0"])
+    return out
+
+
+def backward_grads(rng, cell, layer, fill="random"):
+    """Gradient buffers; parameter gradients start nonzero to check that they accumulate."""
+    T, B = layer["X"].shape[:2]
+    H, G = layer["W_h"].shape
+    dtype = layer["W_h"].dtype
+    start = (lambda shape: rng.uniform(-1, 1, shape).astype(dtype)) if fill == "random" else (
+        lambda shape: np.zeros(shape, dtype))
+    grads = {"dW_x": start(layer["W_x"].shape), "dW_h": start((H, G)), "db": start(G),
+             "dh0": np.full((B, H), np.nan, dtype), "dA": np.full((T, B, G), np.nan, dtype)}
+    if cell == "lstm":
+        grads["dc0"] = np.full((B, H), np.nan, dtype)
+    grads["dX"] = (None if layer["X"].dtype == np.int64
+                   else np.full(layer["X"].shape, np.nan, dtype))
+    return grads
+
+
+def run_backward(ops, cell, layer, fwd, dH, grads):
+    g = grads
+    if cell == "rnn":
+        ops.rnn_backward(g["dX"], g["dW_x"], g["dW_h"], g["db"], g["dh0"], g["dA"], dH,
+                         layer["X"], fwd["H"], layer["W_x"], layer["W_h"], layer["h0"])
+    else:
+        ops.lstm_backward(g["dX"], g["dW_x"], g["dW_h"], g["db"], g["dh0"], g["dc0"], g["dA"],
+                          dH, layer["X"], fwd["H"], fwd["C"], fwd["tanhC"], fwd["gates"],
+                          layer["W_x"], layer["W_h"], layer["h0"], layer["c0"])
+
+
+def copy_dict(d):
+    return {k: None if v is None else v.copy() for k, v in d.items()}
+
+
+def assert_all_close(actual, expected, dtype):
+    for name in expected:
+        if expected[name] is None:
+            assert actual[name] is None, name
+        else:
+            assert_close(actual[name], expected[name], dtype, name)
+
+
+# ---- forward ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", ["zero", "random"])
+@pytest.mark.parametrize("inputs", ["ids", "float"])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_forward_matches_reference(rng, dtype, cell, shape, inputs, init):
+    layer = make_layer(rng, cell, shape, dtype, inputs, init)
+    assert_all_close(run_forward(K, cell, layer), run_forward(ref, cell, layer), dtype)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_forward_negative_control(rng, dtype, cell):
+    layer = make_layer(rng, cell, (5, 3, 11, 13), dtype, "float")
+    expected = run_forward(ref, cell, layer)
+    layer["W_h"][2, 3] += dtype.type(0.01)
+    with pytest.raises(AssertionError):
+        assert_close(run_forward(K, cell, layer)["H"], expected["H"], dtype)
+
+
+# ---- backward -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", ["zero", "random"])
+@pytest.mark.parametrize("inputs", ["ids", "float"])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_matches_reference(rng, dtype, cell, shape, inputs, init):
+    layer = make_layer(rng, cell, shape, dtype, inputs, init)
+    fwd = run_forward(ref, cell, layer)
+    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    dH_before = dH.copy()
+    grads = backward_grads(rng, cell, layer)
+    expected = copy_dict(grads)
+    run_backward(ref, cell, layer, fwd, dH, expected)
+    run_backward(K, cell, layer, fwd, dH, grads)
+    assert_all_close(grads, expected, dtype)
+    np.testing.assert_array_equal(dH, dH_before)  # dH is read only
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_negative_control(rng, dtype, cell):
+    layer = make_layer(rng, cell, (5, 3, 11, 13), dtype, "float")
+    fwd = run_forward(ref, cell, layer)
+    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    grads = backward_grads(rng, cell, layer)
+    expected = copy_dict(grads)
+    run_backward(ref, cell, layer, fwd, dH, expected)
+    layer["W_h"][1, 2] += dtype.type(0.01)
+    run_backward(K, cell, layer, fwd, dH, grads)
+    with pytest.raises(AssertionError):
+        assert_close(grads["dh0"], expected["dh0"], dtype)
+
+
+@pytest.mark.parametrize("inputs", ["ids", "float"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_twice_accumulates_twice(rng, dtype, cell, inputs):
+    layer = make_layer(rng, cell, (6, 4, 11, 7), dtype, inputs)
+    fwd = run_forward(K, cell, layer)
+    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    grads = backward_grads(rng, cell, layer, fill="zero")
+    run_backward(K, cell, layer, fwd, dH, grads)
+    once = copy_dict(grads)
+    run_backward(K, cell, layer, fwd, dH, grads)
+    for name in ("dW_x", "dW_h", "db"):
+        assert_close(grads[name], 2 * once[name], dtype, name)
+        assert np.abs(once[name]).max() > 0, name
+    for name in ("dX", "dh0", "dc0", "dA"):  # assigned: identical on the second call
+        if name in grads and grads[name] is not None:
+            np.testing.assert_array_equal(grads[name], once[name], err_msg=name)
+
+
+# ---- the whole model ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", ["zero", "random"])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("cell", CELLS)
+def test_model_loss_and_grads_match_numpy(rng, dtype, cell, layers, init):
+    V, H, T, B = 7, 13, 9, 3
+    models = {be: CharLM(V, cell=cell, hidden_size=H, num_layers=layers, dtype=dtype,
+                         backend=be, seed=5) for be in ("c", "numpy")}
+    x = rng.integers(0, V, (T, B))
+    y = rng.integers(0, V, (T, B))
+    state = models["c"].zero_state(B)
+    if init == "random":
+        state = State(*(None if s is None else rng.uniform(-0.9, 0.9, s.shape).astype(dtype)
+                        for s in state))
+    loss_c, grads_c, final_c, dstate_c = models["c"].loss_and_grads(x, y, state, state_grad=True)
+    loss_n, grads_n, final_n, dstate_n = models["numpy"].loss_and_grads(
+        x, y, state, state_grad=True)
+    assert_close(loss_c, loss_n, dtype, "loss")
+    for name in grads_n:
+        assert_close(grads_c[name], grads_n[name], dtype, name)
+    for part in range(2 if cell == "lstm" else 1):
+        assert_close(final_c[part], final_n[part], dtype, f"final state {part}")
+        assert_close(dstate_c[part], dstate_n[part], dtype, f"dstate {part}")
+
+
+def test_model_long_sequence_float32(rng):
+    """A longer BPTT (T = 50, B = 8, H = 64, 2 layers) in float32 stays within the table."""
+    dtype = np.dtype(np.float32)
+    models = {be: CharLM(30, cell="lstm", hidden_size=64, num_layers=2, dtype=dtype,
+                         backend=be, seed=1) for be in ("c", "numpy")}
+    x = rng.integers(0, 30, (50, 8))
+    y = rng.integers(0, 30, (50, 8))
+    loss_c, grads_c, _ = models["c"].loss_and_grads(x, y)
+    loss_n, grads_n, _ = models["numpy"].loss_and_grads(x, y)
+    assert_close(loss_c, loss_n, dtype, "loss")
+    for name in grads_n:
+        assert_close(grads_c[name], grads_n[name], dtype, name)
+
+
+def test_model_negative_control(rng, dtype):
+    models = {be: CharLM(7, cell="lstm", hidden_size=13, num_layers=2, dtype=dtype,
+                         backend=be, seed=5) for be in ("c", "numpy")}
+    models["c"].params["W_h.0"][3, 5] += dtype.type(0.5)
+    x = rng.integers(0, 7, (9, 3))
+    _, _, final_c = models["c"].loss_and_grads(x, x)
+    _, _, final_n = models["numpy"].loss_and_grads(x, x)
+    with pytest.raises(AssertionError):
+        assert_close(final_c.h, final_n.h, dtype)
+
+
+def test_model_c_backend_uses_the_c_kernels():
+    ops = CharLM(5, backend="c")._ops
+    for name in ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "sample"):
+        assert getattr(ops, name) is getattr(K, name), name
+
+
+# ---- the vectorizable tanh and sigmoid ------------------------------------------------------
+
+# Documented in csrc/vmath_tmpl.h: max relative error in units of the dtype's epsilon, against
+# the exact value (float64 libm for float32; libm, itself within 1 ulp, for float64).
+VMATH_ULPS = {np.dtype(np.float32): 2.0, np.dtype(np.float64): 3.0}
+
+
+def test_vmath_error_vs_libm(dtype):
+    x = np.linspace(-20, 20, 2_000_001).astype(dtype)
+    x = np.concatenate([x, np.geomspace(1e-30, 1, 10_001).astype(dtype)])
+    x = np.concatenate([x, -x])
+    exact = {"tanh": np.tanh(x.astype(np.float64)),
+             "sigmoid": 1 / (1 + np.exp(-x.astype(np.float64)))}
+    eps = np.finfo(dtype).eps
+    for name, fn in (("tanh", K.vec_tanh), ("sigmoid", K.vec_sigmoid)):
+        out = np.empty_like(x)
+        fn(out, x)
+        nonzero = exact[name] != 0
+        rel = np.abs(out[nonzero] - exact[name][nonzero]) / np.abs(exact[name][nonzero])
+        assert rel.max() <= VMATH_ULPS[dtype] * eps, (name, rel.max() / eps)
+        assert np.all(out[~nonzero] == 0), name
+
+
+def test_vmath_special_values(dtype):
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e4, -1e4, 100, -100], dtype)
+    t = np.empty_like(x)
+    K.vec_tanh(t, x)
+    assert np.isnan(t[0])
+    np.testing.assert_array_equal(t[1:], np.tanh(x[1:]))
+    assert np.signbit(t[4])
+    s = np.empty_like(x)
+    K.vec_sigmoid(s, x)
+    assert np.isnan(s[0])
+    np.testing.assert_array_equal(s[[1, 3, 5, 7]], [1, 0.5, 1, 1])
+    assert np.all((s[[2, 6, 8]] >= 0) & (s[[2, 6, 8]] < 1e-37))
+
+
+# ---- bad input raises before any C runs -----------------------------------------------------
+
+
+def forward_call(cell, layer, out):
+    if cell == "rnn":
+        return lambda: K.rnn_forward(out["H"], layer["X"], layer["W_x"], layer["W_h"],
+                                     layer["b"], layer["h0"])
+    return lambda: K.lstm_forward(out["H"], out["C"], out["tanhC"], out["gates"], layer["X"],
+                                  layer["W_x"], layer["W_h"], layer["b"], layer["h0"],
+                                  layer["c0"])
+
+
+def bad_forward_cases(cell, layer, out, dtype):
+    """(description, exception, message fragment, layer, out) with one thing wrong each."""
+    other = np.float32 if dtype == np.float64 else np.float64
+    cases = []
+
+    def case(desc, exc, match, **changes):
+        new_layer, new_out = dict(layer), dict(out)
+        for k, v in changes.items():
+            (new_out if k in out else new_layer)[k] = v
+        cases.append((desc, exc, match, new_layer, new_out))
+
+    T, B, V = layer["X"].shape[0], layer["X"].shape[1], layer["W_x"].shape[0]
+    case("W_x dtype", TypeError, "W_x: expected dtype", W_x=layer["W_x"].astype(other))
+    case("h0 dtype", TypeError, "h0: expected dtype", h0=layer["h0"].astype(other))
+    case("H dtype", TypeError, "H: expected dtype", H=out["H"].astype(other))
+    case("ids dtype", TypeError, "X: expected dtype int64", X=layer["X"].astype(np.int32))
+    case("W_h not contiguous", ValueError, "W_h: expected a C-contiguous",
+         W_h=np.asfortranarray(layer["W_h"]))
+    case("H not contiguous", ValueError, "H: expected a C-contiguous",
+         H=np.full((T, B, 2 * out["H"].shape[2]), np.nan, dtype)[:, :, ::2])
+    ro = out["H"].copy()
+    ro.flags.writeable = False
+    case("H read-only", ValueError, "H: output array is read-only", H=ro)
+    case("b length", ValueError, "b: expected shape", b=layer["b"][:-1].copy())
+    case("h0 batch", ValueError, "(X|c0): expected shape",
+         h0=np.zeros((B + 1, out["H"].shape[2]), dtype))
+    case("empty batch", ValueError, "h0: expected at least one row", h0=layer["h0"][:0].copy())
+    case("W_h not (H, G)", ValueError, "W_h: expected shape",
+         W_h=np.zeros((layer["W_h"].shape[0] + 1, layer["W_h"].shape[1]), dtype))
+    case("X batch", ValueError, "X: expected shape", X=layer["X"][:, :0].copy())
+    case("H shape", ValueError, "H: expected shape", H=out["H"][:, :, :-1].copy())
+    case("W_x rows", ValueError, "W_x: expected shape", X=layer["X"][..., None].astype(dtype))
+    bad = layer["X"].copy()
+    bad[-1, -1] = -1
+    case("negative id", ValueError, "X: character id -1 out of range", X=bad)
+    bad = layer["X"].copy()
+    bad[0, -1] = V
+    case("id >= V", ValueError, f"X: character id {V} out of range", X=bad)
+    case("not an array", TypeError, "h0: expected a numpy.ndarray", h0=layer["h0"].tolist())
+    return cases
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_forward_bad_input_raises_before_c(rng, dtype, cell):
+    layer = make_layer(rng, cell, (4, 3, 5, 6), dtype)
+    out = forward_outputs(cell, layer)
+    forward_call(cell, layer, out)()  # the good call passes
+    for desc, exc, match, bad_layer, bad_out in bad_forward_cases(cell, layer, out, dtype):
+        for name in bad_out:
+            if bad_out[name].flags.writeable:
+                bad_out[name][...] = -7
+        with pytest.raises(exc, match=match):
+            forward_call(cell, bad_layer, bad_out)()
+            pytest.fail(f"no exception for {desc}")
+        for name in bad_out:  # no C ran: the outputs are untouched
+            assert np.all(bad_out[name] == -7) or not bad_out[name].flags.writeable, desc
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_forward_overlapping_output_raises(rng, dtype, cell):
+    layer = make_layer(rng, cell, (4, 3, 6, 6), dtype, "float")
+    out = forward_outputs(cell, layer)
+    out["H"] = layer["X"]  # (T, B, I) with I == H: the output would overwrite the input
+    with pytest.raises(ValueError, match="H: output array overlaps X"):
+        forward_call(cell, layer, out)()
+    if cell == "lstm":
+        out = forward_outputs(cell, layer)
+        out["C"] = out["H"]
+        with pytest.raises(ValueError, match="C: output array overlaps H"):
+            forward_call(cell, layer, out)()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_bad_input_raises_before_c(rng, dtype, cell):
+    layer = make_layer(rng, cell, (4, 3, 6, 6), dtype, "float")
+    fwd = run_forward(K, cell, layer)
+    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    other = np.float32 if dtype == np.float64 else np.float64
+
+    def attempt(exc, match, grads=None, dH_=dH, fwd_=fwd, layer_=layer):
+        grads = grads or backward_grads(rng, cell, layer, fill="zero")
+        before = copy_dict(grads)
+        with pytest.raises(exc, match=match):
+            run_backward(K, cell, layer_, fwd_, dH_, grads)
+        for name in grads:
+            if grads[name] is not None and grads[name].flags.writeable:
+                np.testing.assert_array_equal(grads[name], before[name], err_msg=name)
+
+    g = backward_grads(rng, cell, layer, fill="zero")
+    g["dW_h"] = g["dW_h"].astype(other)
+    attempt(TypeError, "dW_h: expected dtype", g)
+    attempt(TypeError, "dH: expected dtype", dH_=dH.astype(other))
+    g = backward_grads(rng, cell, layer, fill="zero")
+    g["db"] = np.zeros(2 * g["db"].size, dtype)[::2]
+    attempt(ValueError, "db: expected a C-contiguous", g)
+    g = backward_grads(rng, cell, layer, fill="zero")
+    g["dW_x"].flags.writeable = False
+    attempt(ValueError, "dW_x: output array is read-only", g)
+    g = backward_grads(rng, cell, layer, fill="zero")
+    g["dh0"] = g["dh0"][:, :-1].copy()
+    attempt(ValueError, "dh0: expected shape", g)
+    attempt(ValueError, "dH: expected shape", dH_=dH[:-1].copy())
+    g = backward_grads(rng, cell, layer, fill="zero")
+    g["dX"] = dH  # the input gradient would overwrite the incoming gradient
+    attempt(ValueError, "dX: output array overlaps dH", g)
+    g = backward_grads(rng, cell, layer, fill="zero")
+    g["dW_x"] = g["dW_h"]  # I == H: one buffer for two gradients
+    attempt(ValueError, "dW_h: output array overlaps dW_x", g)
+    ids_layer = make_layer(rng, cell, (4, 3, 6, 6), dtype, "ids")
+    ids_fwd = run_forward(K, cell, ids_layer)
+    bad = dict(ids_layer)
+    bad["X"] = ids_layer["X"].copy()
+    bad["X"][1, 1] = 6
+    attempt(ValueError, "X: character id 6 out of range", backward_grads(rng, cell, ids_layer,
+            fill="zero"), fwd_=ids_fwd, layer_=bad)
+    bad["X"][1, 1] = -3
+    attempt(ValueError, "X: character id -3 out of range", backward_grads(rng, cell, ids_layer,
+            fill="zero"), fwd_=ids_fwd, layer_=bad)

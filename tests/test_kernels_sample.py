@@ -1,0 +1,199 @@
+"""The C sampling loop (rnnfast._kernels.sample) against reference.sample / reference.draw.
+
+Both turn the same uniform numbers into characters by the same rule, so the ids must be
+identical, not merely close: in float64 always, in float32 on these seeds.
+"""
+
+import numpy as np
+import pytest
+from conftest import assert_close
+
+import rnnfast.reference as ref
+from rnnfast import CharLM, Vocab
+
+K = pytest.importorskip("rnnfast._kernels")
+
+GATES = {"rnn": 1, "lstm": 4}
+OPTIONS = {
+    "plain": dict(temperature=1.0, top_k=None, argmax=False),
+    "cold": dict(temperature=0.5, top_k=None, argmax=False),
+    "hot": dict(temperature=1.7, top_k=None, argmax=False),
+    "top1": dict(temperature=1.0, top_k=1, argmax=False),
+    "top3-cold": dict(temperature=0.8, top_k=3, argmax=False),
+    "argmax": dict(temperature=1.0, top_k=None, argmax=True),
+}
+
+
+def make_sampler(rng, cell, V, H, L, S, N, dtype):
+    """Arguments of ``sample``: recurrent weights small enough that the dynamics contract (in a
+    chaotic RNN any rounding difference, even one ulp of tanh, grows until the streams part),
+    output weights large enough that the distributions are far from flat."""
+    G = GATES[cell] * H
+    scale = 1.0 / np.sqrt(H)
+    u = lambda shape, s=scale: rng.uniform(-s, s, shape).astype(dtype)  # noqa: E731
+    return {
+        "out": np.full((N, S), -1, np.int64),
+        "uniforms": rng.random((N, S)),
+        "first_ids": rng.integers(0, V, S).astype(np.int64),
+        "h": u((L, S, H), 0.9),
+        "c": u((L, S, H), 0.9) if cell == "lstm" else None,
+        "W_x": [u((V, G), 1.0) if layer == 0 else u((H, G)) for layer in range(L)],
+        "W_h": [u((H, G)) for _ in range(L)],
+        "b": [u(G, 0.3) for _ in range(L)],
+        "W_y": u((H, V), 3.0),
+        "b_y": u(V, 0.5),
+    }
+
+
+def call(ops, args, temperature, top_k, argmax):
+    a = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in args.items()}
+    ops.sample(a["out"], a["uniforms"], a["first_ids"], a["h"], a["c"], a["W_x"], a["W_h"],
+               a["b"], a["W_y"], a["b_y"], temperature, top_k, argmax)
+    return a
+
+
+@pytest.mark.parametrize("option", list(OPTIONS))
+@pytest.mark.parametrize("dims", [(2, 1, 1, 1, 40), (11, 7, 2, 4, 60), (29, 13, 3, 3, 50)],
+                         ids=["V2-H1-L1-S1", "V11-H7-L2-S4", "V29-H13-L3-S3"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_sample_ids_identical_to_reference(rng, dtype, cell, dims, option):
+    V, H, L, S, N = dims
+    args = make_sampler(rng, cell, V, H, L, S, N, dtype)
+    got = call(K, args, **OPTIONS[option])
+    expected = call(ref, args, **OPTIONS[option])
+    np.testing.assert_array_equal(got["out"], expected["out"])
+    assert got["out"].min() >= 0 and got["out"].max() < V
+    # the state advanced in place the same way
+    assert_close(got["h"], expected["h"], dtype, "h")
+    if cell == "lstm":
+        assert_close(got["c"], expected["c"], dtype, "c")
+    if option != "argmax" and V > 2 and N >= 50:
+        assert len(np.unique(got["out"])) > 1  # really sampled, not a constant stream
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_sample_negative_control(rng, dtype, cell):
+    args = make_sampler(rng, cell, 11, 7, 2, 4, 60, dtype)
+    expected = call(ref, args, **OPTIONS["plain"])
+    args["W_y"] = args["W_y"].copy()
+    args["W_y"][:, 3] += dtype.type(1.0)  # makes character 3 more likely
+    got = call(K, args, **OPTIONS["plain"])
+    assert not np.array_equal(got["out"], expected["out"])
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_sample_continues_where_it_stopped(rng, dtype, cell):
+    args = make_sampler(rng, cell, 11, 7, 2, 3, 40, dtype)
+    whole = call(K, args, 0.9, 4, False)
+    first = dict(args, out=args["out"][:15].copy(), uniforms=args["uniforms"][:15].copy())
+    first = call(K, first, 0.9, 4, False)
+    second = dict(args, out=args["out"][15:].copy(), uniforms=args["uniforms"][15:].copy(),
+                  first_ids=first["out"][-1].copy(), h=first["h"], c=first["c"])
+    second = call(K, second, 0.9, 4, False)
+    np.testing.assert_array_equal(np.concatenate([first["out"], second["out"]]), whole["out"])
+
+
+def test_top_k_keeps_ties_and_argmax_takes_the_first(dtype):
+    """Logits with ties at the k-th value: every tied entry stays in play, as in draw."""
+    V, H, S, N = 6, 3, 1, 400
+    rng = np.random.default_rng(3)
+    args = make_sampler(rng, "rnn", V, H, 1, S, N, dtype)
+    args["W_y"] = np.zeros((H, V), dtype)
+    args["b_y"] = np.array([0.0, 2.0, 1.0, 2.0, 2.0, -1.0], dtype)
+    got = call(K, args, 1.0, 2, False)
+    np.testing.assert_array_equal(got["out"], call(ref, args, 1.0, 2, False)["out"])
+    assert set(np.unique(got["out"])) == {1, 3, 4}
+    got = call(K, args, 1.0, None, True)
+    assert np.all(got["out"] == 1)
+
+
+def test_top_k_at_least_V_means_no_top_k(rng, dtype):
+    args = make_sampler(rng, "lstm", 11, 7, 2, 4, 60, dtype)
+    np.testing.assert_array_equal(call(K, args, 1.0, 11, False)["out"],
+                                  call(ref, args, 1.0, None, False)["out"])
+    np.testing.assert_array_equal(call(K, args, 1.0, 50, False)["out"],
+                                  call(ref, args, 1.0, None, False)["out"])
+
+
+# ---- through the model ----------------------------------------------------------------------
+
+TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_model_sample_text_identical_across_backends(dtype, cell):
+    vocab = Vocab.from_text(TEXT)
+    models = {be: CharLM(vocab, cell=cell, hidden_size=24, num_layers=2, dtype=dtype,
+                         backend=be, seed=7) for be in ("c", "numpy")}
+    for m in models.values():  # a peaked distribution, a real test of the draw
+        m.params["W_y"][...] *= 8
+    for kwargs in (dict(), dict(prime="To be", temperature=0.7),
+                   dict(prime="the ", top_k=5, num_samples=3), dict(prime="Wh", argmax=True)):
+        texts = {be: m.sample(300, seed=11, **kwargs) for be, m in models.items()}
+        assert texts["c"] == texts["numpy"], kwargs
+
+
+# ---- bad input raises before any C runs -----------------------------------------------------
+
+
+def test_sample_bad_input_raises_before_c(rng, dtype):
+    args = make_sampler(rng, "lstm", 11, 7, 2, 3, 20, dtype)
+    call(K, args, 1.0, None, False)  # the good call passes
+    other = np.float32 if dtype == np.float64 else np.float64
+    ro = args["out"].copy()
+    ro.flags.writeable = False
+    bad_ids = args["first_ids"].copy()
+    bad_ids[1] = 11
+    neg_ids = args["first_ids"].copy()
+    neg_ids[0] = -1
+    cases = [
+        (TypeError, "W_y: expected dtype", dict(W_y=args["W_y"].astype(other))),
+        (TypeError, r"W_h\[1\]: expected dtype", dict(W_h=[args["W_h"][0],
+                                                          args["W_h"][1].astype(other)])),
+        (TypeError, "uniforms: expected dtype float64", dict(uniforms=args["uniforms"]
+                                                             .astype(np.float32))),
+        (TypeError, "first_ids: expected dtype int64", dict(first_ids=args["first_ids"]
+                                                            .astype(np.int32))),
+        (ValueError, "W_y: expected a C-contiguous", dict(W_y=np.asfortranarray(args["W_y"]))),
+        (ValueError, "out: output array is read-only", dict(out=ro)),
+        (ValueError, "W_x: expected 2 arrays", dict(W_x=args["W_x"][:1])),
+        (ValueError, r"b\[0\]: expected shape", dict(b=[args["b"][0][:-1].copy(),
+                                                        args["b"][1]])),
+        (ValueError, r"W_h\[0\]: expected shape \(H, H\) = \(7, 7\) for an rnn", dict(c=None)),
+        (ValueError, "uniforms: expected shape", dict(uniforms=args["uniforms"][:-1].copy())),
+        (ValueError, "first_ids: character id 11 out of range", dict(first_ids=bad_ids)),
+        (ValueError, "first_ids: character id -1 out of range", dict(first_ids=neg_ids)),
+        (ValueError, "W_y: expected shape", dict(W_y=args["W_y"][:, :-1].copy())),
+        (ValueError, "temperature", dict(temperature=0.0)),
+        (ValueError, "temperature", dict(temperature=float("nan"))),
+        (ValueError, "top_k", dict(top_k=0)),
+        (ValueError, "h: expected a C-contiguous", dict(h=np.zeros((2, 3, 14), dtype)[..., ::2])),
+    ]
+    for exc, match, change in cases:
+        a = {k: v for k, v in args.items()}
+        options = dict(temperature=1.0, top_k=None, argmax=False)
+        for k, v in change.items():
+            (options if k in options else a)[k] = v
+        if a["out"].flags.writeable:
+            a["out"] = a["out"].copy()
+            a["out"][...] = -7
+        h_before = a["h"].copy()
+        with pytest.raises(exc, match=match):
+            K.sample(a["out"], a["uniforms"], a["first_ids"], a["h"], a["c"], a["W_x"],
+                     a["W_h"], a["b"], a["W_y"], a["b_y"], **options)
+        if a["out"].flags.writeable:
+            assert np.all(a["out"] == -7), match
+        np.testing.assert_array_equal(a["h"], h_before, err_msg=match)
+
+
+def test_sample_overlapping_state_raises(rng, dtype):
+    args = make_sampler(rng, "lstm", 11, 7, 2, 3, 20, dtype)
+    with pytest.raises(ValueError, match="c: output array overlaps h"):
+        K.sample(args["out"], args["uniforms"], args["first_ids"], args["h"], args["h"],
+                 args["W_x"], args["W_h"], args["b"], args["W_y"], args["b_y"], 1.0, None, False)
+    shared = np.zeros(14 + 7 * 28, dtype)
+    h = shared[:42].reshape(2, 3, 7)
+    W_h0 = shared[14:].reshape(7, 28)  # its first 28 elements are h's last 28
+    with pytest.raises(ValueError, match=r"h: output array overlaps W_h\[0\]"):
+        K.sample(args["out"], args["uniforms"], args["first_ids"], h, args["c"], args["W_x"],
+                 [W_h0, args["W_h"][1]], args["b"], args["W_y"], args["b_y"], 1.0, None, False)
