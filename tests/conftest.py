@@ -25,6 +25,21 @@ def assert_close(actual, expected, dtype, name=""):
     np.testing.assert_allclose(actual, expected, err_msg=name, **tol)
 
 
+def assert_as_accurate(actual, reference32, reference64, name=""):
+    """float32 results of a long or chaotic computation (many BPTT steps, saturated weights, a
+    training run) where rounding is amplified: the C result must be as close to the float64
+    reference as the float32 reference is, within 4x, plus the table's float32 bound."""
+    tol = TOLERANCES[np.dtype(np.float32)]
+    actual, expected = np.asarray(actual, np.float64), np.asarray(reference64, np.float64)
+    reference_error = np.max(np.abs(np.asarray(reference32, np.float64) - expected))
+    bound = 4 * reference_error + tol["atol"] + tol["rtol"] * np.abs(expected)
+    excess = np.abs(actual - expected) - bound
+    assert np.all(excess <= 0), (
+        f"{name}: C float32 error {np.max(np.abs(actual - expected)):.3g} vs the float32 "
+        f"reference's {reference_error:.3g} (both against float64)"
+    )
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261129)

@@ -39,8 +39,9 @@ def make_layer(rng, cell, shape, dtype, inputs="ids", init="random"):
     }
     states = ["h0", "c0"] if cell == "lstm" else ["h0"]
     for name in states:
-        layer[name] = (rng.uniform(-0.9, 0.9, (B, H)) if init == "random"
-                       else np.zeros((B, H))).astype(dtype)
+        layer[name] = (
+            rng.uniform(-0.9, 0.9, (B, H)) if init == "random" else np.zeros((B, H))
+        ).astype(dtype)
     return layer
 
 
@@ -60,8 +61,18 @@ def run_forward(ops, cell, layer):
     if cell == "rnn":
         ops.rnn_forward(out["H"], layer["X"], layer["W_x"], layer["W_h"], layer["b"], layer["h0"])
     else:
-        ops.lstm_forward(out["H"], out["C"], out["tanhC"], out["gates"], layer["X"],
-                         layer["W_x"], layer["W_h"], layer["b"], layer["h0"], layer["c0"])
+        ops.lstm_forward(
+            out["H"],
+            out["C"],
+            out["tanhC"],
+            out["gates"],
+            layer["X"],
+            layer["W_x"],
+            layer["W_h"],
+            layer["b"],
+            layer["h0"],
+            layer["c0"],
+        )
     return out
 
 
@@ -70,26 +81,61 @@ def backward_grads(rng, cell, layer, fill="random"):
     T, B = layer["X"].shape[:2]
     H, G = layer["W_h"].shape
     dtype = layer["W_h"].dtype
-    start = (lambda shape: rng.uniform(-1, 1, shape).astype(dtype)) if fill == "random" else (
-        lambda shape: np.zeros(shape, dtype))
-    grads = {"dW_x": start(layer["W_x"].shape), "dW_h": start((H, G)), "db": start(G),
-             "dh0": np.full((B, H), np.nan, dtype), "dA": np.full((T, B, G), np.nan, dtype)}
+    start = (
+        (lambda shape: rng.uniform(-1, 1, shape).astype(dtype))
+        if fill == "random"
+        else (lambda shape: np.zeros(shape, dtype))
+    )
+    grads = {
+        "dW_x": start(layer["W_x"].shape),
+        "dW_h": start((H, G)),
+        "db": start(G),
+        "dh0": np.full((B, H), np.nan, dtype),
+        "dA": np.full((T, B, G), np.nan, dtype),
+    }
     if cell == "lstm":
         grads["dc0"] = np.full((B, H), np.nan, dtype)
-    grads["dX"] = (None if layer["X"].dtype == np.int64
-                   else np.full(layer["X"].shape, np.nan, dtype))
+    grads["dX"] = None if layer["X"].dtype == np.int64 else np.full(layer["X"].shape, np.nan, dtype)
     return grads
 
 
 def run_backward(ops, cell, layer, fwd, dH, grads):
     g = grads
     if cell == "rnn":
-        ops.rnn_backward(g["dX"], g["dW_x"], g["dW_h"], g["db"], g["dh0"], g["dA"], dH,
-                         layer["X"], fwd["H"], layer["W_x"], layer["W_h"], layer["h0"])
+        ops.rnn_backward(
+            g["dX"],
+            g["dW_x"],
+            g["dW_h"],
+            g["db"],
+            g["dh0"],
+            g["dA"],
+            dH,
+            layer["X"],
+            fwd["H"],
+            layer["W_x"],
+            layer["W_h"],
+            layer["h0"],
+        )
     else:
-        ops.lstm_backward(g["dX"], g["dW_x"], g["dW_h"], g["db"], g["dh0"], g["dc0"], g["dA"],
-                          dH, layer["X"], fwd["H"], fwd["C"], fwd["tanhC"], fwd["gates"],
-                          layer["W_x"], layer["W_h"], layer["h0"], layer["c0"])
+        ops.lstm_backward(
+            g["dX"],
+            g["dW_x"],
+            g["dW_h"],
+            g["db"],
+            g["dh0"],
+            g["dc0"],
+            g["dA"],
+            dH,
+            layer["X"],
+            fwd["H"],
+            fwd["C"],
+            fwd["tanhC"],
+            fwd["gates"],
+            layer["W_x"],
+            layer["W_h"],
+            layer["h0"],
+            layer["c0"],
+        )
 
 
 def copy_dict(d):
@@ -185,17 +231,21 @@ def test_backward_twice_accumulates_twice(rng, dtype, cell, inputs):
 @pytest.mark.parametrize("cell", CELLS)
 def test_model_loss_and_grads_match_numpy(rng, dtype, cell, layers, init):
     V, H, T, B = 7, 13, 9, 3
-    models = {be: CharLM(V, cell=cell, hidden_size=H, num_layers=layers, dtype=dtype,
-                         backend=be, seed=5) for be in ("c", "numpy")}
+    models = {
+        be: CharLM(V, cell=cell, hidden_size=H, num_layers=layers, dtype=dtype, backend=be, seed=5)
+        for be in ("c", "numpy")
+    }
     x = rng.integers(0, V, (T, B))
     y = rng.integers(0, V, (T, B))
     state = models["c"].zero_state(B)
     if init == "random":
-        state = State(*(None if s is None else rng.uniform(-0.9, 0.9, s.shape).astype(dtype)
-                        for s in state))
+        state = State(
+            *(None if s is None else rng.uniform(-0.9, 0.9, s.shape).astype(dtype) for s in state)
+        )
     loss_c, grads_c, final_c, dstate_c = models["c"].loss_and_grads(x, y, state, state_grad=True)
     loss_n, grads_n, final_n, dstate_n = models["numpy"].loss_and_grads(
-        x, y, state, state_grad=True)
+        x, y, state, state_grad=True
+    )
     assert_close(loss_c, loss_n, dtype, "loss")
     for name in grads_n:
         assert_close(grads_c[name], grads_n[name], dtype, name)
@@ -207,8 +257,10 @@ def test_model_loss_and_grads_match_numpy(rng, dtype, cell, layers, init):
 def test_model_long_sequence_float32(rng):
     """A longer BPTT (T = 50, B = 8, H = 64, 2 layers) in float32 stays within the table."""
     dtype = np.dtype(np.float32)
-    models = {be: CharLM(30, cell="lstm", hidden_size=64, num_layers=2, dtype=dtype,
-                         backend=be, seed=1) for be in ("c", "numpy")}
+    models = {
+        be: CharLM(30, cell="lstm", hidden_size=64, num_layers=2, dtype=dtype, backend=be, seed=1)
+        for be in ("c", "numpy")
+    }
     x = rng.integers(0, 30, (50, 8))
     y = rng.integers(0, 30, (50, 8))
     loss_c, grads_c, _ = models["c"].loss_and_grads(x, y)
@@ -219,8 +271,10 @@ def test_model_long_sequence_float32(rng):
 
 
 def test_model_negative_control(rng, dtype):
-    models = {be: CharLM(7, cell="lstm", hidden_size=13, num_layers=2, dtype=dtype,
-                         backend=be, seed=5) for be in ("c", "numpy")}
+    models = {
+        be: CharLM(7, cell="lstm", hidden_size=13, num_layers=2, dtype=dtype, backend=be, seed=5)
+        for be in ("c", "numpy")
+    }
     models["c"].params["W_h.0"][3, 5] += dtype.type(0.5)
     x = rng.integers(0, 7, (9, 3))
     _, _, final_c = models["c"].loss_and_grads(x, x)
@@ -246,8 +300,10 @@ def test_vmath_error_vs_libm(dtype):
     x = np.linspace(-20, 20, 2_000_001).astype(dtype)
     x = np.concatenate([x, np.geomspace(1e-30, 1, 10_001).astype(dtype)])
     x = np.concatenate([x, -x])
-    exact = {"tanh": np.tanh(x.astype(np.float64)),
-             "sigmoid": 1 / (1 + np.exp(-x.astype(np.float64)))}
+    exact = {
+        "tanh": np.tanh(x.astype(np.float64)),
+        "sigmoid": 1 / (1 + np.exp(-x.astype(np.float64))),
+    }
     eps = np.finfo(dtype).eps
     for name, fn in (("tanh", K.vec_tanh), ("sigmoid", K.vec_sigmoid)):
         out = np.empty_like(x)
@@ -277,11 +333,21 @@ def test_vmath_special_values(dtype):
 
 def forward_call(cell, layer, out):
     if cell == "rnn":
-        return lambda: K.rnn_forward(out["H"], layer["X"], layer["W_x"], layer["W_h"],
-                                     layer["b"], layer["h0"])
-    return lambda: K.lstm_forward(out["H"], out["C"], out["tanhC"], out["gates"], layer["X"],
-                                  layer["W_x"], layer["W_h"], layer["b"], layer["h0"],
-                                  layer["c0"])
+        return lambda: K.rnn_forward(
+            out["H"], layer["X"], layer["W_x"], layer["W_h"], layer["b"], layer["h0"]
+        )
+    return lambda: K.lstm_forward(
+        out["H"],
+        out["C"],
+        out["tanhC"],
+        out["gates"],
+        layer["X"],
+        layer["W_x"],
+        layer["W_h"],
+        layer["b"],
+        layer["h0"],
+        layer["c0"],
+    )
 
 
 def bad_forward_cases(cell, layer, out, dtype):
@@ -300,19 +366,35 @@ def bad_forward_cases(cell, layer, out, dtype):
     case("h0 dtype", TypeError, "h0: expected dtype", h0=layer["h0"].astype(other))
     case("H dtype", TypeError, "H: expected dtype", H=out["H"].astype(other))
     case("ids dtype", TypeError, "X: expected dtype int64", X=layer["X"].astype(np.int32))
-    case("W_h not contiguous", ValueError, "W_h: expected a C-contiguous",
-         W_h=np.asfortranarray(layer["W_h"]))
-    case("H not contiguous", ValueError, "H: expected a C-contiguous",
-         H=np.full((T, B, 2 * out["H"].shape[2]), np.nan, dtype)[:, :, ::2])
+    case(
+        "W_h not contiguous",
+        ValueError,
+        "W_h: expected a C-contiguous",
+        W_h=np.asfortranarray(layer["W_h"]),
+    )
+    case(
+        "H not contiguous",
+        ValueError,
+        "H: expected a C-contiguous",
+        H=np.full((T, B, 2 * out["H"].shape[2]), np.nan, dtype)[:, :, ::2],
+    )
     ro = out["H"].copy()
     ro.flags.writeable = False
     case("H read-only", ValueError, "H: output array is read-only", H=ro)
     case("b length", ValueError, "b: expected shape", b=layer["b"][:-1].copy())
-    case("h0 batch", ValueError, "(X|c0): expected shape",
-         h0=np.zeros((B + 1, out["H"].shape[2]), dtype))
+    case(
+        "h0 batch",
+        ValueError,
+        "(X|c0): expected shape",
+        h0=np.zeros((B + 1, out["H"].shape[2]), dtype),
+    )
     case("empty batch", ValueError, "h0: expected at least one row", h0=layer["h0"][:0].copy())
-    case("W_h not (H, G)", ValueError, "W_h: expected shape",
-         W_h=np.zeros((layer["W_h"].shape[0] + 1, layer["W_h"].shape[1]), dtype))
+    case(
+        "W_h not (H, G)",
+        ValueError,
+        "W_h: expected shape",
+        W_h=np.zeros((layer["W_h"].shape[0] + 1, layer["W_h"].shape[1]), dtype),
+    )
     case("X batch", ValueError, "X: expected shape", X=layer["X"][:, :0].copy())
     case("H shape", ValueError, "H: expected shape", H=out["H"][:, :, :-1].copy())
     case("W_x rows", ValueError, "W_x: expected shape", X=layer["X"][..., None].astype(dtype))
@@ -397,8 +479,18 @@ def test_backward_bad_input_raises_before_c(rng, dtype, cell):
     bad = dict(ids_layer)
     bad["X"] = ids_layer["X"].copy()
     bad["X"][1, 1] = 6
-    attempt(ValueError, "X: character id 6 out of range", backward_grads(rng, cell, ids_layer,
-            fill="zero"), fwd_=ids_fwd, layer_=bad)
+    attempt(
+        ValueError,
+        "X: character id 6 out of range",
+        backward_grads(rng, cell, ids_layer, fill="zero"),
+        fwd_=ids_fwd,
+        layer_=bad,
+    )
     bad["X"][1, 1] = -3
-    attempt(ValueError, "X: character id -3 out of range", backward_grads(rng, cell, ids_layer,
-            fill="zero"), fwd_=ids_fwd, layer_=bad)
+    attempt(
+        ValueError,
+        "X: character id -3 out of range",
+        backward_grads(rng, cell, ids_layer, fill="zero"),
+        fwd_=ids_fwd,
+        layer_=bad,
+    )

@@ -47,14 +47,30 @@ def make_sampler(rng, cell, V, H, L, S, N, dtype):
 
 def call(ops, args, temperature, top_k, argmax):
     a = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in args.items()}
-    ops.sample(a["out"], a["uniforms"], a["first_ids"], a["h"], a["c"], a["W_x"], a["W_h"],
-               a["b"], a["W_y"], a["b_y"], temperature, top_k, argmax)
+    ops.sample(
+        a["out"],
+        a["uniforms"],
+        a["first_ids"],
+        a["h"],
+        a["c"],
+        a["W_x"],
+        a["W_h"],
+        a["b"],
+        a["W_y"],
+        a["b_y"],
+        temperature,
+        top_k,
+        argmax,
+    )
     return a
 
 
 @pytest.mark.parametrize("option", list(OPTIONS))
-@pytest.mark.parametrize("dims", [(2, 1, 1, 1, 40), (11, 7, 2, 4, 60), (29, 13, 3, 3, 50)],
-                         ids=["V2-H1-L1-S1", "V11-H7-L2-S4", "V29-H13-L3-S3"])
+@pytest.mark.parametrize(
+    "dims",
+    [(2, 1, 1, 1, 40), (11, 7, 2, 4, 60), (29, 13, 3, 3, 50)],
+    ids=["V2-H1-L1-S1", "V11-H7-L2-S4", "V29-H13-L3-S3"],
+)
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 def test_sample_ids_identical_to_reference(rng, dtype, cell, dims, option):
     V, H, L, S, N = dims
@@ -87,8 +103,14 @@ def test_sample_continues_where_it_stopped(rng, dtype, cell):
     whole = call(K, args, 0.9, 4, False)
     first = dict(args, out=args["out"][:15].copy(), uniforms=args["uniforms"][:15].copy())
     first = call(K, first, 0.9, 4, False)
-    second = dict(args, out=args["out"][15:].copy(), uniforms=args["uniforms"][15:].copy(),
-                  first_ids=first["out"][-1].copy(), h=first["h"], c=first["c"])
+    second = dict(
+        args,
+        out=args["out"][15:].copy(),
+        uniforms=args["uniforms"][15:].copy(),
+        first_ids=first["out"][-1].copy(),
+        h=first["h"],
+        c=first["c"],
+    )
     second = call(K, second, 0.9, 4, False)
     np.testing.assert_array_equal(np.concatenate([first["out"], second["out"]]), whole["out"])
 
@@ -109,10 +131,12 @@ def test_top_k_keeps_ties_and_argmax_takes_the_first(dtype):
 
 def test_top_k_at_least_V_means_no_top_k(rng, dtype):
     args = make_sampler(rng, "lstm", 11, 7, 2, 4, 60, dtype)
-    np.testing.assert_array_equal(call(K, args, 1.0, 11, False)["out"],
-                                  call(ref, args, 1.0, None, False)["out"])
-    np.testing.assert_array_equal(call(K, args, 1.0, 50, False)["out"],
-                                  call(ref, args, 1.0, None, False)["out"])
+    np.testing.assert_array_equal(
+        call(K, args, 1.0, 11, False)["out"], call(ref, args, 1.0, None, False)["out"]
+    )
+    np.testing.assert_array_equal(
+        call(K, args, 1.0, 50, False)["out"], call(ref, args, 1.0, None, False)["out"]
+    )
 
 
 # ---- through the model ----------------------------------------------------------------------
@@ -123,12 +147,18 @@ TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the m
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 def test_model_sample_text_identical_across_backends(dtype, cell):
     vocab = Vocab.from_text(TEXT)
-    models = {be: CharLM(vocab, cell=cell, hidden_size=24, num_layers=2, dtype=dtype,
-                         backend=be, seed=7) for be in ("c", "numpy")}
+    models = {
+        be: CharLM(vocab, cell=cell, hidden_size=24, num_layers=2, dtype=dtype, backend=be, seed=7)
+        for be in ("c", "numpy")
+    }
     for m in models.values():  # a peaked distribution, a real test of the draw
         m.params["W_y"][...] *= 8
-    for kwargs in (dict(), dict(prime="To be", temperature=0.7),
-                   dict(prime="the ", top_k=5, num_samples=3), dict(prime="Wh", argmax=True)):
+    for kwargs in (
+        dict(),
+        dict(prime="To be", temperature=0.7),
+        dict(prime="the ", top_k=5, num_samples=3),
+        dict(prime="Wh", argmax=True),
+    ):
         texts = {be: m.sample(300, seed=11, **kwargs) for be, m in models.items()}
         assert texts["c"] == texts["numpy"], kwargs
 
@@ -148,17 +178,25 @@ def test_sample_bad_input_raises_before_c(rng, dtype):
     neg_ids[0] = -1
     cases = [
         (TypeError, "W_y: expected dtype", dict(W_y=args["W_y"].astype(other))),
-        (TypeError, r"W_h\[1\]: expected dtype", dict(W_h=[args["W_h"][0],
-                                                          args["W_h"][1].astype(other)])),
-        (TypeError, "uniforms: expected dtype float64", dict(uniforms=args["uniforms"]
-                                                             .astype(np.float32))),
-        (TypeError, "first_ids: expected dtype int64", dict(first_ids=args["first_ids"]
-                                                            .astype(np.int32))),
+        (
+            TypeError,
+            r"W_h\[1\]: expected dtype",
+            dict(W_h=[args["W_h"][0], args["W_h"][1].astype(other)]),
+        ),
+        (
+            TypeError,
+            "uniforms: expected dtype float64",
+            dict(uniforms=args["uniforms"].astype(np.float32)),
+        ),
+        (
+            TypeError,
+            "first_ids: expected dtype int64",
+            dict(first_ids=args["first_ids"].astype(np.int32)),
+        ),
         (ValueError, "W_y: expected a C-contiguous", dict(W_y=np.asfortranarray(args["W_y"]))),
         (ValueError, "out: output array is read-only", dict(out=ro)),
         (ValueError, "W_x: expected 2 arrays", dict(W_x=args["W_x"][:1])),
-        (ValueError, r"b\[0\]: expected shape", dict(b=[args["b"][0][:-1].copy(),
-                                                        args["b"][1]])),
+        (ValueError, r"b\[0\]: expected shape", dict(b=[args["b"][0][:-1].copy(), args["b"][1]])),
         (ValueError, r"W_h\[0\]: expected shape \(H, H\) = \(7, 7\) for an rnn", dict(c=None)),
         (ValueError, "uniforms: expected shape", dict(uniforms=args["uniforms"][:-1].copy())),
         (ValueError, "first_ids: character id 11 out of range", dict(first_ids=bad_ids)),
@@ -179,8 +217,19 @@ def test_sample_bad_input_raises_before_c(rng, dtype):
             a["out"][...] = -7
         h_before = a["h"].copy()
         with pytest.raises(exc, match=match):
-            K.sample(a["out"], a["uniforms"], a["first_ids"], a["h"], a["c"], a["W_x"],
-                     a["W_h"], a["b"], a["W_y"], a["b_y"], **options)
+            K.sample(
+                a["out"],
+                a["uniforms"],
+                a["first_ids"],
+                a["h"],
+                a["c"],
+                a["W_x"],
+                a["W_h"],
+                a["b"],
+                a["W_y"],
+                a["b_y"],
+                **options,
+            )
         if a["out"].flags.writeable:
             assert np.all(a["out"] == -7), match
         np.testing.assert_array_equal(a["h"], h_before, err_msg=match)
@@ -189,11 +238,37 @@ def test_sample_bad_input_raises_before_c(rng, dtype):
 def test_sample_overlapping_state_raises(rng, dtype):
     args = make_sampler(rng, "lstm", 11, 7, 2, 3, 20, dtype)
     with pytest.raises(ValueError, match="c: output array overlaps h"):
-        K.sample(args["out"], args["uniforms"], args["first_ids"], args["h"], args["h"],
-                 args["W_x"], args["W_h"], args["b"], args["W_y"], args["b_y"], 1.0, None, False)
+        K.sample(
+            args["out"],
+            args["uniforms"],
+            args["first_ids"],
+            args["h"],
+            args["h"],
+            args["W_x"],
+            args["W_h"],
+            args["b"],
+            args["W_y"],
+            args["b_y"],
+            1.0,
+            None,
+            False,
+        )
     shared = np.zeros(14 + 7 * 28, dtype)
     h = shared[:42].reshape(2, 3, 7)
     W_h0 = shared[14:].reshape(7, 28)  # its first 28 elements are h's last 28
     with pytest.raises(ValueError, match=r"h: output array overlaps W_h\[0\]"):
-        K.sample(args["out"], args["uniforms"], args["first_ids"], h, args["c"], args["W_x"],
-                 [W_h0, args["W_h"][1]], args["b"], args["W_y"], args["b_y"], 1.0, None, False)
+        K.sample(
+            args["out"],
+            args["uniforms"],
+            args["first_ids"],
+            h,
+            args["c"],
+            args["W_x"],
+            [W_h0, args["W_h"][1]],
+            args["b"],
+            args["W_y"],
+            args["b_y"],
+            1.0,
+            None,
+            False,
+        )

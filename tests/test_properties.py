@@ -2,7 +2,7 @@
 reference within the tolerance table (profiles in conftest: bounded for CI, large nightly)."""
 
 import numpy as np
-from conftest import TOLERANCES
+from conftest import TOLERANCES, assert_as_accurate
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,9 +12,8 @@ from rnnfast import reference
 DTYPES = st.sampled_from([np.float32, np.float64])
 
 
-def close(actual, expected, dtype, scale=1.0, name=""):
-    tol = {k: scale * v for k, v in TOLERANCES[np.dtype(dtype)].items()}
-    np.testing.assert_allclose(actual, expected, err_msg=name, **tol)
+def close(actual, expected, dtype, name=""):
+    np.testing.assert_allclose(actual, expected, err_msg=name, **TOLERANCES[np.dtype(dtype)])
 
 
 @st.composite
@@ -52,17 +51,41 @@ def test_model_loss_gradients_and_state(problem):
         state.h[...] = rng.uniform(-1, 1, state.h.shape)
         if state.c is not None:
             state.c[...] = rng.normal(0, 2, state.c.shape)
-    c_loss, c_grads, c_state, c_dstate = c_model.loss_and_grads(x, y, state, state_grad=True)
-    n_loss, n_grads, n_state, n_dstate = np_model.loss_and_grads(x, y, state, state_grad=True)
-    close(c_loss, n_loss, dtype, name="loss")
-    # gradients are sums over T * B terms: their float32 error grows with the sum's length
-    scale = 1.0 if np.dtype(dtype) == np.float64 else max(1.0, np.sqrt(T * B) / 4)
-    for name in n_grads:
-        close(c_grads[name], n_grads[name], dtype, scale, name)
+    c_out = c_model.loss_and_grads(x, y, state, state_grad=True)
+    n_out = np_model.loss_and_grads(x, y, state, state_grad=True)
+    if np.dtype(dtype) == np.float64:
+        compare = close
+    else:
+        # float32 rounding is amplified over up to 70 steps of saturated cells: the C result
+        # must be as close to a float64 reference as the float32 reference is
+        exact = reference.CharLM(V, **{**kwargs, "dtype": np.float64})
+        exact.flat_params[...] = c_model.flat_params
+        wide = None if state is None else type(state)(*(
+            None if a is None else a.astype(np.float64) for a in state))  # fmt: skip
+        e_out = exact.loss_and_grads(x, y, wide, state_grad=True)
+
+        def compare(actual, expected, dtype, name=""):
+            assert_as_accurate(actual, expected, lookup(e_out, name), name)
+
+    compare(c_out[0], n_out[0], dtype, "loss")
+    for name in n_out[1]:
+        compare(c_out[1][name], n_out[1][name], dtype, name)
     for part in ("h", "c"):
-        if getattr(n_state, part) is not None:
-            close(getattr(c_state, part), getattr(n_state, part), dtype, name=part)
-            close(getattr(c_dstate, part), getattr(n_dstate, part), dtype, scale, "d" + part)
+        if getattr(n_out[2], part) is not None:
+            compare(getattr(c_out[2], part), getattr(n_out[2], part), dtype, part)
+            compare(getattr(c_out[3], part), getattr(n_out[3], part), dtype, "d" + part)
+
+
+def lookup(out, name):
+    """The part of a loss_and_grads(..., state_grad=True) result that ``name`` labels."""
+    loss, grads, state, dstate = out
+    if name == "loss":
+        return loss
+    if name in ("h", "c"):
+        return getattr(state, name)
+    if name in ("dh", "dc"):
+        return getattr(dstate, name[1])
+    return grads[name]
 
 
 @given(
