@@ -236,7 +236,7 @@ def linear_forward(out, X, W, b):
     dtype = _float_dtype("X", X)
     N, I = _matrix_shape("X", X, "(N, I)")
     _float_dtype("W", W)
-    I_w, O = _matrix_shape("W", W, "(I, O)")
+    _, O = _matrix_shape("W", W, "(I, O)")
     _check_array("X", X, dtype, (N, I))
     _check_array("W", W, dtype, (I, O))
     _check_array("b", b, dtype, (O,))
