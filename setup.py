@@ -1,7 +1,9 @@
 """Build of the C extension: plain C99 kernels from csrc/ behind the Cython bridge.
 
 RNNFAST_NATIVE=1 compiles for the host's vector width (-march=native); the default build is
-portable.  Never -ffast-math: the comparison with the NumPy reference depends on IEEE behaviour.
+portable, with AVX2/AVX-512 clones of the elementwise loops picked at load time on glibc x86-64
+(RNNFAST_NO_CLONES=1 leaves them out).  Never -ffast-math: the comparison with the NumPy
+reference depends on IEEE behaviour.
 """
 
 import os
@@ -17,6 +19,9 @@ from setuptools import Extension, setup
 compile_args = ["-O3", "-std=c99", "-Wall", "-Wextra", "-fno-math-errno", "-fno-trapping-math"]
 if os.environ.get("RNNFAST_NATIVE") == "1":
     compile_args.append("-march=native")
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+if os.environ.get("RNNFAST_NO_CLONES") == "1":  # no per-ISA clones of the elementwise loops
+    macros.append(("RNNFAST_NO_CLONES", "1"))
 
 kernels = Extension(
     "rnnfast._kernels",
@@ -24,7 +29,7 @@ kernels = Extension(
     include_dirs=["csrc", numpy.get_include()],
     depends=sorted(glob("csrc/*.h")),
     extra_compile_args=compile_args,
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    define_macros=macros,
 )
 
 setup(ext_modules=cythonize([kernels], language_level=3))
