@@ -234,9 +234,9 @@ cdef tuple _matrix_shape(str name, object a, str expected):
 def linear_forward(out, X, W, b):
     """out = X W + b.  out (N, O);  X (N, I);  W (I, O);  b (O,).  See the reference."""
     dtype = _float_dtype("X", X)
-    N, I = _matrix_shape("X", X, "(N, I)")  # noqa: E741 (DESIGN.md letters)
+    N, I = _matrix_shape("X", X, "(N, I)")  # no-cython-lint (E741: DESIGN.md letters)
     _float_dtype("W", W)
-    _, O = _matrix_shape("W", W, "(I, O)")  # noqa: E741
+    _, O = _matrix_shape("W", W, "(I, O)")  # no-cython-lint (E741: DESIGN.md letters)
     _check_array("X", X, dtype, (N, I))
     _check_array("W", W, dtype, (I, O))
     _check_array("b", b, dtype, (O,))
@@ -259,9 +259,9 @@ def linear_forward(out, X, W, b):
 def linear_backward(dX, dW, db, dout, X, W):
     """dW += X^T dout;  db += sum dout;  dX = dout W^T (dX may be None).  See the reference."""
     dtype = _float_dtype("X", X)
-    N, I = _matrix_shape("X", X, "(N, I)")  # noqa: E741 (DESIGN.md letters)
+    N, I = _matrix_shape("X", X, "(N, I)")  # no-cython-lint (E741: DESIGN.md letters)
     _float_dtype("W", W)
-    _, O = _matrix_shape("W", W, "(I, O)")  # noqa: E741
+    _, O = _matrix_shape("W", W, "(I, O)")  # no-cython-lint (E741: DESIGN.md letters)
     _check_array("X", X, dtype, (N, I))
     _check_array("W", W, dtype, (I, O))
     _check_array("dout", dout, dtype, (N, O))
