@@ -1,9 +1,11 @@
 """Build of the C extension: plain C99 kernels from csrc/ behind the Cython bridge.
 
 RNNFAST_NATIVE=1 compiles for the host's vector width (-march=native); the default build is
-portable.  RNNFAST_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer (run
-Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so); see the README).  Never -ffast-math:
-the comparison with the NumPy reference depends on IEEE behaviour.
+portable, with AVX2/AVX-512 clones of the elementwise loops picked at load time on glibc x86-64
+(RNNFAST_NO_CLONES=1 leaves them out).  RNNFAST_SANITIZE=1 builds with AddressSanitizer and
+UndefinedBehaviorSanitizer (run Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so); see
+the README).  Never -ffast-math: the comparison with the NumPy reference depends on IEEE
+behaviour.
 """
 
 import os
@@ -24,6 +26,9 @@ if os.environ.get("RNNFAST_SANITIZE") == "1":
     sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
     compile_args += [*sanitize, "-fno-omit-frame-pointer", "-g"]
     link_args += sanitize
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+if os.environ.get("RNNFAST_NO_CLONES") == "1":  # no per-ISA clones of the elementwise loops
+    macros.append(("RNNFAST_NO_CLONES", "1"))
 
 kernels = Extension(
     "rnnfast._kernels",
@@ -32,7 +37,7 @@ kernels = Extension(
     depends=sorted(glob("csrc/*.h")),
     extra_compile_args=compile_args,
     extra_link_args=link_args,
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    define_macros=macros,
 )
 
 setup(ext_modules=cythonize([kernels], language_level=3))

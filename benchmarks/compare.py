@@ -265,7 +265,11 @@ def main(argv=None):
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if var in os.environ:
             print(f"warning: {var}={os.environ[var]} is set; unset it for benchmark runs")
-    results = {"blas": blas_info(), "runs": []}
+    results = {"blas": blas_info(), "runs": [], "loadavg_before": os.getloadavg()}
+    print(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other processes "
+        "on the machine skew every row; compare ratios from one run only)"
+    )
     for threads in thread_counts:
         with threadpool_limits(limits=threads):
             if with_torch:
@@ -308,6 +312,8 @@ def main(argv=None):
                         "results": res,
                     }
                 )
+    results["loadavg_after"] = os.getloadavg()
+    print(f"\nload average after the run: {os.getloadavg()[0]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
 

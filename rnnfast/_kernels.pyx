@@ -97,5 +97,8 @@ def softmax_xent(dlogits, logits, targets):
         with nogil:
             loss = rf_softmax_xent_f64(<double *>dz, <const double *>z, y, N, V)
     return loss
+
+
+# The optimizer, clipping and output-layer kernels.
 include "_update.pxi"
 include "_recurrent.pxi"

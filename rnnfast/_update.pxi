@@ -234,14 +234,14 @@ cdef tuple _matrix_shape(str name, object a, str expected):
 def linear_forward(out, X, W, b):
     """out = X W + b.  out (N, O);  X (N, I);  W (I, O);  b (O,).  See the reference."""
     dtype = _float_dtype("X", X)
-    N, I = _matrix_shape("X", X, "(N, I)")
+    N, n_in = _matrix_shape("X", X, "(N, I)")
     _float_dtype("W", W)
-    I_w, O = _matrix_shape("W", W, "(I, O)")
-    _check_array("X", X, dtype, (N, I))
-    _check_array("W", W, dtype, (I, O))
-    _check_array("b", b, dtype, (O,))
-    _check_output("out", out, dtype, (N, O), (X, W, b))
-    cdef int n_ = N, i_ = I, o_ = O
+    _, n_out = _matrix_shape("W", W, "(I, O)")
+    _check_array("X", X, dtype, (N, n_in))
+    _check_array("W", W, dtype, (n_in, n_out))
+    _check_array("b", b, dtype, (n_out,))
+    _check_output("out", out, dtype, (N, n_out), (X, W, b))
+    cdef int n_ = N, i_ = n_in, o_ = n_out
     cdef void *o = _data(out)
     cdef const void *x = _data(X)
     cdef const void *w = _data(W)
@@ -259,20 +259,20 @@ def linear_forward(out, X, W, b):
 def linear_backward(dX, dW, db, dout, X, W):
     """dW += X^T dout;  db += sum dout;  dX = dout W^T (dX may be None).  See the reference."""
     dtype = _float_dtype("X", X)
-    N, I = _matrix_shape("X", X, "(N, I)")
+    N, n_in = _matrix_shape("X", X, "(N, I)")
     _float_dtype("W", W)
-    _, O = _matrix_shape("W", W, "(I, O)")
-    _check_array("X", X, dtype, (N, I))
-    _check_array("W", W, dtype, (I, O))
-    _check_array("dout", dout, dtype, (N, O))
+    _, n_out = _matrix_shape("W", W, "(I, O)")
+    _check_array("X", X, dtype, (N, n_in))
+    _check_array("W", W, dtype, (n_in, n_out))
+    _check_array("dout", dout, dtype, (N, n_out))
     inputs = (dout, X, W)
-    outputs = {"dW": (dW, (I, O)), "db": (db, (O,))}
+    outputs = {"dW": (dW, (n_in, n_out)), "db": (db, (n_out,))}
     if dX is not None:
-        outputs["dX"] = (dX, (N, I))
+        outputs["dX"] = (dX, (N, n_in))
     for name, (a, shape) in outputs.items():
         others = tuple(b for other, (b, _) in outputs.items() if other != name)
         _check_output(name, a, dtype, shape, inputs + others)
-    cdef int n_ = N, i_ = I, o_ = O
+    cdef int n_ = N, i_ = n_in, o_ = n_out
     cdef void *dx = NULL if dX is None else _data(dX)
     cdef void *dw = _data(dW)
     cdef void *db_ = _data(db)
