@@ -13,11 +13,13 @@
  *     sigmoid(x) = 1 / (1 + exp(-x))
  *     tanh(x)    = sign(x) * -e / (2 + e),  e = expm1(-2|x|)   (relative accuracy near 0 too)
  *
- * Measured against libm (tests/test_kernels_recurrent.py::test_vmath_error_vs_libm, a dense grid
- * over [-20, 20]): float32 tanh <= 3 ulp and sigmoid <= 3 ulp relative; float64 tanh and sigmoid
- * <= 4 ulp relative (1 ulp = FLT_EPSILON / DBL_EPSILON).  Arguments are clamped where exp would
- * leave the normal range: sigmoid(x) for x < -87 (float) / -708 (double) returns
- * sigmoid(-87) / sigmoid(-708) (absolute error below 1e-37 / 1e-307); tanh saturates at +-1
+ * Measured (tests/test_kernels_recurrent.py::test_vmath_error_vs_libm: 4 million points, a
+ * dense grid over [-20, 20] and |x| from 1e-30 to 1, both signs), max relative error in units
+ * of the dtype's epsilon: float32 tanh 1.36, sigmoid 1.24 against the exact value (float64
+ * libm); float64 tanh 2.07, sigmoid 1.41 against float64 libm (itself within about 1).  The test
+ * holds them to 2 (float32) and 3 (float64).  Arguments are clamped where exp would leave the
+ * normal range: sigmoid(x) for x < -87 (float) / -708 (double) returns sigmoid(-87) /
+ * sigmoid(-708) (absolute error below 1e-37 / 1e-307); tanh saturates at +-1
  * exactly as libm does in the dtype.  NaN propagates. */
 
 #if RF_DTYPE == 32

@@ -53,8 +53,9 @@ def call(ops, args, temperature, top_k, argmax):
 
 
 @pytest.mark.parametrize("option", list(OPTIONS))
-@pytest.mark.parametrize("dims", [(2, 1, 1, 1, 40), (11, 7, 2, 4, 60), (29, 13, 3, 3, 50)],
-                         ids=["V2-H1-L1-S1", "V11-H7-L2-S4", "V29-H13-L3-S3"])
+@pytest.mark.parametrize(
+    "dims", [(2, 1, 1, 1, 40), (11, 7, 2, 4, 60), (29, 13, 3, 3, 50), (65, 70, 2, 1, 50)],
+    ids=["V2-H1-L1-S1", "V11-H7-L2-S4", "V29-H13-L3-S3", "V65-H70-L2-S1-gemv"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 def test_sample_ids_identical_to_reference(rng, dtype, cell, dims, option):
     V, H, L, S, N = dims
