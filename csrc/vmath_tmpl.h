@@ -24,7 +24,7 @@
 
 #if RF_DTYPE == 32
 #define RF_VM_UINT uint32_t
-#define RF_VM_SHIFT 0x1.8p23f        /* 1.5 * 2^23: adding it rounds to an integer in the low bits */
+#define RF_VM_SHIFT 0x1.8p23f /* 1.5 * 2^23: adding it rounds to an integer in the low bits */
 #define RF_VM_LOG2E 0x1.715476p+0f
 #define RF_VM_LN2_HI 0x1.62e4p-1f    /* 16 significant bits: n * LN2_HI is exact for |n| < 256 */
 #define RF_VM_LN2_LO 0x1.7f7d1cp-20f
@@ -54,7 +54,8 @@ static inline real FN(rf_vm_reduce)(real x, real *scale)
     memcpy(&ki, &kd, sizeof ki); /* n + bits(SHIFT): n sits in the low mantissa bits */
     kd -= RF_VM_SHIFT;
     const real r = (x - kd * RF_VM_LN2_HI) - kd * RF_VM_LN2_LO;
-    const RF_VM_UINT sbits = (RF_VM_UINT)(ki + RF_VM_BIAS) << RF_VM_MANT; /* SHIFT's bits fall off */
+    /* 2^n = (n + bias) << mantissa bits; the bits of SHIFT above n fall off the top */
+    const RF_VM_UINT sbits = (RF_VM_UINT)(ki + RF_VM_BIAS) << RF_VM_MANT;
     memcpy(scale, &sbits, sizeof sbits);
 #if RF_DTYPE == 32
     real p = (real)(1.0 / 5040);
