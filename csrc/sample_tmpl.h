@@ -50,7 +50,7 @@ void FN(rf_sample)(int64_t *out, const double *uniforms, const int64_t *first_id
 {
     const int G = c ? 4 * H : H;
     const int64_t layer = (int64_t)S * H;
-    memcpy(ids, first_ids, sizeof(int64_t) * S);
+    memcpy(ids, first_ids, sizeof(int64_t) * (size_t)S);
     for (int t = 0; t < N; t++) {
         for (int l = 0; l < L; l++) {
             real *hl = h + l * layer;
@@ -62,13 +62,13 @@ void FN(rf_sample)(int64_t *out, const double *uniforms, const int64_t *first_id
             if (c) {
                 real *cl = c + l * layer;
                 FN(rf_lstm_cell)(hl, cbuf, tcbuf, act, cl, S, H);
-                memcpy(cl, cbuf, sizeof(real) * layer);
+                memcpy(cl, cbuf, sizeof(real) * (size_t)layer);
             } else {
                 FN(rf_tanh_pass)(hl, act, layer);
             }
         }
         for (int s = 0; s < S; s++) /* logits = h_top W_y + b_y */
-            memcpy(logits + (int64_t)s * V, b_y, sizeof(real) * V);
+            memcpy(logits + (int64_t)s * V, b_y, sizeof(real) * (size_t)V);
         GEMM(0, 0, S, V, H, 1, h + (L - 1) * layer, H, W_y, V, 1, logits, V);
         for (int s = 0; s < S; s++) {
             ids[s] = FN(draw_row)(logits + (int64_t)s * V, uniforms[(int64_t)t * S + s],
