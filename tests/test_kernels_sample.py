@@ -198,3 +198,18 @@ def test_sample_overlapping_state_raises(rng, dtype):
     with pytest.raises(ValueError, match=r"h: output array overlaps W_h\[0\]"):
         K.sample(args["out"], args["uniforms"], args["first_ids"], h, args["c"], args["W_x"],
                  [W_h0, args["W_h"][1]], args["b"], args["W_y"], args["b_y"], 1.0, None, False)
+
+
+@pytest.mark.parametrize("V", [2, 5, 17, 64])
+def test_top_k_selection_with_many_ties(dtype, V):
+    """Constant logits (W_y = 0) drawn from a few values, so the k-th largest is often tied:
+    every k from 1 to V gives the same ids as the reference over 300 draws."""
+    rng = np.random.default_rng(V)
+    args = make_sampler(rng, "rnn", V, 3, 1, 2, 300, dtype)
+    args["W_y"] = np.zeros((3, V), dtype)
+    args["b_y"] = rng.integers(-2, 3, V).astype(dtype)
+    for k in range(1, V + 1):
+        got = call(K, args, 1.3, k, False)["out"]
+        np.testing.assert_array_equal(got, call(ref, args, 1.3, k, False)["out"], err_msg=k)
+        kth = np.sort(args["b_y"])[::-1][k - 1]
+        assert np.all(args["b_y"][got] >= kth), k
