@@ -1,6 +1,7 @@
 """C vs NumPy backend on the recurrent kernels, in one run: CharLM.loss_and_grads (float32) and
 sampling, best of several rounds of many calls (rounds, never alternating the two BLAS copies
-call by call: see DESIGN.md, BLAS).
+call by call: see DESIGN.md, BLAS); and, where installed, PyTorch eager on the same training
+step (one-hot input, nn.LSTM/nn.RNN, linear, cross-entropy, backward).
 
     PYTHONPATH=. python benchmarks/compare_recurrent.py [--threads N]
 """
@@ -32,6 +33,29 @@ def best_time(fn, calls, rounds=5):
     return best
 
 
+def torch_step(cell, V, H, L, x, y, threads):
+    """A PyTorch eager training step of the same model, or None without PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    rnn = (torch.nn.LSTM if cell == "lstm" else torch.nn.RNN)(V, H, L)
+    out = torch.nn.Linear(H, V)
+    xt = torch.nn.functional.one_hot(torch.from_numpy(x), V).float()
+    yt = torch.from_numpy(y).reshape(-1)
+
+    def step():
+        for p in (*rnn.parameters(), *out.parameters()):
+            p.grad = None
+        h, _ = rnn(xt)
+        loss = torch.nn.functional.cross_entropy(out(h).reshape(-1, V), yt)
+        loss.backward()
+
+    return step
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=1)
@@ -50,10 +74,12 @@ def main():
                 n = 512 if backend == "c" else 64
                 sample[backend] = best_time(
                     lambda m=model, n=n: list(iter_sample(m, n, np.array([1]), seed=0)), 1) / n
+            step = torch_step(cell, V, H, L, x, y, args.threads)
+            torch_ms = "" if step is None else f", torch {best_time(step, calls) * 1e3:.3f} ms"
             name = f"{cell} V={V} H={H} L={L} B={B} T={T}"
             print(f"loss_and_grads {name}: numpy {train['numpy'] * 1e3:.3f} ms, "
                   f"c {train['c'] * 1e3:.3f} ms ({train['numpy'] / train['c']:.1f}x), "
-                  f"c {T * B / train['c'] / 1e3:.0f}k chars/s")
+                  f"c {T * B / train['c'] / 1e3:.0f}k chars/s{torch_ms}")
             print(f"sample 1 stream  {name}: numpy {1 / sample['numpy'] / 1e3:.1f}k chars/s, "
                   f"c {1 / sample['c'] / 1e3:.1f}k chars/s ({sample['numpy'] / sample['c']:.1f}x)")
 
