@@ -10,10 +10,12 @@ import argparse
 import time
 
 import numpy as np
-import rnnfast._kernels  # noqa: F401  (load SciPy's OpenBLAS before threadpool_limits)
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from rnnfast import CharLM
+from rnnfast import (
+    CharLM,
+    _kernels,  # noqa: F401  (load SciPy's OpenBLAS before threadpool_limits)
+)
 from rnnfast.sampling import iter_sample
 
 CONFIGS = [  # cell, V, H, L, B, T, calls per round
