@@ -62,7 +62,7 @@ static void FN(weight_grads)(real *dX, real *dW_x, real *dW_h, real *db, const r
     }
     if (dX) {
         /* zeroed first: a BLAS call with beta = 0 may still read (NaN) garbage for one row */
-        memset(dX, 0, sizeof(real) * R * I);
+        memset(dX, 0, sizeof(real) * (size_t)(R * I));
         GEMM(0, 1, (int)R, I, G, 1, dA, G, W_x, G, 0, dX, I); /* dX = dA W_x^T */
     }
 }
@@ -97,7 +97,7 @@ void FN(rf_rnn_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, 
                          int H)
 {
     const int64_t step = (int64_t)B * H;
-    memset(dh0, 0, sizeof(real) * step); /* the carry into step T-1 */
+    memset(dh0, 0, sizeof(real) * (size_t)step); /* the carry into step T-1 */
     for (int t = T - 1; t >= 0; t--) {
         real *da = dA + t * step;
         FN(rnn_step_back)(da, dH + t * step, dh0, hs + t * step, step);
@@ -155,8 +155,8 @@ void FN(rf_lstm_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0,
 {
     const int G = 4 * H;
     const int64_t step = (int64_t)B * H, gstep = (int64_t)B * G;
-    memset(dh0, 0, sizeof(real) * step); /* carries into step T-1 */
-    memset(dc0, 0, sizeof(real) * step);
+    memset(dh0, 0, sizeof(real) * (size_t)step); /* carries into step T-1 */
+    memset(dc0, 0, sizeof(real) * (size_t)step);
     for (int t = T - 1; t >= 0; t--) {
         real *da = dA + t * gstep;
         const real *a = gates + t * gstep;

@@ -49,27 +49,27 @@ void FN(rf_sample)(int64_t *out, const double *uniforms, const int64_t *first_id
                    real *cbuf, real *tcbuf, real *logits, double *w, double *sel, int64_t *ids)
 {
     const int G = c ? 4 * H : H;
-    const int64_t layer = (int64_t)S * H;
-    memcpy(ids, first_ids, sizeof(int64_t) * S);
+    const int64_t slab = (int64_t)S * H; /* one layer of h, c (S,H) */
+    memcpy(ids, first_ids, sizeof(int64_t) * (size_t)S);
     for (int t = 0; t < N; t++) {
         for (int l = 0; l < L; l++) {
-            real *hl = h + l * layer;
+            real *hl = h + l * slab;
             if (l == 0) /* act = W_x[ids] + b,  or  h_below W_x + b */
                 FN(rf_project)(act, ids, NULL, W_x[0], b[0], S, V, G);
             else
-                FN(rf_project)(act, NULL, hl - layer, W_x[l], b[l], S, H, G);
+                FN(rf_project)(act, NULL, hl - slab, W_x[l], b[l], S, H, G);
             GEMM(0, 0, S, G, H, 1, hl, H, W_h[l], G, 1, act, G); /* act += h W_h */
             if (c) {
-                real *cl = c + l * layer;
+                real *cl = c + l * slab;
                 FN(rf_lstm_cell)(hl, cbuf, tcbuf, act, cl, S, H);
-                memcpy(cl, cbuf, sizeof(real) * layer);
+                memcpy(cl, cbuf, sizeof(real) * (size_t)slab);
             } else {
-                FN(rf_tanh_pass)(hl, act, layer);
+                FN(rf_tanh_pass)(hl, act, slab);
             }
         }
         for (int s = 0; s < S; s++) /* logits = h_top W_y + b_y */
-            memcpy(logits + (int64_t)s * V, b_y, sizeof(real) * V);
-        GEMM(0, 0, S, V, H, 1, h + (L - 1) * layer, H, W_y, V, 1, logits, V);
+            memcpy(logits + (int64_t)s * V, b_y, sizeof(real) * (size_t)V);
+        GEMM(0, 0, S, V, H, 1, h + (L - 1) * slab, H, W_y, V, 1, logits, V);
         for (int s = 0; s < S; s++) {
             ids[s] = FN(draw_row)(logits + (int64_t)s * V, uniforms[(int64_t)t * S + s],
                                   temperature, top_k, argmax, V, w, sel);

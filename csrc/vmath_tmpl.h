@@ -13,16 +13,18 @@
  *     sigmoid(x) = 1 / (1 + exp(-x))
  *     tanh(x)    = sign(x) * -e / (2 + e),  e = expm1(-2|x|)   (relative accuracy near 0 too)
  *
- * Measured against libm (tests/test_kernels_recurrent.py::test_vmath_error_vs_libm, a dense grid
- * over [-20, 20]): float32 tanh <= 3 ulp and sigmoid <= 3 ulp relative; float64 tanh and sigmoid
- * <= 4 ulp relative (1 ulp = FLT_EPSILON / DBL_EPSILON).  Arguments are clamped where exp would
- * leave the normal range: sigmoid(x) for x < -87 (float) / -708 (double) returns
- * sigmoid(-87) / sigmoid(-708) (absolute error below 1e-37 / 1e-307); tanh saturates at +-1
+ * Measured (tests/test_kernels_recurrent.py::test_vmath_error_vs_libm: 4 million points, a
+ * dense grid over [-20, 20] and |x| from 1e-30 to 1, both signs), max relative error in units
+ * of the dtype's epsilon: float32 tanh 1.36, sigmoid 1.24 against the exact value (float64
+ * libm); float64 tanh 2.07, sigmoid 1.41 against float64 libm (itself within about 1).  The test
+ * holds them to 2 (float32) and 3 (float64).  Arguments are clamped where exp would leave the
+ * normal range: sigmoid(x) for x < -87 (float) / -708 (double) returns sigmoid(-87) /
+ * sigmoid(-708) (absolute error below 1e-37 / 1e-307); tanh saturates at +-1
  * exactly as libm does in the dtype.  NaN propagates. */
 
 #if RF_DTYPE == 32
 #define RF_VM_UINT uint32_t
-#define RF_VM_SHIFT 0x1.8p23f        /* 1.5 * 2^23: adding it rounds to an integer in the low bits */
+#define RF_VM_SHIFT 0x1.8p23f /* 1.5 * 2^23: adding it rounds to an integer in the low bits */
 #define RF_VM_LOG2E 0x1.715476p+0f
 #define RF_VM_LN2_HI 0x1.62e4p-1f    /* 16 significant bits: n * LN2_HI is exact for |n| < 256 */
 #define RF_VM_LN2_LO 0x1.7f7d1cp-20f
@@ -52,7 +54,8 @@ static inline real FN(rf_vm_reduce)(real x, real *scale)
     memcpy(&ki, &kd, sizeof ki); /* n + bits(SHIFT): n sits in the low mantissa bits */
     kd -= RF_VM_SHIFT;
     const real r = (x - kd * RF_VM_LN2_HI) - kd * RF_VM_LN2_LO;
-    const RF_VM_UINT sbits = (RF_VM_UINT)(ki + RF_VM_BIAS) << RF_VM_MANT; /* SHIFT's bits fall off */
+    /* 2^n = (n + bias) << mantissa bits; the bits of SHIFT above n fall off the top */
+    const RF_VM_UINT sbits = (RF_VM_UINT)(ki + RF_VM_BIAS) << RF_VM_MANT;
     memcpy(scale, &sbits, sizeof sbits);
 #if RF_DTYPE == 32
     real p = (real)(1.0 / 5040);

@@ -93,7 +93,8 @@ cdef _check_size(str name, tuple shape):
 
 cdef tuple _check_layer(str cell, object X, object W_x, object W_h, object b, object h0,
                         object c0):
-    """Check a layer's inputs (b, c0 None: not given); returns (dtype, T, B, I, H, ids) with ids True for ids X."""
+    """Check a layer's inputs (b, c0: None when the kernel takes none); returns
+    (dtype, T, B, I, H, ids), ids True when X holds character ids."""
     cdef int gates = _GATES[cell]
     dtype = _float_dtype("W_h", W_h)
     g_name = "4H" if gates == 4 else "H"
