@@ -86,10 +86,7 @@ class RnnfastRunner:
         self.x, self.y = batch(cfg)
         self.state = self.model.zero_state(cfg.B)
         self.seed = 0
-        c_names = sorted(
-            n for n, f in vars(self.model._ops).items() if f.__module__ == "rnnfast._kernels"
-        )
-        self.note = f"C kernels: {', '.join(c_names)}" if backend == "c" else ""
+        self.note = ""
 
     def train(self, steps: int) -> int:
         for _ in range(steps):

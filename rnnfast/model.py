@@ -1,8 +1,7 @@
 """The character-level language model and the seed's stateful cells, over either backend.
 
-The model code below is written once; ``backend`` picks the kernels it calls: ``"numpy"`` the
-twins in ``rnnfast.reference``, ``"c"`` the C kernels of ``rnnfast._kernels`` (with the reference
-standing in for any kernel the C backend does not have yet).
+The model code below is written once; ``backend`` picks the kernels it calls: ``"c"`` (the
+default) the C kernels of ``rnnfast._kernels``, ``"numpy"`` their twins in ``rnnfast.reference``.
 """
 
 from __future__ import annotations
@@ -22,25 +21,25 @@ BACKENDS = ("c", "numpy")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 GATES = {"lstm": 4, "rnn": 1}
 
-_KERNEL_NAMES = [
-    name
-    for name in dir(reference)
-    if not name.startswith("_")
-    and callable(getattr(reference, name, None))
-    and getattr(reference, name).__module__ == reference.__name__
-]
+# The kernels the Python API calls; each exists with one signature in rnnfast.reference and
+# in rnnfast._kernels.
+KERNEL_NAMES = (
+    "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+    "linear_forward", "linear_backward", "softmax_xent",
+    "sgd_update", "adagrad_update", "rmsprop_update", "adam_update",
+    "clip_by_value", "global_norm", "scale", "sample",
+)  # fmt: skip
 
 
 def kernels(backend: str) -> SimpleNamespace:
     """The kernel set of a backend: a namespace of functions with the reference's signatures."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
-    ops = {name: getattr(reference, name) for name in _KERNEL_NAMES}
-    if backend == "c":
-        from . import _kernels
-
-        ops.update({name: getattr(_kernels, name) for name in ops if hasattr(_kernels, name)})
-    return SimpleNamespace(**ops)
+    if backend == "numpy":
+        module = reference
+    else:
+        from . import _kernels as module
+    return SimpleNamespace(**{name: getattr(module, name) for name in KERNEL_NAMES})
 
 
 class State(NamedTuple):
@@ -124,7 +123,7 @@ class CharLM:
         Seeds the initial weights: uniform in [-1/sqrt(H), 1/sqrt(H)], as PyTorch does.
     """
 
-    default_backend = "numpy"
+    default_backend = "c"
 
     def __init__(
         self,
@@ -425,7 +424,7 @@ class _Cell:
     """
 
     cell = ""
-    default_backend = "numpy"
+    default_backend = "c"
 
     def __init__(
         self,
