@@ -336,7 +336,6 @@ def cmd_eval(args) -> int:
     ck = _load(args.checkpoint, args)
     vocab = ck.model.vocab
     config = ck.training.get("config") or {}
-    B, T = config.get("batch_size", 50), config.get("seq_length", 50)
     if args.data is not None:
         text = _read_text(args.data)
         what = f"{args.data}"
@@ -356,7 +355,7 @@ def cmd_eval(args) -> int:
     if args.data is None:
         _, ids = split(ids, TrainConfig.from_dict(config).val_fraction if config else 0.1)
     with _threads(args.threads):
-        loss = evaluate(ck.model, ids, B, T)
+        loss = evaluate(ck.model, ids)
     print(f"{loss:.4f} nats/char  {loss / LN2:.4f} bits/char  ({len(ids) - 1:,} characters of "
           f"{what}, step {ck.step})")
     return 0

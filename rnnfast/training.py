@@ -41,6 +41,10 @@ from .optim import OPTIMIZERS
 
 LN2 = math.log(2.0)
 DEFAULT_LR = {"adam": 2e-3, "rmsprop": 2e-3, "adagrad": 0.1, "sgd": 0.1}
+# Validation reads its text as EVAL_BATCH streams in windows of EVAL_WINDOW characters, whatever
+# the training batch: few calls for a large validation set, bounded memory for a large model.
+EVAL_BATCH = 32
+EVAL_WINDOW = 128
 
 
 @dataclass
@@ -103,7 +107,8 @@ def data_description(text: str, name: str) -> dict:
             "sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()}
 
 
-def evaluate(model: CharLM, ids, batch_size: int = 50, seq_length: int = 50) -> float:
+def evaluate(model: CharLM, ids, batch_size: int = EVAL_BATCH,
+             seq_length: int = EVAL_WINDOW) -> float:
     """Mean cross-entropy in nats per character of predicting ``ids[1:]`` from ``ids[:-1]``.
 
     The ids are cut into ``batch_size`` contiguous streams read in windows of ``seq_length``
@@ -377,8 +382,7 @@ class Trainer:
         """Nats per character on the validation split (NaN when it is too short)."""
         if len(self.val_ids) < 2:
             return math.nan
-        c = self.config
-        return evaluate(self.model, self.val_ids, c.batch_size, c.seq_length)
+        return evaluate(self.model, self.val_ids)
 
     def _validate_and_save(self, log) -> None:
         val = self.validate()
