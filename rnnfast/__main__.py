@@ -190,8 +190,17 @@ def _data_name(path: str) -> str:
     return p.name if p.is_absolute() else p.as_posix()
 
 
-def _training_text(data: dict, data_arg: str | None) -> tuple[str, str]:
-    """The training text of a checkpoint (its data description) and its name."""
+def _relative_to(data_arg: str, out: Path) -> str | None:
+    """The data file's path relative to the checkpoint directory (no absolute path is stored)."""
+    try:
+        return Path(os.path.relpath(Path(data_arg).resolve(), out.resolve())).as_posix()
+    except ValueError:  # another drive
+        return None
+
+
+def _training_text(data: dict, data_arg: str | None, checkpoint_dir: Path) -> tuple[str, str]:
+    """The training text of a checkpoint (from its data description) and its name: --data if
+    given, else the file found relative to the checkpoint, else as named from here."""
     from .data import builtin_corpus
 
     if data_arg is not None:
@@ -199,6 +208,9 @@ def _training_text(data: dict, data_arg: str | None) -> tuple[str, str]:
     name = data.get("name")
     if name == "builtin":
         return builtin_corpus(), "builtin"
+    relative = data.get("path_from_checkpoint")
+    if relative and (checkpoint_dir / relative).is_file():
+        return _read_text(checkpoint_dir / relative), name
     if name and Path(name).is_file():
         return _read_text(name), name
     raise UserError(f"the checkpoint was trained on {name!r}, which is not here; "
@@ -230,11 +242,16 @@ def cmd_train(args) -> int:
                                 f"{saved.get(key)}; a resumed training keeps its model, "
                                 "batches and optimizer")
         out = Path(args.out) if args.out else path.parent
-        text, name = _training_text(training.get("data", {}), args.data)
+        text, name = _training_text(training.get("data", {}), args.data, path.parent)
         overrides = {key: getattr(args, key) for key in _SCHEDULE}
         with _threads(args.threads):
             trainer = Trainer.resume(path, text, out_dir=out, data_name=name, log=_log,
                                      **overrides)
+        data_arg = args.data or (training.get("data") or {}).get("path_from_checkpoint")
+        if data_arg and name != "builtin":
+            if args.data is None:  # carry the saved path over, re-anchored on the new --out
+                data_arg = str(path.parent / data_arg)
+            trainer.data["path_from_checkpoint"] = _relative_to(data_arg, out)
         _log(f"resuming {path} at step {trainer.step} (epoch {trainer.epoch})")
     else:
         out = Path(args.out or "runs")
@@ -251,6 +268,8 @@ def cmd_train(args) -> int:
         given["seed"] = args.seed
         config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
         trainer = Trainer(text, config, out_dir=out, data_name=name, log=_log)
+        if args.data is not None:
+            trainer.data["path_from_checkpoint"] = _relative_to(args.data, out)
 
     epochs = args.epochs
     if args.steps is None and args.epochs is None and args.time is None:
@@ -341,7 +360,7 @@ def cmd_eval(args) -> int:
         what = f"{args.data}"
     else:
         data = ck.training.get("data") or {}
-        text, name = _training_text(data, None)
+        text, name = _training_text(data, None, ck.path.parent)
         if data_description(text, name)["sha256"] != data.get("sha256"):
             warnings.warn(f"{name!r} differs from the text the checkpoint was trained on",
                           stacklevel=1)

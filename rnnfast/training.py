@@ -452,18 +452,19 @@ class Trainer:
 def write_history(out_dir, history: dict, val_history: dict) -> bool:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    val = dict(zip(val_history["val_step"], val_history["val_loss"]))
+    val = dict(zip(val_history["val_step"], val_history["val_loss"], strict=True))
     with open(out_dir / "history.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "epoch", "lr", "train_loss", "val_loss", "val_bpc"])
         for step, epoch, lr, loss in zip(history["step"], history["epoch"], history["lr"],
-                                         history["train_loss"]):
+                                         history["train_loss"], strict=True):
             v = val.get(step)
             writer.writerow([step, epoch, repr(lr), repr(loss),
                              "" if v is None else repr(v), "" if v is None else repr(v / LN2)])
     doc = {
         "train": [{"step": s, "epoch": e, "lr": lr, "loss": loss} for s, e, lr, loss in
-                  zip(history["step"], history["epoch"], history["lr"], history["train_loss"])],
+                  zip(history["step"], history["epoch"], history["lr"], history["train_loss"],
+                      strict=True)],
         "val": [{"step": s, "loss": v, "bpc": v / LN2} for s, v in val.items()],
     }
     (out_dir / "history.json").write_text(json.dumps(doc) + "\n", encoding="utf-8")
