@@ -307,15 +307,17 @@ class Trainer:
         if epochs is not None:
             left = (epochs - self.epoch) * self.batches.steps_per_epoch - self.batch_index
             target = min(target or math.inf, self.step + max(0, left))
-        bar = _progress_bar(progress, self.step, None if target in (None, math.inf) else target)
         log = self.log
         start, done_here, reason = time.perf_counter(), 0, None
+        train_time = 0.0  # without validation and checkpoints: the chars/s of training
         chars_per_step = self.config.batch_size * self.config.seq_length
         self._interrupted = False
         with self._deferred_interrupt(log):
             log(f"training {self.model!r}, {self.model.num_params:,} parameters, on "
                 f"{len(self.train_ids):,} characters ({self.batches.steps_per_epoch} steps per "
                 f"epoch); Ctrl-C stops and saves")
+            bar = _progress_bar(progress, self.step,
+                                None if target in (None, math.inf) else target)
             try:
                 while True:
                     if target is not None and self.step >= target:
@@ -327,14 +329,18 @@ class Trainer:
                     if self._interrupted:
                         reason = "interrupted"
                         break
+                    t0 = time.perf_counter()
                     loss = self.train_one_step()
+                    train_time += time.perf_counter() - t0
                     done_here += 1
                     if self.step % self.config.val_every == 0:
                         self._validate_and_save(log)
                     if bar is not None:
-                        rate = done_here * chars_per_step / (time.perf_counter() - start)
-                        bar.set_postfix_str(f"loss {loss:.3f} val {self.last_val_loss:.3f} "
-                                            f"{rate:,.0f} chars/s", refresh=False)
+                        rate = done_here * chars_per_step / train_time
+                        val = self.last_val_loss
+                        val = f"{val:.3f}" if math.isfinite(val) else "-"
+                        bar.set_postfix_str(f"loss {loss:.3f} val {val} {rate:,.0f} chars/s",
+                                            refresh=False)
                         bar.update(1)
             finally:
                 if bar is not None:
@@ -351,8 +357,8 @@ class Trainer:
                 log(f"interrupted at step {self.step}; checkpoint saved")
         elapsed = time.perf_counter() - start
         if done_here:
-            log(f"{done_here} steps in {elapsed:.1f} s "
-                f"({done_here * chars_per_step / elapsed:,.0f} chars/s)")
+            log(f"{done_here} steps in {elapsed:.1f} s, {train_time:.1f} s of them training "
+                f"({done_here * chars_per_step / train_time:,.0f} chars/s)")
         return reason
 
     @contextmanager
