@@ -18,8 +18,16 @@ GATES = {"rnn": 1, "lstm": 4}
 CELLS = ["rnn", "lstm"]
 # (T, B, I, H): I is V for id inputs.  B = 1 with H >= 70 sends the one-row products through
 # blas.c's gemv path (N * K >= 16384).
-SHAPES = [(1, 1, 2, 1), (1, 1, 2, 7), (5, 3, 2, 13), (6, 4, 11, 7), (4, 2, 9, 20), (12, 5, 17, 33),
-          (1, 1, 5, 130), (3, 1, 5, 70)]
+SHAPES = [
+    (1, 1, 2, 1),
+    (1, 1, 2, 7),
+    (5, 3, 2, 13),
+    (6, 4, 11, 7),
+    (4, 2, 9, 20),
+    (12, 5, 17, 33),
+    (1, 1, 5, 130),
+    (3, 1, 5, 70),
+]
 SHAPE_IDS = ["T{}-B{}-I{}-H{}".format(*s) for s in SHAPES]
 
 
