@@ -225,7 +225,8 @@ while True:
 
 
 def subprocess_env() -> dict:
-    """Run the same rnnfast the tests import, installed or from a source tree."""
+    """Run the same rnnfast the tests import, installed or from a source tree (the child also
+    runs in a scratch directory: ``-m`` and ``-c`` put the working directory first on its path)."""
     env = dict(os.environ)
     root = str(Path(rnnfast.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -235,7 +236,8 @@ def subprocess_env() -> dict:
 def run_writer_and_kill(tmp_path, mode: str, wait_for: str, delay: float) -> Path:
     path = tmp_path / "ck.npz"
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), mode],
-                            stdout=subprocess.PIPE, text=True, env=subprocess_env())
+                            stdout=subprocess.PIPE, text=True, env=subprocess_env(),
+                            cwd=tmp_path)
     try:
         for line in proc.stdout:
             if line.strip() == wait_for:

@@ -210,7 +210,8 @@ def test_divergence_exits_1_with_a_message(tmp_path, data, capsys):
 
 
 def subprocess_env() -> dict:
-    """Run the same rnnfast the tests import, installed or from a source tree."""
+    """Run the same rnnfast the tests import, installed or from a source tree (the child also
+    runs in a scratch directory: ``-m`` and ``-c`` put the working directory first on its path)."""
     env = dict(os.environ)
     root = str(Path(rnnfast.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -222,7 +223,8 @@ def test_ctrl_c_saves_a_checkpoint_and_exits(tmp_path, data):
     proc = subprocess.Popen(
         [sys.executable, "-m", "rnnfast", "train", "--data", str(data), *TINY, "--steps",
          "1000000", "--val-every", "100000", "--out", str(out)],
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=subprocess_env())
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=subprocess_env(),
+        cwd=tmp_path)
     try:
         for line in proc.stderr:  # the handler is in place once training announces itself
             if line.startswith("training "):
