@@ -120,6 +120,7 @@ def sample_text(
     if not isinstance(prime, str):
         raise TypeError(f"prime: expected str, got {type(prime).__name__}")
     prime_ids = model.vocab.encode(prime, skip_unknown=skip_unknown)
+    streams = 1 if num_samples is None else num_samples
     chunks = list(
         iter_sample(
             model,
@@ -129,10 +130,10 @@ def sample_text(
             top_k=top_k,
             argmax=argmax,
             seed=seed,
-            num_samples=num_samples or 1,
+            num_samples=streams,
         )
     )
-    ids = np.concatenate(chunks) if chunks else np.empty((0, num_samples or 1), INDEX_DTYPE)
+    ids = np.concatenate(chunks) if chunks else np.empty((0, streams), INDEX_DTYPE)
     prime_text = model.vocab.decode(prime_ids)
     texts = [prime_text + model.vocab.decode(ids[:, s]) for s in range(ids.shape[1])]
     return texts if num_samples is not None else texts[0]

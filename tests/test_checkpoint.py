@@ -22,8 +22,9 @@ TEXT = "hello, checkpoint world! 0123456789\n"
 
 
 def make(cell="lstm", dtype=np.float32, optimizer="adam", H=16):
-    model = CharLM(Vocab.from_text(TEXT), cell=cell, hidden_size=H, num_layers=2, dtype=dtype,
-                   seed=1)
+    model = CharLM(
+        Vocab.from_text(TEXT), cell=cell, hidden_size=H, num_layers=2, dtype=dtype, seed=1
+    )
     kw = {"momentum": 0.9} if optimizer == "sgd" else {}
     opt = OPTIMIZERS[optimizer](model, **kw)
     ids = model.vocab.encode(TEXT)
@@ -35,24 +36,38 @@ def make(cell="lstm", dtype=np.float32, optimizer="adam", H=16):
 
 def saved(tmp_path, **kw) -> Path:
     model, opt, state = make(**kw)
-    return checkpoint.save(tmp_path / "ck.npz", model, opt, state=state,
-                           training={"step": 2, "note": "ü"},
-                           history={"train_loss": np.array([4.0, 3.5])})
+    return checkpoint.save(
+        tmp_path / "ck.npz",
+        model,
+        opt,
+        state=state,
+        training={"step": 2, "note": "ü"},
+        history={"train_loss": np.array([4.0, 3.5])},
+    )
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "rmsprop", "adam"])
 @pytest.mark.parametrize("cell", ["lstm", "rnn"])
 def test_round_trip(tmp_path, cell, optimizer):
     model, opt, state = make(cell=cell, optimizer=optimizer)
-    path = checkpoint.save(tmp_path / "sub" / "ck.npz", model, opt, state=state,
-                           training={"step": 2}, history={"train_loss": np.array([4.0, 3.5])})
+    path = checkpoint.save(
+        tmp_path / "sub" / "ck.npz",
+        model,
+        opt,
+        state=state,
+        training={"step": 2},
+        history={"train_loss": np.array([4.0, 3.5])},
+    )
     ck = checkpoint.load(path)
     np.testing.assert_array_equal(ck.model.flat_params, model.flat_params)
     assert ck.model.flat_params.dtype == np.float32
     assert ck.model.vocab == model.vocab and ck.model.cell == cell
     a, b = opt.state_dict(), ck.optimizer.state_dict()
     assert (a["name"], a["step_count"], a["hyperparameters"]) == (
-        b["name"], b["step_count"], b["hyperparameters"])
+        b["name"],
+        b["step_count"],
+        b["hyperparameters"],
+    )
     for name in a["moments"]:
         np.testing.assert_array_equal(a["moments"][name], b["moments"][name])
     np.testing.assert_array_equal(ck.state.h, state.h)
@@ -75,15 +90,17 @@ def test_file_holds_no_pickle_and_no_absolute_path(tmp_path):
     assert meta["training"]["note"] == "ü"
 
 
-@pytest.mark.parametrize("saved_dtype, load_dtype", [(np.float64, np.float32),
-                                                      (np.float32, np.float64)])
+@pytest.mark.parametrize(
+    "saved_dtype, load_dtype", [(np.float64, np.float32), (np.float32, np.float64)]
+)
 def test_load_converts_dtype(tmp_path, saved_dtype, load_dtype):
     path = saved(tmp_path, dtype=saved_dtype)
     original = checkpoint.load(path)
     ck = checkpoint.load(path, dtype=load_dtype)
     assert ck.model.dtype == load_dtype and ck.optimizer._moments["m"].dtype == load_dtype
-    np.testing.assert_array_equal(ck.model.flat_params,
-                                  original.model.flat_params.astype(load_dtype))
+    np.testing.assert_array_equal(
+        ck.model.flat_params, original.model.flat_params.astype(load_dtype)
+    )
     assert ck.state.h.dtype == load_dtype
     text = ck.model.sample(20, prime="hel", seed=0)
     assert text.startswith("hel") and len(text) == 23
@@ -141,15 +158,19 @@ def test_empty_file(tmp_path):
 
 
 def test_text_file(tmp_path):
-    with pytest.raises(CheckpointError, match="notes.txt is not an rnnfast checkpoint "
-                                              r"\(not a .npz archive\)"):
+    with pytest.raises(
+        CheckpointError,
+        match="notes.txt is not an rnnfast checkpoint "
+        r"\(not a .npz archive\)",
+    ):
         checkpoint.load(damaged(tmp_path, "notes.txt", b"just some text\n"))
 
 
 def test_foreign_npz_and_npy(tmp_path):
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
-    with pytest.raises(CheckpointError, match="other.npz is a .npz archive but not an rnnfast "
-                                              "checkpoint"):
+    with pytest.raises(
+        CheckpointError, match="other.npz is a .npz archive but not an rnnfast checkpoint"
+    ):
         checkpoint.load(tmp_path / "other.npz")
     np.save(tmp_path / "array.npy", np.zeros(3))
     with pytest.raises(CheckpointError, match="a single .npy array"):
@@ -235,9 +256,13 @@ def subprocess_env() -> dict:
 
 def run_writer_and_kill(tmp_path, mode: str, wait_for: str, delay: float) -> Path:
     path = tmp_path / "ck.npz"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), mode],
-                            stdout=subprocess.PIPE, text=True, env=subprocess_env(),
-                            cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), mode],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
     try:
         for line in proc.stdout:
             if line.strip() == wait_for:

@@ -17,8 +17,18 @@ from rnnfast import checkpoint
 from rnnfast.__main__ import main
 
 TEXT = ("def f(x):\n    return x + 1  # add one\n\nclass A:\n    pass\n" * 60)[:3000]
-TINY = ["--hidden-size", "16", "--num-layers", "1", "--batch-size", "4", "--seq-length", "8",
-        "--backend", "numpy"]
+TINY = [
+    "--hidden-size",
+    "16",
+    "--num-layers",
+    "1",
+    "--batch-size",
+    "4",
+    "--seq-length",
+    "8",
+    "--backend",
+    "numpy",
+]
 
 
 @pytest.fixture
@@ -29,8 +39,23 @@ def data(tmp_path) -> Path:
 
 
 def train(tmp_path, data, *extra, out="run", steps="20"):
-    return main(["train", "--data", str(data), *TINY, "--steps", steps, "--val-every", "10",
-                 "--out", str(tmp_path / out), "--sample-length", "0", *extra])
+    return main(
+        [
+            "train",
+            "--data",
+            str(data),
+            *TINY,
+            "--steps",
+            steps,
+            "--val-every",
+            "10",
+            "--out",
+            str(tmp_path / out),
+            "--sample-length",
+            "0",
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture
@@ -45,7 +70,8 @@ def test_train_writes_checkpoints_history_and_a_sample(tmp_path, data, capsys):
     out, err = capsys.readouterr()
     run = tmp_path / "run"
     assert {"latest.npz", "best.npz", "history.csv", "history.json"} <= {
-        p.name for p in run.iterdir()}
+        p.name for p in run.iterdir()
+    }
     assert "val loss" in err and "bits/char" in err
     if not (run / "loss.png").exists():
         assert 'pip install "rnnfast[plot]"' in err
@@ -73,8 +99,19 @@ def test_sample_same_seed_same_text(trained, capsys):
 def test_sample_options(trained, tmp_path, capsys):
     prime = tmp_path / "prime.txt"
     prime.write_text("class ", encoding="utf-8")
-    code, out, _ = sample(capsys, trained / "latest", "--prime-file", prime, "--length", 20,
-                          "--argmax", "--num-samples", 2, "--dtype", "float64")
+    code, out, _ = sample(
+        capsys,
+        trained / "latest",
+        "--prime-file",
+        prime,
+        "--length",
+        20,
+        "--argmax",
+        "--num-samples",
+        2,
+        "--dtype",
+        "float64",
+    )
     assert code == 0 and out.count("class ") == 2
     options = ["--top-k", 3, "--temperature", 0.5, "--length", 50]
     code, out, _ = sample(capsys, trained, *options, "--seed", 1, "--num-samples", 2)
@@ -93,8 +130,9 @@ def test_unknown_prime_character_is_a_clear_error(trained, capsys):
 
 
 def test_skip_unknown_drops_with_a_warning(trained, capsys):
-    code, out, err = sample(capsys, trained, "--prime", "déf", "--length", 5, "--seed", 0,
-                            "--skip-unknown")
+    code, out, err = sample(
+        capsys, trained, "--prime", "déf", "--length", 5, "--seed", 0, "--skip-unknown"
+    )
     assert code == 0 and out.startswith("df") and len(out) == 2 + 5 + 1
     assert "warning" in err and "'é'" in err
 
@@ -138,8 +176,23 @@ def test_eval_matches_the_validation_loss(trained, tmp_path, data, capsys, monke
 
 def test_eval_without_the_training_text(tmp_path, data, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "--data", "input.txt", *TINY, "--steps", "2", "--out", "run",
-                 "--sample-length", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "input.txt",
+                *TINY,
+                "--steps",
+                "2",
+                "--out",
+                "run",
+                "--sample-length",
+                "0",
+            ]
+        )
+        == 0
+    )
     data.unlink()
     capsys.readouterr()
     assert main(["eval", "run"]) == 2
@@ -149,8 +202,14 @@ def test_eval_without_the_training_text(tmp_path, data, capsys, monkeypatch):
 def test_info(trained, capsys):
     assert main(["info", str(trained)]) == 0
     out = capsys.readouterr().out
-    for expected in ("format version 1", "lstm, hidden_size 16", "vocabulary", "step 20",
-                     "val loss", "Adam("):
+    for expected in (
+        "format version 1",
+        "lstm, hidden_size 16",
+        "vocabulary",
+        "step 20",
+        "val loss",
+        "Adam(",
+    ):
         assert expected in out
     assert main(["info", str(trained), "--json"]) == 0
     meta = json.loads(capsys.readouterr().out)
@@ -158,23 +217,58 @@ def test_info(trained, capsys):
 
 
 def test_builtin_corpus_trains(tmp_path, capsys):
-    code = main(["train", "--hidden-size", "8", "--num-layers", "1", "--batch-size", "2",
-                 "--seq-length", "8", "--steps", "3", "--out", str(tmp_path / "b"),
-                 "--sample-length", "20", "--threads", "1"])
+    code = main(
+        [
+            "train",
+            "--hidden-size",
+            "8",
+            "--num-layers",
+            "1",
+            "--batch-size",
+            "2",
+            "--seq-length",
+            "8",
+            "--steps",
+            "3",
+            "--out",
+            str(tmp_path / "b"),
+            "--sample-length",
+            "20",
+            "--threads",
+            "1",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0 and len(out) == 21
     ck = checkpoint.load(tmp_path / "b")
     assert ck.training["data"]["name"] == "builtin" and ck.step == 3
 
 
-@pytest.mark.parametrize("args, message", [
-    (["sample", "{tmp}/none"], "no checkpoint at"),
-    (["info", "{data}"], "not an rnnfast checkpoint"),
-    (["eval", "{tmp}"], "no checkpoint at"),
-    (["train", "--data", "{tmp}/missing.txt", "--steps", "1"], "no such text file"),
-    (["train", "--data", "{data}", "--batch-size", "500", "--seq-length", "50", "--steps", "1",
-      "--out", "{tmp}/x"], "shorter than one batch"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sample", "{tmp}/none"], "no checkpoint at"),
+        (["info", "{data}"], "not an rnnfast checkpoint"),
+        (["eval", "{tmp}"], "no checkpoint at"),
+        (["train", "--data", "{tmp}/missing.txt", "--steps", "1"], "no such text file"),
+        (
+            [
+                "train",
+                "--data",
+                "{data}",
+                "--batch-size",
+                "500",
+                "--seq-length",
+                "50",
+                "--steps",
+                "1",
+                "--out",
+                "{tmp}/x",
+            ],
+            "shorter than one batch",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, data, capsys, args, message):
     args = [a.format(tmp=tmp_path, data=data) for a in args]
     assert main(args) == 2
@@ -221,10 +315,27 @@ def subprocess_env() -> dict:
 def test_ctrl_c_saves_a_checkpoint_and_exits(tmp_path, data):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rnnfast", "train", "--data", str(data), *TINY, "--steps",
-         "1000000", "--val-every", "100000", "--out", str(out)],
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=subprocess_env(),
-        cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "rnnfast",
+            "train",
+            "--data",
+            str(data),
+            *TINY,
+            "--steps",
+            "1000000",
+            "--val-every",
+            "100000",
+            "--out",
+            str(out),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
     try:
         for line in proc.stderr:  # the handler is in place once training announces itself
             if line.startswith("training "):

@@ -15,8 +15,16 @@ TEXT = ("the quick brown fox jumps over the lazy dog; " * 7)[:300]
 
 
 def tiny(**kw) -> TrainConfig:
-    base = dict(hidden_size=16, num_layers=2, batch_size=4, seq_length=8, val_every=5,
-                lr_decay=0.9, lr_decay_every=7, seed=3)
+    base = dict(
+        hidden_size=16,
+        num_layers=2,
+        batch_size=4,
+        seq_length=8,
+        val_every=5,
+        lr_decay=0.9,
+        lr_decay_every=7,
+        seed=3,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -145,8 +153,11 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     trainer.train(steps=6)
     good = checkpoint.load(tmp_path).model.flat_params.copy()
     trainer.config.lr = 1e4  # now blow it up
-    with pytest.raises(TrainingDiverged, match=r"training stopped at step \d+: .*last good "
-                                               r"checkpoint .*latest.npz \(step 6\)"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"training stopped at step \d+: .*last good "
+        r"checkpoint .*latest.npz \(step 6\)",
+    ):
         trainer.train(steps=30)
     kept = checkpoint.load(tmp_path)
     assert kept.step == 6
