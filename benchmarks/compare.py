@@ -157,7 +157,10 @@ class TorchRunner:
 
 
 class MinCharRunner:
-    def __init__(self, cfg: Config):
+    """The faithful NumPy min-char-rnn; with ``drop_in`` its lossFun and sample are replaced by
+    rnnfast.minchar.MinCharRNN's over the same arrays (the README's two-line switch)."""
+
+    def __init__(self, cfg: Config, drop_in: bool = False):
         from minchar import MinCharRNN
 
         self.cfg = cfg
@@ -166,6 +169,13 @@ class MinCharRunner:
         self.inputs, self.targets = list(x[:, 0]), list(y[:, 0])
         self.rng = np.random.RandomState(0)
         self.note = "float64, Adagrad lr 0.1 (its own), B=1"
+        if drop_in:
+            import rnnfast.minchar
+
+            m = rnnfast.minchar.MinCharRNN(*self.model.params)
+            self.model.lossFun = m.lossFun
+            self.model.sample = lambda h, seed_ix, n, rng=None: m.sample(h, seed_ix, n)
+            self.note += "; lossFun and sample from rnnfast.minchar"
 
     def train(self, steps: int) -> int:
         for _ in range(steps):
@@ -184,6 +194,7 @@ def make_runners(name: str, cfg: Config, with_torch: bool) -> dict:
         runners["torch"] = TorchRunner(cfg)
     if name == "mincharrnn":
         runners["minchar-numpy"] = MinCharRunner(cfg)
+        runners["minchar-rnnfast"] = MinCharRunner(cfg, drop_in=True)
     return runners
 
 
@@ -291,6 +302,12 @@ def main(argv=None):
                     print(
                         f"  {impl:14s} {r['train']:12,.0f} {r['train_pct_peak']:6.1f} "
                         f"{r['sample']:12,.0f} {r['sample_pct_peak']:6.1f}  {r['note']}"
+                    )
+                if "minchar-rnnfast" in res:
+                    fast, slow = res["minchar-rnnfast"], res["minchar-numpy"]
+                    print(
+                        f"  min-char-rnn drop-in/NumPy  train {fast['train'] / slow['train']:6.2f}x"
+                        f"   sample {fast['sample'] / slow['sample']:6.2f}x"
                     )
                 c = res["rnnfast-c"]
                 for other in ("torch", "rnnfast-numpy", "minchar-numpy"):
