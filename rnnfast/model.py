@@ -380,13 +380,20 @@ class CharLM:
         optimizer.step(self._grads)
         return loss, final
 
+    def forward(self, x, state: State | None = None) -> tuple[np.ndarray, State]:
+        """Feed x (T, B) character ids from ``state``; returns the logits (T, B, V) of every
+        next character and the final state."""
+        x = self._check_ids("x", x, 2)
+        state = self._check_state(state, x.shape[1])
+        ws = self._forward(x, state)
+        return ws.logits.reshape(*x.shape, -1).copy(), self._final_state(ws)
+
     def step(self, ids, state: State | None = None) -> tuple[np.ndarray, State]:
         """Feed one character per stream, ids (B,); returns the logits (B, V) of the next
         character and the new state."""
         ids = self._check_ids("ids", ids, 1)
-        state = self._check_state(state, ids.shape[0])
-        ws = self._forward(ids[None, :], state)
-        return ws.logits.copy(), self._final_state(ws)
+        logits, state = self.forward(ids[None, :], state)
+        return logits[0], state
 
     def sample(
         self,

@@ -63,7 +63,7 @@ def iter_sample(
         prime_ids = model._check_ids("prime", prime_ids, 1)
         if len(prime_ids) > 1:
             context = np.repeat(prime_ids[:-1, None], S, axis=1)
-            _, state = model.loss(context, context, state)  # the loss is unused: only the state
+            _, state = model.forward(context, state)
         next_ids = np.full(S, prime_ids[-1], INDEX_DTYPE)
     else:
         if length == 0:

@@ -238,3 +238,23 @@ def test_step_api_bad_input():
     rnn.step(np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match="reset"):
         rnn.step(np.ones((5, 3), np.float32))
+
+
+def test_forward_returns_every_steps_logits(vocab):
+    model = small_model(vocab, dtype=np.float64)
+    x = vocab.encode("hello world")[:, None]
+    logits, state = model.forward(x)
+    assert logits.shape == (len(x), 1, len(vocab))
+    step_state = None
+    for t, i in enumerate(x[:, 0]):
+        step_logits, step_state = model.step([i], step_state)
+        np.testing.assert_allclose(step_logits, logits[t], rtol=1e-12)
+    np.testing.assert_allclose(step_state.h, state.h, rtol=1e-12)
+    loss, _ = model.loss(x[:-1], x[1:])
+    z = logits[:-1, 0]
+    log_p = (
+        z
+        - z.max(1, keepdims=True)
+        - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
+    )
+    assert loss == pytest.approx(-np.mean(log_p[np.arange(len(x) - 1), x[1:, 0]]), rel=1e-12)
