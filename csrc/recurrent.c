@@ -2,6 +2,7 @@
 
 #include "blas.h"
 #include "recurrent.h"
+#include "vector_clones.h"
 
 #define RF_DTYPE 32
 #include "real_begin.h"
