@@ -2,13 +2,17 @@
  * Each forward: the input projection of all T steps at once into the output buffer (one GEMM or
  * a row gather), then per step one GEMM  A_t += h_{t-1} W_h  and one fused elementwise pass.
  * Each backward: per step, last to first, one fused pass into dA_t and one GEMM for the carry
- * dh = dA_t W_h^T (dh0 is the carry buffer), then the weight gradients as whole-sequence GEMMs. */
+ * dh = dA_t W_h^T (dh0 is the carry buffer), then the weight gradients as whole-sequence GEMMs.
+ * The entry points are RF_VECTOR_CLONES: the cell passes inlined into them run at the CPU's
+ * vector width (the same operations in the same order in every clone, so the same results). */
 
+RF_VECTOR_CLONES
 void FN(rf_vec_tanh)(real *out, const real *x, int64_t n)
 {
     FN(rf_tanh_pass)(out, x, n);
 }
 
+RF_VECTOR_CLONES
 void FN(rf_vec_sigmoid)(real *out, const real *x, int64_t n)
 {
     const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
@@ -18,6 +22,7 @@ void FN(rf_vec_sigmoid)(real *out, const real *x, int64_t n)
 
 /* db (G) += column sums of dA (R, G), summed in double per column block so float32 gradients
  * lose nothing over thousands of rows. */
+RF_VECTOR_CLONES
 static void FN(colsum_add)(real *db, const real *dA, int64_t R, int G)
 {
     enum { BLOCK = 128 };
@@ -69,6 +74,7 @@ static void FN(weight_grads)(real *dX, real *dW_x, real *dW_h, real *db, const r
 
 /* ---- vanilla RNN ---------------------------------------------------------------------------- */
 
+RF_VECTOR_CLONES
 void FN(rf_rnn_forward)(real *hs, const int64_t *ids, const real *X, const real *W_x,
                         const real *W_h, const real *b, const real *h0, int T, int B, int I,
                         int H)
@@ -91,6 +97,7 @@ static void FN(rnn_step_back)(real *restrict da, const real *restrict dh,
         da[k] = (dh[k] + carry[k]) * ((real)1 - h[k] * h[k]);
 }
 
+RF_VECTOR_CLONES
 void FN(rf_rnn_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, real *dA,
                          const real *dH, const int64_t *ids, const real *X, const real *hs,
                          const real *W_x, const real *W_h, const real *h0, int T, int B, int I,
@@ -108,6 +115,7 @@ void FN(rf_rnn_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, 
 
 /* ---- LSTM ----------------------------------------------------------------------------------- */
 
+RF_VECTOR_CLONES
 void FN(rf_lstm_forward)(real *hs, real *cs, real *tcs, real *gates, const int64_t *ids,
                          const real *X, const real *W_x, const real *W_h, const real *b,
                          const real *h0, const real *c0, int T, int B, int I, int H)
@@ -147,6 +155,7 @@ static inline void FN(lstm_row_back)(real *restrict da_i, real *restrict da_f,
     }
 }
 
+RF_VECTOR_CLONES
 void FN(rf_lstm_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, real *dc0,
                           real *dA, const real *dH, const int64_t *ids, const real *X,
                           const real *hs, const real *cs, const real *tcs, const real *gates,
