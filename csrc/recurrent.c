@@ -1,3 +1,4 @@
+#include <math.h>
 #include <string.h>
 
 #include "blas.h"
@@ -8,6 +9,7 @@
 #include "real_begin.h"
 #include "vmath_tmpl.h"
 #include "cell_tmpl.h"
+#include "pgemm_tmpl.h"
 #include "recurrent_tmpl.h"
 #include "real_end.h"
 
@@ -15,5 +17,6 @@
 #include "real_begin.h"
 #include "vmath_tmpl.h"
 #include "cell_tmpl.h"
+#include "pgemm_tmpl.h"
 #include "recurrent_tmpl.h"
 #include "real_end.h"
