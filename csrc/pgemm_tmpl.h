@@ -7,7 +7,7 @@
  * OpenBLAS re-packs W_h on every one of the T calls per layer, which cost a third of each
  * per-step product at B=50, H=128 (measured: sgemm_itcopy/oncopy 10% of a charrnn-default
  * train_step).  Here op(W) is copied once into panels of NR columns, each (K, NR) contiguous
- * and zero-padded, and a register-blocked loop (MR rows x NR columns of C held in vector
+ * and zero-padded, and a register-blocked loop (MR = 6 or 4 rows x NR columns of C held in vector
  * registers, one fma per element of the block and k) streams the panels.  It needs fused
  * multiply-add to keep up with OpenBLAS's kernel, so it is compiled for AVX-512F+FMA only and
  * used when the CPU has both (GCC on x86-64 picks at run time, like RF_VECTOR_CLONES; a build
@@ -34,7 +34,6 @@
 #define PG_NR 32
 #define PG_FMA fma
 #endif
-#define PG_MR 6 /* 6 x 4 accumulator vectors of the 32 registers */
 
 /* Elements of the packed op(W) for K, N. */
 static int64_t FN(pg_size)(int K, int N)
@@ -62,58 +61,28 @@ static void FN(pg_pack)(real *P, const real *W, int K, int N, int trans)
     }
 }
 
-/* C (M,N) += A (M,K) op(W) (accumulate) or C = A op(W); P from pg_pack. */
+#define PG_MR 6
+#define PG_KERNEL FN(pg_gemm6)
+#include "pgemm_kernel_tmpl.h"
+#undef PG_MR
+#undef PG_KERNEL
+#define PG_MR 4
+#define PG_KERNEL FN(pg_gemm4)
+#include "pgemm_kernel_tmpl.h"
+#undef PG_MR
+#undef PG_KERNEL
+
+/* 6-row blocks where a panel (K, NR) stays in L1 (K <= 192), 4-row blocks past that: measured
+ * (1 thread, GFLOP/s) at B=50 H=128 6 rows ~100, 4 rows ~98-104 but the train step 2% slower;
+ * at B=32 H=512 6 rows ~97, 4 rows ~111; at B=64 H=1024 6 rows ~81-85, 4 rows ~99-108. */
 RF_PG_TARGET
 static void FN(pg_gemm)(real *restrict C, const real *restrict A, const real *restrict P, int M,
                         int N, int K, int accumulate)
 {
-    for (int j0 = 0; j0 < N; j0 += PG_NR) {
-        const int w = N - j0 < PG_NR ? N - j0 : PG_NR;
-        const real *restrict panel = P + (int64_t)j0 * K;
-        int r0 = 0;
-        for (; r0 + PG_MR <= M; r0 += PG_MR) {
-            real acc[PG_MR][PG_NR];
-            for (int i = 0; i < PG_MR; i++)
-                for (int j = 0; j < PG_NR; j++)
-                    acc[i][j] = 0;
-            const real *restrict a = A + (int64_t)r0 * K;
-            for (int k = 0; k < K; k++) {
-                const real *restrict wk = panel + (int64_t)k * PG_NR;
-                for (int i = 0; i < PG_MR; i++) {
-                    const real ai = a[(int64_t)i * K + k];
-                    for (int j = 0; j < PG_NR; j++)
-                        acc[i][j] = PG_FMA(ai, wk[j], acc[i][j]);
-                }
-            }
-            for (int i = 0; i < PG_MR; i++) {
-                real *restrict c = C + (int64_t)(r0 + i) * N + j0;
-                if (accumulate)
-                    for (int j = 0; j < w; j++)
-                        c[j] += acc[i][j];
-                else
-                    for (int j = 0; j < w; j++)
-                        c[j] = acc[i][j];
-            }
-        }
-        for (; r0 < M; r0++) {
-            real acc[PG_NR];
-            for (int j = 0; j < PG_NR; j++)
-                acc[j] = 0;
-            const real *restrict a = A + (int64_t)r0 * K;
-            for (int k = 0; k < K; k++) {
-                const real *restrict wk = panel + (int64_t)k * PG_NR;
-                for (int j = 0; j < PG_NR; j++)
-                    acc[j] = PG_FMA(a[k], wk[j], acc[j]);
-            }
-            real *restrict c = C + (int64_t)r0 * N + j0;
-            if (accumulate)
-                for (int j = 0; j < w; j++)
-                    c[j] += acc[j];
-            else
-                for (int j = 0; j < w; j++)
-                    c[j] = acc[j];
-        }
-    }
+    if (K <= 192)
+        FN(pg_gemm6)(C, A, P, M, N, K, accumulate);
+    else
+        FN(pg_gemm4)(C, A, P, M, N, K, accumulate);
 }
 
 /* Whether the per-step products of M rows use the packed path: one row stays a BLAS gemv. */
@@ -124,7 +93,6 @@ static int FN(pg_use)(int M)
 
 #undef PG_NR
 #undef PG_FMA
-#undef PG_MR
 #else
 static int64_t FN(pg_size)(int K, int N)
 {
