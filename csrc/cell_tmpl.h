@@ -1,8 +1,10 @@
 /* Elementwise passes of the recurrent cells, shared by the sequence kernels (recurrent.c) and the
  * sampling loop (sample.c); a template (see real_begin.h), included after vmath_tmpl.h.
- * Each inner loop runs over one row of H with restrict pointers, so it vectorizes. */
+ * Each inner loop runs over one row of H with restrict pointers, so it vectorizes; the passes
+ * over whole arrays are RF_VECTOR_CLONES (vector_clones.h), as GCC does not inline them. */
 
 /* A (R, G) = X W_x + b with X (R, I), or the row gather W_x[ids] + b with ids (R). */
+RF_VECTOR_CLONES
 static inline void FN(rf_project)(real *A, const int64_t *ids, const real *X, const real *W_x,
                                   const real *b, int R, int I, int G)
 {
@@ -22,6 +24,7 @@ static inline void FN(rf_project)(real *A, const int64_t *ids, const real *X, co
 }
 
 /* out (n) = tanh(a (n)) */
+RF_VECTOR_CLONES
 static inline void FN(rf_tanh_pass)(real *restrict out, const real *restrict a, int64_t n)
 {
     const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
@@ -30,6 +33,7 @@ static inline void FN(rf_tanh_pass)(real *restrict out, const real *restrict a, 
 }
 
 /* a (n) = tanh(a) */
+RF_VECTOR_CLONES
 static inline void FN(rf_tanh_inplace)(real *restrict a, int64_t n)
 {
     const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
@@ -64,6 +68,7 @@ static inline void FN(rf_lstm_row)(real *restrict h, real *restrict c, real *res
 
 /* The LSTM cell over B rows.  h, c, tc, c_prev (B, H); gates (B, 4H) in/out.  c must not be
  * c_prev. */
+RF_VECTOR_CLONES
 static inline void FN(rf_lstm_cell)(real *h, real *c, real *tc, real *gates, const real *c_prev,
                                     int B, int H)
 {

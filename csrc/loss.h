@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-/* out[k] = the vectorized exp of loss_exp.h applied to x[k]; for the accuracy tests. */
+/* out[k] = the vectorized exp of vmath_tmpl.h applied to x[k]; for the accuracy tests. */
 void rf_exp_array_f32(float *out, const float *x, int64_t n);
 void rf_exp_array_f64(double *out, const double *x, int64_t n);
 

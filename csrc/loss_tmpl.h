@@ -2,7 +2,7 @@
  *   p_v = exp(z_v - m) / s,  m = max_v z_v,  s = sum_v exp(z_v - m)
  *   loss_n = -log p_y = log s - (z_y - m)
  *   dz_v = (p_v - [v == y]) / N
- * exp is the vectorizable FN(rf_exp) of loss_exp.h.  The row's max and sum use LANES partial
+ * exp is the vectorizable FN(rf_exp) of vmath_tmpl.h.  The row's max and sum use LANES partial
  * results in a fixed order: deterministic, and vectorizable under strict IEEE semantics. */
 
 #define LANES 8
@@ -26,10 +26,11 @@ static inline real FN(row_max)(const real *restrict z, int V)
 }
 
 /* e_v = exp(z_v - m) for v < V; returns sum_v e_v. */
-static inline real FN(exp_shifted_sum)(real *restrict e, const real *restrict z, real m, int V)
+static inline real FN(exp_shifted_sum)(real *restrict e, const real *restrict z, real m, int V,
+                                       struct FN(rf_vm_limits) lim)
 {
     for (int v = 0; v < V; v++)
-        e[v] = FN(rf_exp)(z[v] - m);
+        e[v] = FN(rf_exp)(z[v] - m, lim);
     real acc[LANES] = {0};
     int v = 0;
     for (; v + LANES <= V; v += LANES)
@@ -46,6 +47,7 @@ static inline real FN(exp_shifted_sum)(real *restrict e, const real *restrict z,
 RF_VECTOR_CLONES
 double FN(rf_softmax_xent)(real *dlogits, const real *logits, const int64_t *targets, int N, int V)
 {
+    const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
     double total = 0.0;
     real scratch[XENT_CHUNK];
     for (int n = 0; n < N; n++) {
@@ -55,7 +57,7 @@ double FN(rf_softmax_xent)(real *dlogits, const real *logits, const int64_t *tar
         real s = 0;
         if (dlogits) {
             real *restrict dz = dlogits + (int64_t)n * V;
-            s = FN(exp_shifted_sum)(dz, z, m, V);
+            s = FN(exp_shifted_sum)(dz, z, m, V, lim);
             const real scale = (real)1 / (s * (real)N);
             for (int v = 0; v < V; v++)
                 dz[v] *= scale;
@@ -63,7 +65,7 @@ double FN(rf_softmax_xent)(real *dlogits, const real *logits, const int64_t *tar
         } else {
             for (int v0 = 0; v0 < V; v0 += XENT_CHUNK) {
                 const int len = V - v0 < XENT_CHUNK ? V - v0 : XENT_CHUNK;
-                s += FN(exp_shifted_sum)(scratch, z + v0, m, len);
+                s += FN(exp_shifted_sum)(scratch, z + v0, m, len, lim);
             }
         }
         total += (double)LOG(s) - (double)(z[y] - m);
@@ -75,8 +77,9 @@ double FN(rf_softmax_xent)(real *dlogits, const real *logits, const int64_t *tar
 RF_VECTOR_CLONES
 void FN(rf_exp_array)(real *restrict out, const real *restrict x, int64_t n)
 {
+    const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
     for (int64_t k = 0; k < n; k++)
-        out[k] = FN(rf_exp)(x[k]);
+        out[k] = FN(rf_exp)(x[k], lim);
 }
 
 #undef LANES

@@ -1,6 +1,6 @@
 #include <math.h>
 
-#include "loss_exp.h" /* RF_VECTOR_CLONES */
+#include "vector_clones.h"
 #include "optim.h"
 
 #define RF_DTYPE 32

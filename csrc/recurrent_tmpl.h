@@ -2,13 +2,19 @@
  * Each forward: the input projection of all T steps at once into the output buffer (one GEMM or
  * a row gather), then per step one GEMM  A_t += h_{t-1} W_h  and one fused elementwise pass.
  * Each backward: per step, last to first, one fused pass into dA_t and one GEMM for the carry
- * dh = dA_t W_h^T (dh0 is the carry buffer), then the weight gradients as whole-sequence GEMMs. */
+ * dh = dA_t W_h^T (dh0 is the carry buffer), then the weight gradients as whole-sequence GEMMs.
+ * The per-step products go through pgemm_tmpl.h's kernel over W_h packed once into pack
+ * (rf_recurrent_pack_size elements) where the CPU allows, else through BLAS.
+ * The entry points are RF_VECTOR_CLONES: the cell passes inlined into them run at the CPU's
+ * vector width (the same operations in the same order in every clone, so the same results). */
 
+RF_VECTOR_CLONES
 void FN(rf_vec_tanh)(real *out, const real *x, int64_t n)
 {
     FN(rf_tanh_pass)(out, x, n);
 }
 
+RF_VECTOR_CLONES
 void FN(rf_vec_sigmoid)(real *out, const real *x, int64_t n)
 {
     const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
@@ -18,6 +24,7 @@ void FN(rf_vec_sigmoid)(real *out, const real *x, int64_t n)
 
 /* db (G) += column sums of dA (R, G), summed in double per column block so float32 gradients
  * lose nothing over thousands of rows. */
+RF_VECTOR_CLONES
 static void FN(colsum_add)(real *db, const real *dA, int64_t R, int G)
 {
     enum { BLOCK = 128 };
@@ -69,16 +76,23 @@ static void FN(weight_grads)(real *dX, real *dW_x, real *dW_h, real *db, const r
 
 /* ---- vanilla RNN ---------------------------------------------------------------------------- */
 
-void FN(rf_rnn_forward)(real *hs, const int64_t *ids, const real *X, const real *W_x,
-                        const real *W_h, const real *b, const real *h0, int T, int B, int I,
-                        int H)
+RF_VECTOR_CLONES
+void FN(rf_rnn_forward)(real *hs, real *pack, const int64_t *ids, const real *X,
+                        const real *W_x, const real *W_h, const real *b, const real *h0, int T,
+                        int B, int I, int H)
 {
     const int64_t step = (int64_t)B * H;
+    const int packed = FN(pg_use)(B);
+    if (packed)
+        FN(pg_pack)(pack, W_h, H, H, 0);
     FN(rf_project)(hs, ids, X, W_x, b, T * B, I, H);
     for (int t = 0; t < T; t++) {
         real *a = hs + t * step;
         const real *h_prev = t ? a - step : h0;
-        GEMM(0, 0, B, H, H, 1, h_prev, H, W_h, H, 1, a, H); /* a += h_{t-1} W_h */
+        if (packed) /* a += h_{t-1} W_h */
+            FN(pg_gemm)(a, h_prev, pack, B, H, H, 1);
+        else
+            GEMM(0, 0, B, H, H, 1, h_prev, H, W_h, H, 1, a, H);
         FN(rf_tanh_inplace)(a, step);
     }
 }
@@ -91,35 +105,50 @@ static void FN(rnn_step_back)(real *restrict da, const real *restrict dh,
         da[k] = (dh[k] + carry[k]) * ((real)1 - h[k] * h[k]);
 }
 
+RF_VECTOR_CLONES
 void FN(rf_rnn_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, real *dA,
-                         const real *dH, const int64_t *ids, const real *X, const real *hs,
-                         const real *W_x, const real *W_h, const real *h0, int T, int B, int I,
-                         int H)
+                         real *pack, const real *dH, const int64_t *ids, const real *X,
+                         const real *hs, const real *W_x, const real *W_h, const real *h0, int T,
+                         int B, int I, int H)
 {
     const int64_t step = (int64_t)B * H;
+    const int packed = FN(pg_use)(B);
+    if (packed)
+        FN(pg_pack)(pack, W_h, H, H, 1);
     memset(dh0, 0, sizeof(real) * (size_t)step); /* the carry into step T-1 */
     for (int t = T - 1; t >= 0; t--) {
         real *da = dA + t * step;
         FN(rnn_step_back)(da, dH + t * step, dh0, hs + t * step, step);
-        GEMM(0, 1, B, H, H, 1, da, H, W_h, H, 0, dh0, H); /* carry = dA_t W_h^T */
+        if (packed) /* carry = dA_t W_h^T */
+            FN(pg_gemm)(dh0, da, pack, B, H, H, 0);
+        else
+            GEMM(0, 1, B, H, H, 1, da, H, W_h, H, 0, dh0, H);
     }
     FN(weight_grads)(dX, dW_x, dW_h, db, dA, ids, X, hs, W_x, h0, T, B, I, H, H);
 }
 
 /* ---- LSTM ----------------------------------------------------------------------------------- */
 
-void FN(rf_lstm_forward)(real *hs, real *cs, real *tcs, real *gates, const int64_t *ids,
-                         const real *X, const real *W_x, const real *W_h, const real *b,
-                         const real *h0, const real *c0, int T, int B, int I, int H)
+RF_VECTOR_CLONES
+void FN(rf_lstm_forward)(real *hs, real *cs, real *tcs, real *gates, real *pack,
+                         const int64_t *ids, const real *X, const real *W_x, const real *W_h,
+                         const real *b, const real *h0, const real *c0, int T, int B, int I,
+                         int H)
 {
     const int G = 4 * H;
     const int64_t step = (int64_t)B * H, gstep = (int64_t)B * G;
+    const int packed = FN(pg_use)(B);
+    if (packed)
+        FN(pg_pack)(pack, W_h, H, G, 0);
     FN(rf_project)(gates, ids, X, W_x, b, T * B, I, G);
     for (int t = 0; t < T; t++) {
         real *a = gates + t * gstep;
         const real *h_prev = t ? hs + (t - 1) * step : h0;
         const real *c_prev = t ? cs + (t - 1) * step : c0;
-        GEMM(0, 0, B, G, H, 1, h_prev, H, W_h, G, 1, a, G); /* a += h_{t-1} W_h */
+        if (packed) /* a += h_{t-1} W_h */
+            FN(pg_gemm)(a, h_prev, pack, B, G, H, 1);
+        else
+            GEMM(0, 0, B, G, H, 1, h_prev, H, W_h, G, 1, a, G);
         FN(rf_lstm_cell)(hs + t * step, cs + t * step, tcs + t * step, a, c_prev, B, H);
     }
 }
@@ -147,14 +176,18 @@ static inline void FN(lstm_row_back)(real *restrict da_i, real *restrict da_f,
     }
 }
 
+RF_VECTOR_CLONES
 void FN(rf_lstm_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, real *dc0,
-                          real *dA, const real *dH, const int64_t *ids, const real *X,
-                          const real *hs, const real *cs, const real *tcs, const real *gates,
-                          const real *W_x, const real *W_h, const real *h0, const real *c0,
-                          int T, int B, int I, int H)
+                          real *dA, real *pack, const real *dH, const int64_t *ids,
+                          const real *X, const real *hs, const real *cs, const real *tcs,
+                          const real *gates, const real *W_x, const real *W_h, const real *h0,
+                          const real *c0, int T, int B, int I, int H)
 {
     const int G = 4 * H;
     const int64_t step = (int64_t)B * H, gstep = (int64_t)B * G;
+    const int packed = FN(pg_use)(B);
+    if (packed)
+        FN(pg_pack)(pack, W_h, G, H, 1);
     memset(dh0, 0, sizeof(real) * (size_t)step); /* carries into step T-1 */
     memset(dc0, 0, sizeof(real) * (size_t)step);
     for (int t = T - 1; t >= 0; t--) {
@@ -168,7 +201,10 @@ void FN(rf_lstm_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0,
                               a + 4 * o + 2 * H, a + 4 * o + 3 * H, tcs + t * step + o,
                               c_prev + o, H);
         }
-        GEMM(0, 1, B, H, G, 1, da, G, W_h, G, 0, dh0, H); /* carry_h = dA_t W_h^T */
+        if (packed) /* carry_h = dA_t W_h^T */
+            FN(pg_gemm)(dh0, da, pack, B, H, G, 0);
+        else
+            GEMM(0, 1, B, H, G, 1, da, G, W_h, G, 0, dh0, H);
     }
     FN(weight_grads)(dX, dW_x, dW_h, db, dA, ids, X, hs, W_x, h0, T, B, I, H, G);
 }

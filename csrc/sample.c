@@ -3,6 +3,7 @@
 
 #include "blas.h"
 #include "recurrent.h"
+#include "vector_clones.h"
 
 /* The value at position k (0-based) of a (n) sorted in descending order; reorders a.
  * Quickselect with Hoare partitioning: the value is unique whatever the order of equal ones. */

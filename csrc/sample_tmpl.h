@@ -42,6 +42,7 @@ static int64_t FN(draw_row)(const real *z, double u, double temperature, int top
     return V - 1;
 }
 
+RF_VECTOR_CLONES /* for the cell pass inlined here */
 void FN(rf_sample)(int64_t *out, const double *uniforms, const int64_t *first_ids, real *h,
                    real *c, const real *const *W_x, const real *const *W_h,
                    const real *const *b, const real *W_y, const real *b_y, double temperature,

@@ -3,39 +3,40 @@
 # and signature of its twin in rnnfast.reference.
 
 cdef extern from "recurrent.h" nogil:
-    void rf_rnn_forward_f32(float *hs, const int64_t *ids, const float *X, const float *W_x,
-                            const float *W_h, const float *b, const float *h0, int T, int B,
-                            int I, int H)
-    void rf_rnn_forward_f64(double *hs, const int64_t *ids, const double *X, const double *W_x,
-                            const double *W_h, const double *b, const double *h0, int T, int B,
-                            int I, int H)
+    void rf_rnn_forward_f32(float *hs, float *pack, const int64_t *ids, const float *X,
+                            const float *W_x, const float *W_h, const float *b,
+                            const float *h0, int T, int B, int I, int H)
+    void rf_rnn_forward_f64(double *hs, double *pack, const int64_t *ids, const double *X,
+                            const double *W_x, const double *W_h, const double *b,
+                            const double *h0, int T, int B, int I, int H)
     void rf_rnn_backward_f32(float *dX, float *dW_x, float *dW_h, float *db, float *dh0,
-                             float *dA, const float *dH, const int64_t *ids, const float *X,
-                             const float *hs, const float *W_x, const float *W_h,
-                             const float *h0, int T, int B, int I, int H)
+                             float *dA, float *pack, const float *dH, const int64_t *ids,
+                             const float *X, const float *hs, const float *W_x,
+                             const float *W_h, const float *h0, int T, int B, int I, int H)
     void rf_rnn_backward_f64(double *dX, double *dW_x, double *dW_h, double *db, double *dh0,
-                             double *dA, const double *dH, const int64_t *ids, const double *X,
-                             const double *hs, const double *W_x, const double *W_h,
-                             const double *h0, int T, int B, int I, int H)
-    void rf_lstm_forward_f32(float *hs, float *cs, float *tcs, float *gates, const int64_t *ids,
-                             const float *X, const float *W_x, const float *W_h, const float *b,
-                             const float *h0, const float *c0, int T, int B, int I, int H)
-    void rf_lstm_forward_f64(double *hs, double *cs, double *tcs, double *gates,
+                             double *dA, double *pack, const double *dH, const int64_t *ids,
+                             const double *X, const double *hs, const double *W_x,
+                             const double *W_h, const double *h0, int T, int B, int I, int H)
+    void rf_lstm_forward_f32(float *hs, float *cs, float *tcs, float *gates, float *pack,
+                             const int64_t *ids, const float *X, const float *W_x,
+                             const float *W_h, const float *b, const float *h0,
+                             const float *c0, int T, int B, int I, int H)
+    void rf_lstm_forward_f64(double *hs, double *cs, double *tcs, double *gates, double *pack,
                              const int64_t *ids, const double *X, const double *W_x,
                              const double *W_h, const double *b, const double *h0,
                              const double *c0, int T, int B, int I, int H)
     void rf_lstm_backward_f32(float *dX, float *dW_x, float *dW_h, float *db, float *dh0,
-                              float *dc0, float *dA, const float *dH, const int64_t *ids,
-                              const float *X, const float *hs, const float *cs,
-                              const float *tcs, const float *gates, const float *W_x,
-                              const float *W_h, const float *h0, const float *c0, int T, int B,
-                              int I, int H)
+                              float *dc0, float *dA, float *pack, const float *dH,
+                              const int64_t *ids, const float *X, const float *hs,
+                              const float *cs, const float *tcs, const float *gates,
+                              const float *W_x, const float *W_h, const float *h0,
+                              const float *c0, int T, int B, int I, int H)
     void rf_lstm_backward_f64(double *dX, double *dW_x, double *dW_h, double *db, double *dh0,
-                              double *dc0, double *dA, const double *dH, const int64_t *ids,
-                              const double *X, const double *hs, const double *cs,
-                              const double *tcs, const double *gates, const double *W_x,
-                              const double *W_h, const double *h0, const double *c0, int T,
-                              int B, int I, int H)
+                              double *dc0, double *dA, double *pack, const double *dH,
+                              const int64_t *ids, const double *X, const double *hs,
+                              const double *cs, const double *tcs, const double *gates,
+                              const double *W_x, const double *W_h, const double *h0,
+                              const double *c0, int T, int B, int I, int H)
     void rf_sample_f32(int64_t *out, const double *uniforms, const int64_t *first_ids, float *h,
                        float *c, const float *const *W_x, const float *const *W_h,
                        const float *const *b, const float *W_y, const float *b_y,
@@ -48,6 +49,8 @@ cdef extern from "recurrent.h" nogil:
                        const double *b_y, double temperature, int top_k, int argmax, int N,
                        int S, int L, int H, int V, double *act, double *cbuf, double *tcbuf,
                        double *logits, double *w, double *sel, int64_t *ids)
+    int64_t rf_recurrent_pack_size_f32(int H, int G)
+    int64_t rf_recurrent_pack_size_f64(int H, int G)
     void rf_vec_tanh_f32(float *out, const float *x, int64_t n)
     void rf_vec_tanh_f64(double *out, const double *x, int64_t n)
     void rf_vec_sigmoid_f32(float *out, const float *x, int64_t n)
@@ -57,6 +60,17 @@ import math
 
 _GATES = {"rnn": 1, "lstm": 4}
 _INT_MAX = 2**31 - 1
+
+
+cdef object _pack_scratch(object dtype, int H, int G):
+    """The kernels' scratch for W_h packed once per call (csrc/pgemm_tmpl.h); a new array per
+    call, so concurrent calls from several threads never share one."""
+    cdef int64_t n
+    if dtype == np.float32:
+        n = rf_recurrent_pack_size_f32(H, G)
+    else:
+        n = rf_recurrent_pack_size_f64(H, G)
+    return np.empty(max(n, 1), dtype)
 
 
 cdef _check_ndim(str name, object a, int ndim, str expected):
@@ -151,6 +165,8 @@ def rnn_forward(H, X, W_x, W_h, b, h0):
     inputs = [("X", X), ("W_x", W_x), ("W_h", W_h), ("b", b), ("h0", h0)]
     _check_outputs([("H", H, dtype, (T, B, n))], inputs)
     cdef int cT = T, cB = B, cI = I, cH = n
+    pack = _pack_scratch(dtype, n, n)
+    cdef void *pk = _data(pack)
     cdef void *hs = _data(H)
     cdef void *x = _data(X)
     cdef const int64_t *idp = <const int64_t *>x if ids else NULL
@@ -161,14 +177,14 @@ def rnn_forward(H, X, W_x, W_h, b, h0):
     cdef void *h0p = _data(h0)
     if dtype == np.float32:
         with nogil:
-            rf_rnn_forward_f32(<float *>hs, idp, <const float *>xp, <const float *>wx,
+            rf_rnn_forward_f32(<float *>hs, <float *>pk, idp, <const float *>xp, <const float *>wx,
                                <const float *>wh, <const float *>bp, <const float *>h0p,
                                cT, cB, cI, cH)
     else:
         with nogil:
-            rf_rnn_forward_f64(<double *>hs, idp, <const double *>xp, <const double *>wx,
-                               <const double *>wh, <const double *>bp, <const double *>h0p,
-                               cT, cB, cI, cH)
+            rf_rnn_forward_f64(<double *>hs, <double *>pk, idp, <const double *>xp,
+                               <const double *>wx, <const double *>wh, <const double *>bp,
+                               <const double *>h0p, cT, cB, cI, cH)
 
 
 def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0):
@@ -183,6 +199,8 @@ def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0):
                     ("dW_h", dW_h, dtype, (n, n)), ("db", db, dtype, (n,)),
                     ("dh0", dh0, dtype, (B, n)), ("dA", dA, dtype, (T, B, n))], inputs)
     cdef int cT = T, cB = B, cI = I, cH = n
+    pack = _pack_scratch(dtype, n, n)
+    cdef void *pk = _data(pack)
     cdef void *dxp = _data_or_null(dX)
     cdef void *dwx = _data(dW_x)
     cdef void *dwh = _data(dW_h)
@@ -200,15 +218,16 @@ def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0):
     if dtype == np.float32:
         with nogil:
             rf_rnn_backward_f32(<float *>dxp, <float *>dwx, <float *>dwh, <float *>dbp,
-                                <float *>dh0p, <float *>dap, <const float *>dhp, idp,
+                                <float *>dh0p, <float *>dap, <float *>pk, <const float *>dhp, idp,
                                 <const float *>xp, <const float *>hs, <const float *>wx,
                                 <const float *>wh, <const float *>h0p, cT, cB, cI, cH)
     else:
         with nogil:
             rf_rnn_backward_f64(<double *>dxp, <double *>dwx, <double *>dwh, <double *>dbp,
-                                <double *>dh0p, <double *>dap, <const double *>dhp, idp,
-                                <const double *>xp, <const double *>hs, <const double *>wx,
-                                <const double *>wh, <const double *>h0p, cT, cB, cI, cH)
+                                <double *>dh0p, <double *>dap, <double *>pk,
+                                <const double *>dhp, idp, <const double *>xp,
+                                <const double *>hs, <const double *>wx, <const double *>wh,
+                                <const double *>h0p, cT, cB, cI, cH)
 
 
 def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0):
@@ -221,6 +240,8 @@ def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0):
                     ("tanhC", tanhC, dtype, (T, B, n)),
                     ("gates", gates, dtype, (T, B, 4 * n))], inputs)
     cdef int cT = T, cB = B, cI = I, cH = n
+    pack = _pack_scratch(dtype, n, 4 * n)
+    cdef void *pk = _data(pack)
     cdef void *hs = _data(H)
     cdef void *cs = _data(C)
     cdef void *tcs = _data(tanhC)
@@ -235,16 +256,16 @@ def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0):
     cdef void *c0p = _data(c0)
     if dtype == np.float32:
         with nogil:
-            rf_lstm_forward_f32(<float *>hs, <float *>cs, <float *>tcs, <float *>gp, idp,
-                                <const float *>xp, <const float *>wx, <const float *>wh,
-                                <const float *>bp, <const float *>h0p, <const float *>c0p,
-                                cT, cB, cI, cH)
+            rf_lstm_forward_f32(<float *>hs, <float *>cs, <float *>tcs, <float *>gp,
+                                <float *>pk, idp, <const float *>xp, <const float *>wx,
+                                <const float *>wh, <const float *>bp, <const float *>h0p,
+                                <const float *>c0p, cT, cB, cI, cH)
     else:
         with nogil:
-            rf_lstm_forward_f64(<double *>hs, <double *>cs, <double *>tcs, <double *>gp, idp,
-                                <const double *>xp, <const double *>wx, <const double *>wh,
-                                <const double *>bp, <const double *>h0p, <const double *>c0p,
-                                cT, cB, cI, cH)
+            rf_lstm_forward_f64(<double *>hs, <double *>cs, <double *>tcs, <double *>gp,
+                                <double *>pk, idp, <const double *>xp, <const double *>wx,
+                                <const double *>wh, <const double *>bp, <const double *>h0p,
+                                <const double *>c0p, cT, cB, cI, cH)
 
 
 def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h, h0,
@@ -265,6 +286,8 @@ def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W
                     ("dh0", dh0, dtype, (B, n)), ("dc0", dc0, dtype, (B, n)),
                     ("dA", dA, dtype, (T, B, 4 * n))], inputs)
     cdef int cT = T, cB = B, cI = I, cH = n
+    pack = _pack_scratch(dtype, n, 4 * n)
+    cdef void *pk = _data(pack)
     cdef void *dxp = _data_or_null(dX)
     cdef void *dwx = _data(dW_x)
     cdef void *dwh = _data(dW_h)
@@ -287,15 +310,15 @@ def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W
     if dtype == np.float32:
         with nogil:
             rf_lstm_backward_f32(<float *>dxp, <float *>dwx, <float *>dwh, <float *>dbp,
-                                 <float *>dh0p, <float *>dc0p, <float *>dap, <const float *>dhp,
-                                 idp, <const float *>xp, <const float *>hs, <const float *>cs,
-                                 <const float *>tcs, <const float *>gp, <const float *>wx,
-                                 <const float *>wh, <const float *>h0p, <const float *>c0p,
-                                 cT, cB, cI, cH)
+                                 <float *>dh0p, <float *>dc0p, <float *>dap, <float *>pk,
+                                 <const float *>dhp, idp, <const float *>xp, <const float *>hs,
+                                 <const float *>cs, <const float *>tcs, <const float *>gp,
+                                 <const float *>wx, <const float *>wh, <const float *>h0p,
+                                 <const float *>c0p, cT, cB, cI, cH)
     else:
         with nogil:
             rf_lstm_backward_f64(<double *>dxp, <double *>dwx, <double *>dwh, <double *>dbp,
-                                 <double *>dh0p, <double *>dc0p, <double *>dap,
+                                 <double *>dh0p, <double *>dc0p, <double *>dap, <double *>pk,
                                  <const double *>dhp, idp, <const double *>xp,
                                  <const double *>hs, <const double *>cs, <const double *>tcs,
                                  <const double *>gp, <const double *>wx, <const double *>wh,

@@ -291,7 +291,7 @@ def linear_backward(dX, dW, db, dout, X, W):
 
 
 def _exp_approx(x):
-    """Test hook: the vectorized exp that softmax_xent uses (csrc/loss_exp.h), elementwise on a
+    """Test hook: the vectorized exp that softmax_xent uses (csrc/vmath_tmpl.h), elementwise on a
     float32 or float64 array; returns a new array."""
     dtype = _float_dtype("x", x)
     x = np.ascontiguousarray(x)

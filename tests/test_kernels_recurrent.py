@@ -17,7 +17,8 @@ from rnnfast import _kernels as K  # a missing or broken extension must fail, no
 GATES = {"rnn": 1, "lstm": 4}
 CELLS = ["rnn", "lstm"]
 # (T, B, I, H): I is V for id inputs.  B = 1 with H >= 70 sends the one-row products through
-# blas.c's gemv path (N * K >= 16384).
+# blas.c's gemv path (N * K >= 16384).  B >= 6 covers the packed per-step kernel's 4-row blocks
+# and its row tail (csrc/pgemm_tmpl.h), H = 37, 70 its partial column panels.
 SHAPES = [
     (1, 1, 2, 1),
     (1, 1, 2, 7),
@@ -27,6 +28,8 @@ SHAPES = [
     (12, 5, 17, 33),
     (1, 1, 5, 130),
     (3, 1, 5, 70),
+    (3, 13, 6, 37),
+    (2, 8, 5, 70),
 ]
 SHAPE_IDS = ["T{}-B{}-I{}-H{}".format(*s) for s in SHAPES]
 
