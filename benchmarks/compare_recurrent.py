@@ -63,8 +63,12 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     with threadpool_limits(args.threads):
-        blas = sorted({(i["internal_api"], i.get("architecture"), i["num_threads"])
-                       for i in threadpool_info()})
+        blas = sorted(
+            {
+                (i["internal_api"], i.get("architecture"), i["num_threads"])
+                for i in threadpool_info()
+            }
+        )
         print(f"threads={args.threads} BLAS={blas}")
         for cell, V, H, L, B, T, calls in CONFIGS:
             rng = np.random.default_rng(0)
@@ -74,16 +78,24 @@ def main():
                 model = CharLM(V, cell=cell, hidden_size=H, num_layers=L, backend=backend, seed=0)
                 train[backend] = best_time(lambda m=model, x=x, y=y: m.loss_and_grads(x, y), calls)
                 n = 512 if backend == "c" else 64
-                sample[backend] = best_time(
-                    lambda m=model, n=n: list(iter_sample(m, n, np.array([1]), seed=0)), 1) / n
+                sample[backend] = (
+                    best_time(
+                        lambda m=model, n=n: list(iter_sample(m, n, np.array([1]), seed=0)), 1
+                    )
+                    / n
+                )
             step = torch_step(cell, V, H, L, x, y, args.threads)
             torch_ms = "" if step is None else f", torch {best_time(step, calls) * 1e3:.3f} ms"
             name = f"{cell} V={V} H={H} L={L} B={B} T={T}"
-            print(f"loss_and_grads {name}: numpy {train['numpy'] * 1e3:.3f} ms, "
-                  f"c {train['c'] * 1e3:.3f} ms ({train['numpy'] / train['c']:.1f}x), "
-                  f"c {T * B / train['c'] / 1e3:.0f}k chars/s{torch_ms}")
-            print(f"sample 1 stream  {name}: numpy {1 / sample['numpy'] / 1e3:.1f}k chars/s, "
-                  f"c {1 / sample['c'] / 1e3:.1f}k chars/s ({sample['numpy'] / sample['c']:.1f}x)")
+            print(
+                f"loss_and_grads {name}: numpy {train['numpy'] * 1e3:.3f} ms, "
+                f"c {train['c'] * 1e3:.3f} ms ({train['numpy'] / train['c']:.1f}x), "
+                f"c {T * B / train['c'] / 1e3:.0f}k chars/s{torch_ms}"
+            )
+            print(
+                f"sample 1 stream  {name}: numpy {1 / sample['numpy'] / 1e3:.1f}k chars/s, "
+                f"c {1 / sample['c'] / 1e3:.1f}k chars/s ({sample['numpy'] / sample['c']:.1f}x)"
+            )
 
 
 if __name__ == "__main__":

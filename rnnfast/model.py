@@ -2,6 +2,11 @@
 
 The model code below is written once; ``backend`` picks the kernels it calls: ``"c"`` (the
 default) the C kernels of ``rnnfast._kernels``, ``"numpy"`` their twins in ``rnnfast.reference``.
+
+The extension is imported with this module, whichever backend is used: it loads SciPy's OpenBLAS,
+and threadpoolctl limits only reach libraries already loaded, so a ``threadpool_limits`` entered
+after ``import rnnfast`` must find that OpenBLAS there (imported lazily, it started with every core
+while the limit held the others, and two busy BLAS pools fought over two cores).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import reference
+from . import _kernels, reference
 from .data import INDEX_DTYPE, Vocab
 
 CELLS = ("lstm", "rnn")
@@ -35,10 +40,7 @@ def kernels(backend: str) -> SimpleNamespace:
     """The kernel set of a backend: a namespace of functions with the reference's signatures."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
-    if backend == "numpy":
-        module = reference
-    else:
-        from . import _kernels as module
+    module = reference if backend == "numpy" else _kernels
     return SimpleNamespace(**{name: getattr(module, name) for name in KERNEL_NAMES})
 
 

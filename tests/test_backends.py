@@ -133,3 +133,24 @@ def test_two_threads_give_the_results_of_running_one_after_the_other():
     for seed in (1, 2):
         assert parallel[seed][0] == sequential[seed][0]
         np.testing.assert_array_equal(parallel[seed][1], sequential[seed][1])
+
+
+def test_thread_limits_set_after_import_reach_the_kernels_blas():
+    """`import rnnfast` loads SciPy's OpenBLAS, so a threadpool_limits entered afterwards holds
+    every BLAS pool that a training step uses (a fresh process: nothing loaded before)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import rnnfast\n"
+        "from threadpoolctl import threadpool_info, threadpool_limits\n"
+        "with threadpool_limits(1):\n"
+        "    model = rnnfast.CharLM(5, hidden_size=4, num_layers=1)\n"
+        "    model.loss([[0], [1]], [[1], [2]])\n"
+        "    pools = [i for i in threadpool_info() if i['user_api'] == 'blas']\n"
+        "print(len(pools), max(i['num_threads'] for i in pools))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    count, most_threads = map(int, out.stdout.split())
+    assert count >= 2  # NumPy's OpenBLAS and SciPy's
+    assert most_threads == 1
