@@ -18,8 +18,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _kernels, reference
+from . import reference
 from .data import INDEX_DTYPE, Vocab
+
+try:
+    from . import _kernels
+except ImportError as err:  # a source checkout on sys.path ahead of the installed package
+    raise ImportError(
+        f"rnnfast's compiled extension is missing from {__file__.rsplit('/', 1)[0]}: this is "
+        "a source tree that was not built. Run from another directory (or use the `rnnfast` "
+        "command instead of `python -m rnnfast` in the checkout), or build it in place with "
+        "`pip install -e .` or `python setup.py build_ext --inplace`."
+    ) from err
 
 CELLS = ("lstm", "rnn")
 BACKENDS = ("c", "numpy")
