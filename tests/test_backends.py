@@ -135,7 +135,7 @@ def test_two_threads_give_the_results_of_running_one_after_the_other():
         np.testing.assert_array_equal(parallel[seed][1], sequential[seed][1])
 
 
-def test_thread_limits_set_after_import_reach_the_kernels_blas():
+def test_thread_limits_set_after_import_reach_the_kernels_blas(tmp_path):
     """`import rnnfast` loads SciPy's OpenBLAS, so a threadpool_limits entered afterwards holds
     every BLAS pool that a training step uses (a fresh process: nothing loaded before)."""
     import subprocess
@@ -150,7 +150,9 @@ def test_thread_limits_set_after_import_reach_the_kernels_blas():
         "    pools = [i for i in threadpool_info() if i['user_api'] == 'blas']\n"
         "print(len(pools), max(i['num_threads'] for i in pools))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # cwd: `python -c` puts it first on sys.path, and the checkout's root holds the unbuilt source
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path)  # fmt: skip
     count, most_threads = map(int, out.stdout.split())
     assert count >= 2  # NumPy's OpenBLAS and SciPy's
     assert most_threads == 1
