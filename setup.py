@@ -4,7 +4,7 @@ RNNFAST_NATIVE=1 compiles for the host's vector width (-march=native); the defau
 portable, with AVX2/AVX-512 clones of the elementwise loops picked at load time on glibc x86-64
 (RNNFAST_NO_CLONES=1 leaves them out).  RNNFAST_SANITIZE=1 builds with AddressSanitizer and
 UndefinedBehaviorSanitizer (run Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so); see
-the README).  Never -ffast-math: the comparison with the NumPy reference depends on IEEE
+the README).  Never fast-math flags: the comparison with the NumPy reference depends on IEEE
 behaviour.
 """
 

@@ -4,7 +4,7 @@
  * libm's expf/tanhf are calls the compiler cannot vectorize; with them the gate loops took most
  * of a training step.  These are static inline, branch-free (the ternaries become blends) and
  * built from + - * / and integer bit operations only, so a loop over them vectorizes under plain
- * IEEE arithmetic (no -ffast-math).
+ * IEEE arithmetic (no fast-math flags).
  *
  *   x = n ln2 + r, |r| <= ln2/2 (a hair more when x log2(e) rounds across a half; Cody-Waite,
  *   ln2 split in a high part with trailing zeros and a low part, so n ln2_hi is exact);
