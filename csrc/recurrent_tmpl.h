@@ -1,6 +1,7 @@
 /* The RNN and LSTM layers over a sequence, forward and backward (a template: see real_begin.h).
  * Each forward: the input projection of all T steps at once into the output buffer (one GEMM or
- * a row gather), then per step one GEMM  A_t += h_{t-1} W_h  and one fused elementwise pass.
+ * a row gather; the LSTM projects per chunk of steps inside the loop), then per step one GEMM
+ * A_t += h_{t-1} W_h  and one fused elementwise pass.
  * Each backward: per step, last to first, one fused pass into dA_t and one GEMM for the carry
  * dh = dA_t W_h^T (dh0 is the carry buffer), then the weight gradients as whole-sequence GEMMs
  * (the LSTM runs them per chunk of steps inside the loop, while that chunk of dA is in cache).
@@ -149,9 +150,11 @@ void FN(rf_rnn_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, 
     FN(weight_grads)(dX, dW_x, dW_h, db, dA, ids, X, hs, W_x, h0, T, B, I, H, H);
 }
 
-/* Bytes of dA per chunk of the LSTM's in-loop weight-gradient GEMMs.  Measured at
- * charrnn-default (B=50, H=128: 5 steps a chunk) against whole-sequence GEMMs after the loop:
- * 1.015-1.033x training speed; 256 KiB and 1 MiB were no better. */
+/* Bytes of A per chunk of the LSTM forward's in-loop input projection, and of dA per chunk of
+ * its backward's in-loop weight-gradient GEMMs.  Measured at charrnn-default (B=50, H=128:
+ * 5 steps a chunk) against whole-sequence GEMMs outside the loop: backward 1.015-1.033x,
+ * forward projection a further 1.014-1.015x training speed; 256 KiB and 1 MiB were no better
+ * than 512 KiB for the backward. */
 #ifndef LSTM_GRAD_CHUNK_BYTES
 #define LSTM_GRAD_CHUNK_BYTES (512 * 1024)
 #endif
@@ -169,9 +172,16 @@ void FN(rf_lstm_forward)(real *hs, real *cs, real *tcs, real *gates, real *pack,
     const int packed = FN(pg_use)(B);
     if (packed)
         FN(pg_pack)(pack, W_h, H, G, 0);
-    FN(rf_project)(gates, ids, X, W_x, b, T * B, I, G);
+    /* the input projection per chunk of steps, just before the loop reads it */
+    int chunk = (int)(LSTM_GRAD_CHUNK_BYTES / ((int64_t)gstep * (int64_t)sizeof(real)));
+    chunk = chunk < 1 ? 1 : chunk;
     for (int t = 0; t < T; t++) {
         real *a = gates + t * gstep;
+        if (t % chunk == 0) {
+            const int64_t r0 = (int64_t)t * B;
+            const int n = (T - t < chunk ? T - t : chunk) * B;
+            FN(rf_project)(a, ids ? ids + r0 : NULL, X ? X + r0 * I : NULL, W_x, b, n, I, G);
+        }
         const real *h_prev = t ? hs + (t - 1) * step : h0;
         const real *c_prev = t ? cs + (t - 1) * step : c0;
         if (packed) /* a += h_{t-1} W_h */
