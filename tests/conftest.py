@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+import rnnfast
+
 # Kernel-vs-reference comparisons: |actual - expected| <= atol + rtol * |expected|, per dtype.
 # float32 allows for BLAS summation order and vectorized exp/tanh; float64 for round-off only.
 TOLERANCES = {
@@ -17,6 +19,15 @@ DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def subprocess_env() -> dict:
+    """Run the same rnnfast the tests import, installed or from a source tree (the child also
+    runs in a scratch directory: ``-m`` and ``-c`` put the working directory first on its path)."""
+    env = dict(os.environ)
+    root = str(Path(rnnfast.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def assert_close(actual, expected, dtype, name=""):

@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import assert_as_accurate, assert_close
+from conftest import assert_as_accurate, assert_close, subprocess_env
 
 import rnnfast
 from rnnfast import reference
@@ -152,7 +152,7 @@ def test_thread_limits_set_after_import_reach_the_kernels_blas(tmp_path):
     )
     # cwd: `python -c` puts it first on sys.path, and the checkout's root holds the unbuilt source
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=tmp_path)  # fmt: skip
+                         cwd=tmp_path, env=subprocess_env())  # fmt: skip
     count, most_threads = map(int, out.stdout.split())
     assert count >= 2  # NumPy's OpenBLAS and SciPy's
     assert most_threads == 1

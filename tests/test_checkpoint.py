@@ -2,7 +2,6 @@
 are truncated, corrupted, foreign or too new."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
-import rnnfast
 from rnnfast import CharLM, Vocab, checkpoint
 from rnnfast.checkpoint import CheckpointError
 from rnnfast.optim import OPTIMIZERS
@@ -243,15 +242,6 @@ while True:
         print("saved", flush=True)
     i += 1
 """
-
-
-def subprocess_env() -> dict:
-    """Run the same rnnfast the tests import, installed or from a source tree (the child also
-    runs in a scratch directory: ``-m`` and ``-c`` put the working directory first on its path)."""
-    env = dict(os.environ)
-    root = str(Path(rnnfast.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
 
 
 def run_writer_and_kill(tmp_path, mode: str, wait_for: str, delay: float) -> Path:

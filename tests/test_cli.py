@@ -2,7 +2,6 @@
 a source tree); Ctrl-C runs a real subprocess."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
-import rnnfast
 from rnnfast import checkpoint
 from rnnfast.__main__ import main
 
@@ -301,15 +300,6 @@ def test_divergence_exits_1_with_a_message(tmp_path, data, capsys):
 
 
 # -- a real process --------------------------------------------------------------------------
-
-
-def subprocess_env() -> dict:
-    """Run the same rnnfast the tests import, installed or from a source tree (the child also
-    runs in a scratch directory: ``-m`` and ``-c`` put the working directory first on its path)."""
-    env = dict(os.environ)
-    root = str(Path(rnnfast.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits(tmp_path, data):
