@@ -2,7 +2,7 @@
 reference within the tolerance table (profiles in conftest: bounded for CI, large nightly)."""
 
 import numpy as np
-from conftest import TOLERANCES, assert_as_accurate
+from conftest import TOLERANCES
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -53,27 +53,31 @@ def test_model_loss_gradients_and_state(problem):
             state.c[...] = rng.normal(0, 2, state.c.shape)
     c_out = c_model.loss_and_grads(x, y, state, state_grad=True)
     n_out = np_model.loss_and_grads(x, y, state, state_grad=True)
-    if np.dtype(dtype) == np.float64:
-        compare = close
-    else:
-        # float32 rounding is amplified over up to 70 steps of saturated cells: the C result
-        # must be as close to a float64 reference as the float32 reference is
-        exact = reference.CharLM(V, **{**kwargs, "dtype": np.float64})
-        exact.flat_params[...] = c_model.flat_params
-        wide = None if state is None else type(state)(*(
-            None if a is None else a.astype(np.float64) for a in state))  # fmt: skip
-        e_out = exact.loss_and_grads(x, y, wide, state_grad=True)
+    # How far rounding alone moves each result on this problem: the reference again with every
+    # weight off by about one unit in the last place.  Saturated cells over up to 70 steps
+    # amplify rounding (chaotic for large RNN weights), and the two backends round differently.
+    np_model.flat_params *= 1 + np.finfo(dtype).eps * rng.uniform(-1, 1, np_model.num_params)
+    p_out = np_model.loss_and_grads(x, y, state, state_grad=True)
 
-        def compare(actual, expected, dtype, name=""):
-            assert_as_accurate(actual, expected, lookup(e_out, name), name)
+    def compare(actual, expected, name):
+        sensitivity = np.max(np.abs(np.asarray(lookup(p_out, name)) - expected), initial=0.0)
+        tol = TOLERANCES[np.dtype(dtype)]
+        bound = tol["atol"] + tol["rtol"] * np.max(np.abs(expected), initial=0.0)
+        np.testing.assert_allclose(
+            actual,
+            expected,
+            rtol=0,
+            atol=bound + 10 * sensitivity,
+            err_msg=f"{name} (rounding sensitivity {sensitivity:.2g})",
+        )
 
-    compare(c_out[0], n_out[0], dtype, "loss")
+    compare(c_out[0], n_out[0], "loss")
     for name in n_out[1]:
-        compare(c_out[1][name], n_out[1][name], dtype, name)
+        compare(c_out[1][name], n_out[1][name], name)
     for part in ("h", "c"):
         if getattr(n_out[2], part) is not None:
-            compare(getattr(c_out[2], part), getattr(n_out[2], part), dtype, part)
-            compare(getattr(c_out[3], part), getattr(n_out[3], part), dtype, "d" + part)
+            compare(getattr(c_out[2], part), getattr(n_out[2], part), part)
+            compare(getattr(c_out[3], part), getattr(n_out[3], part), "d" + part)
 
 
 def lookup(out, name):
