@@ -93,3 +93,13 @@ def blas_summary() -> str:
             f"{pool.get('architecture')} x{pool['num_threads']} ({lib})"
         )
     return "; ".join(parts) or "no BLAS reported by threadpoolctl"
+
+
+def bench_model(cfg: Config, backend: str):
+    """The float32 CharLM every benchmark times for ``cfg``, seeded."""
+    import rnnfast
+
+    return rnnfast.CharLM(
+        vocab(cfg.V), cell=cfg.cell, hidden_size=cfg.H, num_layers=cfg.layers,
+        dtype=np.float32, backend=backend, seed=0,
+    )  # fmt: skip

@@ -34,10 +34,10 @@ from bench_configs import (  # noqa: E402
     CONFIGS,
     Config,
     batch,
+    bench_model,
     blas_info,
     blas_summary,
     forward_gemm_flops_per_char,
-    vocab,
 )
 
 SAMPLE_CHUNK = 100  # characters per sampling call
@@ -73,15 +73,7 @@ class RnnfastRunner:
         import rnnfast
 
         self.cfg = cfg
-        self.model = rnnfast.CharLM(
-            vocab(cfg.V),
-            cell=cfg.cell,
-            hidden_size=cfg.H,
-            num_layers=cfg.layers,
-            dtype=np.float32,
-            backend=backend,
-            seed=0,
-        )
+        self.model = bench_model(cfg, backend)
         self.opt = rnnfast.Adam(self.model, lr=2e-3)
         self.x, self.y = batch(cfg)
         self.state = self.model.zero_state(cfg.B)

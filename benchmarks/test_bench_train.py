@@ -5,27 +5,14 @@
 Until a kernel exists in C the "c" backend runs its NumPy twin (see ``extra_info``).
 """
 
-import numpy as np
 import pytest
-from bench_configs import CONFIGS, batch, vocab
+from bench_configs import CONFIGS, batch, bench_model
 from conftest import config_params
 
 import rnnfast
 
 BACKENDS = ["c", "numpy"]
 SAMPLE_CHARS = 200
-
-
-def _model(cfg, backend):
-    return rnnfast.CharLM(
-        vocab(cfg.V),
-        cell=cfg.cell,
-        hidden_size=cfg.H,
-        num_layers=cfg.layers,
-        dtype=np.float32,
-        backend=backend,
-        seed=0,
-    )
 
 
 def _median(benchmark):
@@ -37,7 +24,7 @@ def _median(benchmark):
 @pytest.mark.parametrize("config", config_params(list(CONFIGS)))
 def test_train_step(benchmark, record_blas, config, backend):
     cfg = CONFIGS[config]
-    model = _model(cfg, backend)
+    model = bench_model(cfg, backend)
     opt = rnnfast.Adam(model, lr=2e-3)
     x, y = batch(cfg)
     state = [model.zero_state(cfg.B)]
@@ -60,7 +47,7 @@ def test_train_step(benchmark, record_blas, config, backend):
 @pytest.mark.parametrize("config", config_params(list(CONFIGS)))
 def test_sample(benchmark, record_blas, config, backend):
     cfg = CONFIGS[config]
-    model = _model(cfg, backend)
+    model = bench_model(cfg, backend)
     benchmark.group = f"sample {config} {cfg} chars={SAMPLE_CHARS}"
     text = benchmark(model.sample, SAMPLE_CHARS, prime="a", temperature=0.8, seed=0)
     assert len(text) == SAMPLE_CHARS + 1

@@ -70,21 +70,7 @@ def forward_outputs(cell, layer):
 
 def run_forward(ops, cell, layer):
     out = forward_outputs(cell, layer)
-    if cell == "rnn":
-        ops.rnn_forward(out["H"], layer["X"], layer["W_x"], layer["W_h"], layer["b"], layer["h0"])
-    else:
-        ops.lstm_forward(
-            out["H"],
-            out["C"],
-            out["tanhC"],
-            out["gates"],
-            layer["X"],
-            layer["W_x"],
-            layer["W_h"],
-            layer["b"],
-            layer["h0"],
-            layer["c0"],
-        )
+    forward_call(cell, layer, out, ops)()
     return out
 
 
@@ -343,12 +329,13 @@ def test_vmath_special_values(dtype):
 # ---- bad input raises before any C runs -----------------------------------------------------
 
 
-def forward_call(cell, layer, out):
+def forward_call(cell, layer, out, ops=K):
+    """The kernel call of ``ops`` (the C bridge unless told) for this layer, not yet made."""
     if cell == "rnn":
-        return lambda: K.rnn_forward(
+        return lambda: ops.rnn_forward(
             out["H"], layer["X"], layer["W_x"], layer["W_h"], layer["b"], layer["h0"]
         )
-    return lambda: K.lstm_forward(
+    return lambda: ops.lstm_forward(
         out["H"],
         out["C"],
         out["tanhC"],
