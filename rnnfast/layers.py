@@ -196,11 +196,8 @@ class _Layer:
         )
 
     def __repr__(self) -> str:
-        extra = "".join(
-            f", {k}={v!r}"
-            for k, v in (("num_layers", self.num_layers), ("batch_first", self.batch_first))
-            if v not in (1, False)
-        )
+        extra = f", num_layers={self.num_layers}" if self.num_layers != 1 else ""
+        extra += ", batch_first=True" if self.batch_first else ""
         return (
             f"layers.{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
             f"dtype={self.dtype.name}, backend={self.backend!r})"
