@@ -203,20 +203,11 @@ class _Layer:
             f"dtype={self.dtype.name}, backend={self.backend!r})"
         )
 
-    @property
-    def num_params(self) -> int:
-        return self.flat_params.size
-
-    def zeros_like_params(self) -> Params:
-        """A zeroed buffer with the parameters' layout (gradients, optimizer moments)."""
-        return Params(np.zeros_like(self.flat_params), self._shapes)
-
-    def zero_state(self, batch_size: int) -> State:
-        """The all-zero state for ``batch_size`` sequences: h (and c) (L, B, H)."""
-        shape = (self.num_layers, _positive_int("batch_size", batch_size), self.hidden_size)
-        c = np.zeros(shape, self.dtype) if self.cell == "lstm" else None
-        return State(np.zeros(shape, self.dtype), c)
-
+    # CharLM's own methods: they read only what a layer has too (flat_params, _shapes, _ops,
+    # cell, num_layers, hidden_size, dtype)
+    num_params = CharLM.num_params
+    zeros_like_params = CharLM.zeros_like_params
+    zero_state = CharLM.zero_state
     clip_grads = CharLM.clip_grads
 
     def _weights(self, params: Params) -> list[Weights]:

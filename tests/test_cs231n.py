@@ -6,6 +6,7 @@ import cs231n_twin as twin
 import numpy as np
 import pytest
 from conftest import assert_close
+from test_reference_gradcheck import numeric_gradient
 
 from rnnfast import cs231n
 
@@ -89,19 +90,9 @@ def test_negative_control_the_rnnfast_gate_order_is_caught(rng):
 # -- centered finite differences, float64, as the notebook -------------------------------------
 
 
-def numeric_gradient(f, x, df, h=1e-5):
-    """d sum(f(x) * df) / dx by centered differences, element by element."""
-    grad = np.zeros_like(x)
-    flat, g = x.reshape(-1), grad.reshape(-1)
-    for k in range(flat.size):
-        saved = flat[k]
-        flat[k] = saved + h
-        up = np.sum(f() * df)
-        flat[k] = saved - h
-        down = np.sum(f() * df)
-        flat[k] = saved
-        g[k] = (up - down) / (2 * h)
-    return grad
+def numeric_gradient_of(f, x, df):
+    """d sum(f() * df) / dx by centered differences, element by element."""
+    return numeric_gradient(lambda: np.sum(f() * df), x)
 
 
 def rel_error(a, b):
@@ -132,7 +123,7 @@ def test_centered_finite_differences(kind, rng):
             def f(out_index=out_index):
                 return forward(*args)[out_index]
 
-            total = total + numeric_gradient(f, args[index], df)
+            total = total + numeric_gradient_of(f, args[index], df)
         assert rel_error(grad, total) < 1e-6, (kind, index)  # the notebook: "around e-7 or less"
 
 
@@ -142,7 +133,7 @@ def test_finite_differences_negative_control(rng):
     _, _, cache = cs231n.lstm_step_forward(*args)
     dx = cs231n.lstm_step_backward(dnext_h, np.zeros_like(dnext_c), cache)[0]
     numeric = sum(
-        numeric_gradient(lambda k=k: cs231n.lstm_step_forward(*args)[k], args[0], df)
+        numeric_gradient_of(lambda k=k: cs231n.lstm_step_forward(*args)[k], args[0], df)
         for k, df in enumerate((dnext_h, dnext_c))
     )
     assert rel_error(dx, numeric) > 1e-2
@@ -154,7 +145,7 @@ def test_softmax_loss_finite_differences(masked, rng):
     y = rng.integers(0, V, (N, T))
     mask = rng.random((N, T)) < 0.6 if masked else np.ones((N, T), bool)
     _, dx = cs231n.temporal_softmax_loss(x, y, mask)
-    numeric = numeric_gradient(lambda: cs231n.temporal_softmax_loss(x, y, mask)[0], x, 1.0)
+    numeric = numeric_gradient_of(lambda: cs231n.temporal_softmax_loss(x, y, mask)[0], x, 1.0)
     assert rel_error(dx, numeric) < 1e-6
 
 

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from conftest import assert_close, subprocess_env
+from test_reference_gradcheck import numeric_gradient
 
 import rnnfast
 from rnnfast import layers
@@ -86,7 +87,7 @@ def test_c_vs_numpy_negative_control(rng):
 # -- finite differences on the NumPy backend, float64 -----------------------------------------
 
 
-def fd_check(layer, x, state, dout, dstate, use_dstate_in_backward=True, eps=1e-6):
+def fd_check(layer, x, state, dout, dstate, use_dstate_in_backward=True):
     """Centered differences of  f = sum(out dout) + sum(h_T dh_T) + sum(c_T dc_T)  against
     backward, for every element of x, the initial state and the parameters."""
 
@@ -102,16 +103,8 @@ def fd_check(layer, x, state, dout, dstate, use_dstate_in_backward=True, eps=1e-
         pairs.append((state.c, dstate0.c))
     worst = 0.0
     for array, analytic in pairs:
-        flat, grad = array.reshape(-1), analytic.reshape(-1)
-        for k in range(flat.size):
-            saved = flat[k]
-            flat[k] = saved + eps
-            up = f()
-            flat[k] = saved - eps
-            down = f()
-            flat[k] = saved
-            numeric = (up - down) / (2 * eps)
-            worst = max(worst, abs(numeric - grad[k]) / max(1.0, abs(numeric)))
+        numeric = numeric_gradient(f, array)
+        worst = max(worst, np.max(np.abs(numeric - analytic) / np.maximum(1.0, np.abs(numeric))))
     return worst
 
 
@@ -151,6 +144,31 @@ def test_no_copy_of_contiguous_time_major_arrays(rng):
     dout = rng.normal(size=(5, 2, 4))
     layer.backward(dout, cache)
     assert seen["dH"] is dout
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_layer_objects_stack_on_read_only_arrays(backend, rng):
+    """One layer's (read-only) out is the next layer's x, and its dx the lower one's dout:
+    the same values as one two-layer stack."""
+    lower = layers.LSTM(3, 4, dtype=np.float64, backend=backend, seed=0)
+    upper = layers.RNN(4, 5, dtype=np.float64, backend=backend, seed=1)
+    x = rng.normal(size=(6, 2, 3))
+    x.flags.writeable = False
+    out1, _, cache1 = lower.forward(x)
+    out2, _, cache2 = upper.forward(out1)
+    dout = rng.normal(size=out2.shape)
+    dout.flags.writeable = False
+    dx2, _, grads2 = upper.backward(dout, cache2)
+    dx, _, grads1 = lower.backward(dx2, cache1)
+    eps = 1e-6
+    f = lambda: np.sum(upper.forward(lower.forward(x)[0])[0] * dout)  # noqa: E731
+    lower.params["W_h.0"][1, 2] += eps
+    up = f()
+    lower.params["W_h.0"][1, 2] -= 2 * eps
+    down = f()
+    lower.params["W_h.0"][1, 2] += eps
+    assert grads1["W_h.0"][1, 2] == pytest.approx((up - down) / (2 * eps), rel=1e-6)
+    assert dx.shape == x.shape and grads2["W_x.0"].shape == (4, 5)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
