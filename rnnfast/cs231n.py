@@ -81,13 +81,8 @@ def _swap_o_g(W: np.ndarray) -> np.ndarray:
     return np.concatenate([W[..., : 2 * H], W[..., 3 * H :], W[..., 2 * H : 3 * H]], axis=-1)
 
 
-def _time_major(a: np.ndarray) -> np.ndarray:
-    """(N, T, .) -> a C-contiguous (T, N, .) copy."""
-    return np.ascontiguousarray(a.transpose(1, 0, 2))
-
-
-def _batch_first(a: np.ndarray) -> np.ndarray:
-    """(T, N, .) -> a C-contiguous (N, T, .) copy."""
+def _swap_time_batch(a: np.ndarray) -> np.ndarray:
+    """(N, T, .) <-> (T, N, .), as a C-contiguous copy: the kernels are time-major."""
     return np.ascontiguousarray(a.transpose(1, 0, 2))
 
 
@@ -154,16 +149,16 @@ def rnn_forward(x, h0, Wx, Wh, b):
     b (H,).  Returns (h (N, T, H), cache)."""
     x, h0, Wx, Wh, b = _floats(x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
     _dims(x=(x, "N T D"), h0=(h0, "N H"), Wx=(Wx, "D H"), Wh=(Wh, "H H"), b=(b, "H"))
-    cache = _forward("rnn", "rnn_forward", _time_major(x), h0, None, Wx, Wh, b)
-    return _batch_first(cache.values[0].H[0]), cache
+    cache = _forward("rnn", "rnn_forward", _swap_time_batch(x), h0, None, Wx, Wh, b)
+    return _swap_time_batch(cache.values[0].H[0]), cache
 
 
 def rnn_backward(dh, cache):
     """Backward of ``rnn_forward``: dh (N, T, H); returns (dx, dh0, dWx, dWh, db)."""
     T, N, H = _forward_shape(cache, "rnn_forward")
-    dH = _time_major(_upstream("dh", dh, cache, (N, T, H)))
+    dH = _swap_time_batch(_upstream("dh", dh, cache, (N, T, H)))
     dX, dh0, _, dWx, dWh, db = _backward(cache, "rnn_forward", dH)
-    return _batch_first(dX), dh0, dWx, dWh, db
+    return _swap_time_batch(dX), dh0, dWx, dWh, db
 
 
 def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
@@ -195,18 +190,18 @@ def lstm_forward(x, h0, Wx, Wh, b):
     Wx (D, 4H), Wh (H, 4H), b (4H,), gates i, f, o, g.  Returns (h (N, T, H), cache)."""
     x, h0, Wx, Wh, b = _floats(x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
     _dims(x=(x, "N T D"), h0=(h0, "N H"), Wx=(Wx, "D 4H"), Wh=(Wh, "H 4H"), b=(b, "4H"))
-    X = _time_major(x)
+    X = _swap_time_batch(x)
     cache = _forward("lstm", "lstm_forward", X, h0, np.zeros_like(h0), Wx, Wh, b)
     T = X.shape[0]
-    return _batch_first(cache.values[0].H[0][:T]), cache
+    return _swap_time_batch(cache.values[0].H[0][:T]), cache
 
 
 def lstm_backward(dh, cache):
     """Backward of ``lstm_forward``: dh (N, T, H); returns (dx, dh0, dWx, dWh, db)."""
     T, N, H = _forward_shape(cache, "lstm_forward")
-    dH = _time_major(_upstream("dh", dh, cache, (N, T, H)))
+    dH = _swap_time_batch(_upstream("dh", dh, cache, (N, T, H)))
     dX, dh0, _, dWx, dWh, db = _backward(cache, "lstm_forward", dH)
-    return _batch_first(dX), dh0, dWx, dWh, db
+    return _swap_time_batch(dX), dh0, dWx, dWh, db
 
 
 # -- embedding, temporal affine, loss ---------------------------------------------------------
