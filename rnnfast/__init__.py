@@ -8,7 +8,7 @@
 ``rnnfast.reference`` holds the same classes over plain NumPy kernels.
 """
 
-from . import reference
+from . import cs231n, layers, reference  # noqa: F401  (the submodules are public)
 from .data import Batches, Vocab, builtin_corpus, load_text, split
 from .model import LSTM, RNN, CharLM, Params, Stack, State
 from .optim import SGD, Adagrad, Adam, Optimizer, RMSProp

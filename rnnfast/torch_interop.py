@@ -3,7 +3,8 @@
 PyTorch computes ``x W_ih^T + b_ih + h W_hh^T + b_hh`` with gates in the order i, f, g, o, the
 order rnnfast uses, so the mapping is  W_x = weight_ih^T,  W_h = weight_hh^T,
 b = bias_ih + bias_hh,  W_y = linear.weight^T,  b_y = linear.bias.  The model's input is a
-one-hot character, so the torch module's input_size is the vocabulary size.
+one-hot character, so the torch module's input_size is the vocabulary size; a layer of
+``rnnfast.layers`` reads dense inputs of any input_size.
 torch is an optional dependency (``pip install "rnnfast[torch]"``), imported only here.
 """
 
@@ -23,23 +24,44 @@ def _torch():
     return torch
 
 
-def torch_config(rnn, linear) -> dict:
-    """Check that (rnn, linear) is a model rnnfast can hold; returns CharLM's arguments."""
-    torch = _torch()
-    nn = torch.nn
+def _cell(rnn) -> str:
+    """The cell ("lstm" or "rnn") of a module rnnfast can hold, else a clear error."""
+    nn = _torch().nn
     if isinstance(rnn, nn.LSTM):
-        cell = "lstm"
         if rnn.proj_size:
             raise ValueError(f"nn.LSTM with proj_size={rnn.proj_size} is not supported")
+        cell = "lstm"
     elif isinstance(rnn, nn.RNN):
-        cell = "rnn"
         if rnn.nonlinearity != "tanh":
             raise ValueError(f"nn.RNN with nonlinearity={rnn.nonlinearity!r} is not supported; "
                              "rnnfast's RNN is tanh")  # fmt: skip
+        cell = "rnn"
     else:
         raise TypeError(f"rnn: expected nn.RNN (tanh) or nn.LSTM, got {type(rnn).__name__}")
     if rnn.bidirectional:
-        raise ValueError("a bidirectional RNN is not supported (a language model reads forward)")
+        raise ValueError("a bidirectional RNN is not supported (rnnfast's layers read forward)")
+    return cell
+
+
+def _dtype(tensor) -> np.dtype:
+    return np.dtype(str(tensor.dtype).replace("torch.", ""))
+
+
+def recurrent_config(module, torch_class: str) -> dict:
+    """Check that ``module`` is an ``nn.{torch_class}`` an rnnfast layer can hold; returns the
+    layer's arguments."""
+    cell = _cell(module)
+    if cell != torch_class.lower():
+        raise TypeError(f"module: expected nn.{torch_class}, got {type(module).__name__}")
+    return {"input_size": module.input_size, "hidden_size": module.hidden_size,
+            "num_layers": module.num_layers, "dtype": _dtype(module.weight_ih_l0),
+            "batch_first": bool(module.batch_first)}  # fmt: skip
+
+
+def torch_config(rnn, linear) -> dict:
+    """Check that (rnn, linear) is a model rnnfast can hold; returns CharLM's arguments."""
+    nn = _torch().nn
+    cell = _cell(rnn)
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear: expected nn.Linear, got {type(linear).__name__}")
     if linear.in_features != rnn.hidden_size or linear.out_features != rnn.input_size:
@@ -48,48 +70,63 @@ def torch_config(rnn, linear) -> dict:
             f"state to the vocabulary, got nn.Linear({linear.in_features}, "
             f"{linear.out_features})"
         )
-    dtype = np.dtype(str(rnn.weight_ih_l0.dtype).replace("torch.", ""))
-    if np.dtype(str(linear.weight.dtype).replace("torch.", "")) != dtype:
+    dtype = _dtype(rnn.weight_ih_l0)
+    if _dtype(linear.weight) != dtype:
         raise ValueError("rnn and linear have different dtypes")
     return {"cell": cell, "hidden_size": rnn.hidden_size, "num_layers": rnn.num_layers,
             "dtype": dtype}  # fmt: skip
 
 
-def load_from_torch(model, rnn, linear) -> None:
-    """Copy the torch weights into ``model.params`` (shapes checked by torch_config)."""
-    p = model.params
+def load_recurrent(params, rnn) -> None:
+    """Copy the recurrent weights of ``rnn`` into ``params`` (W_x.l, W_h.l, b.l)."""
 
     def array(tensor):
         return tensor.detach().cpu().numpy()
 
-    for layer in range(model.num_layers):
-        p[f"W_x.{layer}"][...] = array(getattr(rnn, f"weight_ih_l{layer}")).T
-        p[f"W_h.{layer}"][...] = array(getattr(rnn, f"weight_hh_l{layer}")).T
-        b = p[f"b.{layer}"]
+    for layer in range(rnn.num_layers):
+        params[f"W_x.{layer}"][...] = array(getattr(rnn, f"weight_ih_l{layer}")).T
+        params[f"W_h.{layer}"][...] = array(getattr(rnn, f"weight_hh_l{layer}")).T
+        b = params[f"b.{layer}"]
         b[...] = 0
         for name in ("bias_ih", "bias_hh"):
             bias = getattr(rnn, f"{name}_l{layer}", None)
             if bias is not None:
                 b += array(bias)
-    p["W_y"][...] = array(linear.weight).T
-    p["b_y"][...] = 0 if linear.bias is None else array(linear.bias)
+
+
+def load_from_torch(model, rnn, linear) -> None:
+    """Copy the torch weights into ``model.params`` (shapes checked by torch_config)."""
+    p = model.params
+    load_recurrent(p, rnn)
+    p["W_y"][...] = linear.weight.detach().cpu().numpy().T
+    p["b_y"][...] = 0 if linear.bias is None else linear.bias.detach().cpu().numpy()
+
+
+def recurrent_to_torch(cell, params, input_size, hidden_size, num_layers, dtype,
+                       batch_first=False):  # fmt: skip
+    """A new nn.RNN / nn.LSTM holding ``params``; the merged bias comes back as bias_ih, with
+    bias_hh zero."""
+    torch = _torch()
+    cls = torch.nn.LSTM if cell == "lstm" else torch.nn.RNN
+    rnn = cls(input_size, hidden_size, num_layers=num_layers, batch_first=batch_first,
+              dtype=getattr(torch, np.dtype(dtype).name))  # fmt: skip
+    with torch.no_grad():
+        for layer in range(num_layers):
+            getattr(rnn, f"weight_ih_l{layer}").copy_(torch.from_numpy(params[f"W_x.{layer}"].T))
+            getattr(rnn, f"weight_hh_l{layer}").copy_(torch.from_numpy(params[f"W_h.{layer}"].T))
+            getattr(rnn, f"bias_ih_l{layer}").copy_(torch.from_numpy(params[f"b.{layer}"]))
+            getattr(rnn, f"bias_hh_l{layer}").zero_()
+    return rnn
 
 
 def to_torch(model):
     """A new (nn.RNN or nn.LSTM, nn.Linear) pair with the model's weights; the merged bias
     comes back as bias_ih, with bias_hh zero."""
     torch = _torch()
-    dtype = getattr(torch, model.dtype.name)
-    cls = torch.nn.LSTM if model.cell == "lstm" else torch.nn.RNN
     V, H, p = model.vocab_size, model.hidden_size, model.params
-    rnn = cls(V, H, num_layers=model.num_layers, dtype=dtype)
-    linear = torch.nn.Linear(H, V, dtype=dtype)
+    rnn = recurrent_to_torch(model.cell, p, V, H, model.num_layers, model.dtype)
+    linear = torch.nn.Linear(H, V, dtype=getattr(torch, model.dtype.name))
     with torch.no_grad():
-        for layer in range(model.num_layers):
-            getattr(rnn, f"weight_ih_l{layer}").copy_(torch.from_numpy(p[f"W_x.{layer}"].T))
-            getattr(rnn, f"weight_hh_l{layer}").copy_(torch.from_numpy(p[f"W_h.{layer}"].T))
-            getattr(rnn, f"bias_ih_l{layer}").copy_(torch.from_numpy(p[f"b.{layer}"]))
-            getattr(rnn, f"bias_hh_l{layer}").zero_()
         linear.weight.copy_(torch.from_numpy(p["W_y"].T))
         linear.bias.copy_(torch.from_numpy(p["b_y"]))
     return rnn, linear

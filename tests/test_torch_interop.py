@@ -1,10 +1,12 @@
-"""PyTorch parity: the same weights give the same loss, state and every gradient as autograd."""
+"""PyTorch parity: the same weights give the same loss, state and every gradient as autograd,
+for CharLM and for the dense-input layers of rnnfast.layers."""
 
 import numpy as np
 import pytest
 from conftest import TOLERANCES
 
 import rnnfast
+from rnnfast import layers
 from rnnfast.model import BACKENDS
 
 torch = pytest.importorskip("torch", reason="PyTorch interop tests need torch (rnnfast[torch])")
@@ -122,3 +124,131 @@ def test_vocab_is_kept_and_checked():
 def test_unsupported_modules_are_clear_errors(make, error, message):
     with pytest.raises(error, match=message):
         rnnfast.CharLM.from_torch(*make())
+
+
+# -- rnnfast.layers against nn.RNN / nn.LSTM on dense inputs --------------------------------
+
+LAYER_SHAPES = [  # cell, I, H, layers, T, B
+    ("rnn", 4, 5, 1, 6, 3),
+    ("rnn", 3, 7, 3, 1, 1),
+    ("lstm", 4, 5, 1, 6, 3),
+    ("lstm", 6, 3, 2, 5, 1),
+    ("lstm", 2, 9, 3, 4, 2),
+]
+
+
+def torch_layer_grads(module, x, h0, c0, dout, dh_T, dc_T):
+    """Autograd of  sum(out * dout) + sum(h_T * dh_T) + sum(c_T * dc_T): the vector-Jacobian
+    products backward computes.  Returns out, h_T, c_T, dx, dh0, dc0 as arrays."""
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    h0t = torch.from_numpy(h0.copy()).requires_grad_()
+    if isinstance(module, nn.LSTM):
+        c0t = torch.from_numpy(c0.copy()).requires_grad_()
+        out, (hT, cT) = module(xt, (h0t, c0t))
+    else:
+        c0t, cT = None, None
+        out, hT = module(xt, h0t)
+    total = (out * torch.from_numpy(dout)).sum()
+    if dh_T is not None:
+        total = total + (hT * torch.from_numpy(dh_T)).sum()
+    if dc_T is not None:
+        total = total + (cT * torch.from_numpy(dc_T)).sum()
+    module.zero_grad()
+    total.backward()
+
+    def array(t):
+        return None if t is None else t.detach().numpy()
+
+    dc0 = None if c0t is None else c0t.grad.numpy()
+    return array(out), array(hT), array(cT), xt.grad.numpy(), h0t.grad.numpy(), dc0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch_first", [False, True], ids=["time_major", "batch_first"])
+@pytest.mark.parametrize("given_state", [False, True], ids=["zero_state", "given_state"])
+@pytest.mark.parametrize("with_dstate", [False, True], ids=["no_dstate", "dstate"])
+@pytest.mark.parametrize("cell, I, H, num_layers, T, B", LAYER_SHAPES)
+def test_layer_matches_autograd(cell, I, H, num_layers, T, B, with_dstate, given_state,  # noqa: E741
+                                batch_first, backend):  # fmt: skip
+    torch.manual_seed(3)
+    cls = nn.LSTM if cell == "lstm" else nn.RNN
+    module = cls(I, H, num_layers=num_layers, batch_first=batch_first, dtype=torch.float64)
+    layer = (layers.LSTM if cell == "lstm" else layers.RNN).from_torch(module, backend=backend)
+    assert (layer.batch_first, layer.num_layers, layer.dtype) == (batch_first, num_layers,
+                                                                  np.float64)  # fmt: skip
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(B, T, I) if batch_first else (T, B, I))
+    state_shape = (num_layers, B, H)
+    h0, c0 = rng.normal(0, 0.5, (2, *state_shape)) if given_state else np.zeros((2, *state_shape))
+    out_shape = (B, T, H) if batch_first else (T, B, H)
+    dout = rng.normal(size=out_shape)
+    dh_T, dc_T = rng.normal(size=(2, *state_shape)) if with_dstate else (None, None)
+    if cell == "rnn":
+        c0 = dc_T = None
+    state = layers.State(h0, c0) if given_state else None
+    dstate = layers.State(dh_T, dc_T) if with_dstate else None
+
+    out, final, cache = layer.forward(x, state)
+    dx, dstate0, grads = layer.backward(dout, cache, dstate)
+    t_out, t_hT, t_cT, t_dx, t_dh0, t_dc0 = torch_layer_grads(
+        module, x, h0, np.zeros(state_shape) if c0 is None else c0, dout, dh_T, dc_T
+    )
+    tol = {"rtol": 1e-9, "atol": 1e-12}
+    np.testing.assert_allclose(out, t_out, **tol)
+    np.testing.assert_allclose(final.h, t_hT, **tol)
+    np.testing.assert_allclose(dx, t_dx, **tol)
+    np.testing.assert_allclose(dstate0.h, t_dh0, **tol)
+    if cell == "lstm":
+        np.testing.assert_allclose(final.c, t_cT, **tol)
+        np.testing.assert_allclose(dstate0.c, t_dc0, **tol)
+    pairs = [("W_x", "weight_ih"), ("W_h", "weight_hh"), ("b", "bias_ih"), ("b", "bias_hh")]
+    for k in range(num_layers):
+        for ours, theirs in pairs:
+            expected = getattr(module, f"{theirs}_l{k}").grad.numpy().T  # .T: no-op on biases
+            np.testing.assert_allclose(grads[f"{ours}.{k}"], expected, err_msg=f"{ours}.{k}", **tol)
+
+
+def test_layer_negative_control_a_dropped_final_state_gradient_is_caught():
+    torch.manual_seed(0)
+    module = nn.LSTM(3, 4, dtype=torch.float64)
+    layer = layers.LSTM.from_torch(module)
+    rng = np.random.default_rng(0)
+    x, dout = rng.normal(size=(5, 2, 3)), rng.normal(size=(5, 2, 4))
+    dc_T = rng.normal(size=(1, 2, 4))
+    _, _, cache = layer.forward(x)
+    dx, *_ = layer.backward(dout, cache)  # without the dc_T autograd sees
+    t_dx = torch_layer_grads(module, x, *np.zeros((2, 1, 2, 4)), dout, None, dc_T)[3]
+    assert not np.allclose(dx, t_dx, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("cls", [layers.RNN, layers.LSTM])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_layer_round_trip_through_torch(cls, batch_first):
+    layer = cls(3, 5, num_layers=2, dtype=np.float64, batch_first=batch_first, seed=1)
+    module = layer.to_torch()
+    assert module.batch_first == batch_first and module.bias_hh_l1.abs().sum().item() == 0
+    back = cls.from_torch(module)
+    np.testing.assert_array_equal(back.flat_params, layer.flat_params)
+    x = np.random.default_rng(0).normal(size=(2, 4, 3))
+    t_out = module(torch.from_numpy(x))[0].detach().numpy()
+    np.testing.assert_allclose(layer.forward(x)[0], t_out, rtol=1e-12, atol=1e-14)
+
+
+def test_layer_from_torch_keeps_float32_and_warns_of_dropout():
+    layer = layers.LSTM.from_torch(nn.LSTM(3, 4, num_layers=2, dropout=0.0))
+    assert layer.dtype == np.float32 and layer.input_size == 3
+    with pytest.warns(UserWarning, match="no dropout"):
+        layers.LSTM.from_torch(nn.LSTM(3, 4, num_layers=2, dropout=0.5))
+
+
+@pytest.mark.parametrize("cls, module, error, message", [
+    (layers.LSTM, lambda: nn.RNN(3, 4), TypeError, "expected nn.LSTM, got RNN"),
+    (layers.RNN, lambda: nn.LSTM(3, 4), TypeError, "expected nn.RNN, got LSTM"),
+    (layers.RNN, lambda: nn.GRU(3, 4), TypeError, "nn.RNN .tanh. or nn.LSTM"),
+    (layers.RNN, lambda: nn.RNN(3, 4, nonlinearity="relu"), ValueError, "relu"),
+    (layers.LSTM, lambda: nn.LSTM(3, 4, bidirectional=True), ValueError, "bidirectional"),
+    (layers.LSTM, lambda: nn.LSTM(3, 4, proj_size=2), ValueError, "proj_size"),
+])  # fmt: skip
+def test_layer_from_unsupported_modules_is_a_clear_error(cls, module, error, message):
+    with pytest.raises(error, match=message):
+        cls.from_torch(module())

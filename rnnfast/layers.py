@@ -1,0 +1,384 @@
+"""Recurrent layers over dense float inputs, for any NumPy model: CharLM's fused kernels without
+its embedding and output layer.
+
+    lstm = layers.LSTM(input_size=32, hidden_size=64, num_layers=2)
+    out, state, cache = lstm.forward(x)                 # x (T, B, I) -> out (T, B, H)
+    dx, dstate0, grads = lstm.backward(dout, cache)     # dout like out; grads like lstm.params
+    rnnfast.Adam(lstm, lr=1e-3).step(grads)
+
+The parameters are CharLM's recurrent ones, same names and layout in one flat buffer
+(``W_x.{l}`` (I, G), ``W_h.{l}`` (H, G), ``b.{l}`` (G), LSTM gates i, f, g, o), so rnnfast's
+optimizers and ``clip_grads`` take a layer as they take a CharLM.
+
+The cache holds references to ``x`` and the initial state, and backward reads the parameters as
+they are then: change neither between a forward and its backward.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+
+from .model import DTYPES, GATES, CharLM, Params, State, kernels, param_shapes
+
+# -- the layers of one stack, on validated time-major arrays (shared with rnnfast.cs231n) ------
+
+
+class Weights(NamedTuple):
+    """One layer's parameters (or their gradients): W_x (I, G), W_h (H, G), b (G,)."""
+
+    W_x: np.ndarray
+    W_h: np.ndarray
+    b: np.ndarray
+
+
+class _Cache:
+    """What backward needs from a forward: the input, the initial state and, per layer, the
+    kernels' activations.  For an LSTM every array has one spare step after the last (see
+    ``stack_backward``)."""
+
+    __slots__ = ("owner", "cell", "X", "h0", "c0", "H", "C", "tanhC", "gates")
+
+    def __init__(self, owner, cell, X, h0, c0):
+        self.owner, self.cell, self.X, self.h0, self.c0 = owner, cell, X, h0, c0
+        self.H, self.C, self.tanhC, self.gates = [], [], [], []
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(T, B) of the forward."""
+        return self.X.shape[0], self.X.shape[1]
+
+    def __repr__(self) -> str:
+        T, B = self.shape
+        return f"<rnnfast layer cache: {self.cell}, {len(self.H)} layers, T={T}, B={B}>"
+
+
+def stack_forward(ops, cell: str, X, weights: list[Weights], h0, c0, owner=None) -> _Cache:
+    """Run the stacked layers over X (T, B, I) from h0, c0 (L, B, H) (c0 None for an RNN);
+    the top layer's h for every step is ``cache.H[-1][:T]``."""
+    T, B = X.shape[0], X.shape[1]
+    n = h0.shape[-1]
+    cache = _Cache(owner, cell, X, h0, c0)
+    layer_input = X
+    for layer, w in enumerate(weights):
+        if cell == "lstm":
+            # The spare step T: gates i=0, f=1, g=0, o=1 and tanh(c)=0 make its backward turn
+            # a dH_T into dA_T = 0 and a carry dc = dH_T into step T-1 (stack_backward).
+            H = np.empty((T + 1, B, n), X.dtype)
+            C, tanhC = np.empty_like(H), np.empty_like(H)
+            gates = np.empty((T + 1, B, 4 * n), X.dtype)
+            H[T], C[T], tanhC[T] = 0, 0, 0
+            gates[T].reshape(B, 4, n)[...] = np.array([0, 1, 0, 1], X.dtype)[:, None]
+            ops.lstm_forward(
+                H[:T], C[:T], tanhC[:T], gates[:T], layer_input, *w, h0[layer], c0[layer]
+            )
+            cache.C.append(C)
+            cache.tanhC.append(tanhC)
+            cache.gates.append(gates)
+        else:
+            H = np.empty((T, B, n), X.dtype)
+            ops.rnn_forward(H, layer_input, *w, h0[layer])
+        cache.H.append(H)
+        layer_input = H[:T]
+    return cache
+
+
+def final_state(cache: _Cache) -> State:
+    """The state after the last step, (L, B, H) each."""
+    T = cache.shape[0]
+    c = np.stack([C[T - 1] for C in cache.C]) if cache.cell == "lstm" else None
+    return State(np.stack([H[T - 1] for H in cache.H]), c)
+
+
+def stack_backward(
+    ops, cache: _Cache, weights: list[Weights], dweights: list[Weights], dH_top, dh_T, dc_T,
+    input_grad: bool = True,
+):  # fmt: skip
+    """Backward of ``stack_forward``: accumulate into ``dweights``; returns (dX, dh0, dc0).
+
+    dH_top (T, B, H): the gradient of the top layer's outputs, read only.  dh_T, dc_T (L, B, H)
+    or None: the gradient of the final state.  The kernels start their carries at zero, so
+    dh_T is added to the layer's dH at step T-1 (a copy of dH_top for the top layer), and an
+    LSTM's dc_T enters through the spare step T: there dH_T = dc_T gives dc = dc_T and
+    dA_T = 0 exactly, so the carry into step T-1 is (0, dc_T) and the weight gradients are
+    unchanged.  That path needs X with the spare step too: a copy of layer 0's input.
+    """
+    X = cache.X
+    T, B = cache.shape
+    L, n = len(weights), cache.h0.shape[-1]
+    lstm = cache.cell == "lstm"
+    steps = T + 1 if lstm and dc_T is not None else T
+    dtype = X.dtype
+    if steps == T and dh_T is None:
+        dH = dH_top
+    else:
+        dH = np.zeros((steps, B, n), dtype)
+        dH[:T] = dH_top
+    dh0 = np.empty((L, B, n), dtype)
+    dc0 = np.empty((L, B, n), dtype) if lstm else None
+    dA = np.empty((steps, B, GATES[cache.cell] * n), dtype)
+    for layer in reversed(range(L)):
+        if dh_T is not None:
+            dH[T - 1] += dh_T[layer]
+        if steps > T:
+            dH[T] = dc_T[layer]
+        if layer > 0:
+            layer_input = cache.H[layer - 1][:steps]
+        elif steps > T:
+            layer_input = np.zeros((steps, B, X.shape[2]), dtype)
+            layer_input[:T] = X
+        else:
+            layer_input = X
+        wants_dX = layer > 0 or input_grad
+        dX = np.empty(layer_input.shape, dtype) if wants_dX else None
+        w = weights[layer]
+        if lstm:
+            ops.lstm_backward(
+                dX, *dweights[layer], dh0[layer], dc0[layer], dA, dH, layer_input,
+                cache.H[layer][:steps], cache.C[layer][:steps], cache.tanhC[layer][:steps],
+                cache.gates[layer][:steps], w.W_x, w.W_h, cache.h0[layer], cache.c0[layer],
+            )  # fmt: skip
+        else:
+            ops.rnn_backward(
+                dX, *dweights[layer], dh0[layer], dA, dH, layer_input, cache.H[layer],
+                w.W_x, w.W_h, cache.h0[layer],
+            )  # fmt: skip
+        dH = dX
+    return (None if dH is None else dH[:T]), dh0, dc0
+
+
+# -- the public layers ------------------------------------------------------------------------
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+class _Layer:
+    """Stacked recurrent layers over dense inputs; see ``RNN`` and ``LSTM``."""
+
+    cell = ""
+    torch_class = ""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dtype=np.float32,
+        backend: str = "c",
+        batch_first: bool = False,
+        seed: int | None = None,
+    ):
+        self.input_size = _positive_int("input_size", input_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.num_layers = _positive_int("num_layers", num_layers)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype: expected float32 or float64, got {self.dtype}")
+        if not isinstance(batch_first, (bool, np.bool_)):
+            raise TypeError(f"batch_first: expected a bool, got {batch_first!r}")
+        self.backend, self.batch_first = backend, bool(batch_first)
+        self._ops = kernels(backend)
+        # CharLM's recurrent parameters: its layout without the output layer W_y, b_y
+        self._shapes = param_shapes(self.cell, self.input_size, self.hidden_size,
+                                    self.num_layers)[:-2]  # fmt: skip
+        self.flat_params = np.empty(sum(math.prod(s) for _, s in self._shapes), self.dtype)
+        self.params = Params(self.flat_params, self._shapes)
+        bound = 1.0 / math.sqrt(self.hidden_size)  # PyTorch's initialization
+        self.flat_params[...] = np.random.default_rng(seed).uniform(
+            -bound, bound, self.flat_params.size
+        )
+
+    def __repr__(self) -> str:
+        extra = f", num_layers={self.num_layers}" if self.num_layers != 1 else ""
+        extra += ", batch_first=True" if self.batch_first else ""
+        return (
+            f"layers.{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
+            f"dtype={self.dtype.name}, backend={self.backend!r})"
+        )
+
+    # CharLM's own methods: they read only what a layer has too (flat_params, _shapes, _ops,
+    # cell, num_layers, hidden_size, dtype)
+    num_params = CharLM.num_params
+    zeros_like_params = CharLM.zeros_like_params
+    zero_state = CharLM.zero_state
+    clip_grads = CharLM.clip_grads
+
+    def _weights(self, params: Params) -> list[Weights]:
+        return [
+            Weights(params[f"W_x.{k}"], params[f"W_h.{k}"], params[f"b.{k}"])
+            for k in range(self.num_layers)
+        ]
+
+    # -- checking inputs -----------------------------------------------------------------
+
+    def _layout(self, width: str) -> str:
+        return f"(B, T, {width})" if self.batch_first else f"(T, B, {width})"
+
+    def _check_sequence(self, name: str, a, width: int, letter: str, TB=None) -> np.ndarray:
+        """a in the layer's layout with last dimension ``width`` (and (T, B) = TB when given),
+        as a C-contiguous time-major array: the caller's own when it already is one."""
+        a = np.asarray(a)
+        expected = self._layout(f"{letter}={width}")
+        if a.ndim != 3:
+            raise ValueError(f"{name}: expected shape {expected}, got {a.shape}")
+        seq = a.transpose(1, 0, 2) if self.batch_first else a
+        if seq.shape[2] != width or seq.shape[0] < 1 or seq.shape[1] < 1:
+            raise ValueError(f"{name}: expected shape {expected} with T, B >= 1, got {a.shape}")
+        if TB is not None and seq.shape[:2] != TB:
+            want = (TB[1], TB[0], width) if self.batch_first else (*TB, width)
+            raise ValueError(f"{name}: expected shape {want} (the forward's), got {a.shape}")
+        if a.dtype != self.dtype:
+            raise TypeError(f"{name}: expected dtype {self.dtype}, got {a.dtype}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name}: contains NaN or infinity")
+        return np.ascontiguousarray(seq)
+
+    def _same_layout(self, grads) -> bool:
+        return (
+            isinstance(grads, Params)
+            and grads.flat.dtype == self.dtype
+            and [(k, v.shape) for k, v in grads.items()] == self._shapes
+        )
+
+    def _check_state(self, name: str, state, batch_size: int, partial: bool):
+        """(h, c) of (L, B, H) arrays; with ``partial`` either may be None (zero)."""
+        if not isinstance(state, tuple) or len(state) != 2:
+            raise TypeError(f"{name}: expected a State (h, c), c None for an RNN, got "
+                            f"{type(state).__name__}")  # fmt: skip
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        checked = []
+        for part, a in zip("hc", state, strict=True):
+            if a is None and (partial or self.cell == "rnn" and part == "c"):
+                checked.append(None)
+                continue
+            if self.cell == "rnn" and part == "c":
+                raise ValueError(f"{name}.c: an RNN has no cell state; expected None")
+            if a is None:
+                raise TypeError(f"{name}.{part}: expected an array of shape {shape}, got None")
+            a = np.asarray(a)
+            if a.shape != shape:
+                raise ValueError(f"{name}.{part}: expected shape {shape}, got {a.shape}")
+            if a.dtype != self.dtype:
+                raise TypeError(f"{name}.{part}: expected dtype {self.dtype}, got {a.dtype}")
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name}.{part}: contains NaN or infinity")
+            checked.append(np.ascontiguousarray(a))
+        return checked
+
+    # -- forward and backward ------------------------------------------------------------
+
+    def forward(self, x, state: State | None = None):
+        """Run the layers over x: (T, B, I), or (B, T, I) with ``batch_first``.
+
+        Returns ``(out, state, cache)``: out (T, B, H) [(B, T, H)] the top layer's h at every
+        step, a read-only view of the cache; state the final State (h, c) (L, B, H); cache for
+        ``backward``.  ``state`` is the initial State (zeros when None).
+        """
+        X = self._check_sequence("x", x, self.input_size, "I")
+        T, B = X.shape[:2]
+        if state is None:
+            h0, c0 = self.zero_state(B)
+        else:
+            h0, c0 = self._check_state("state", state, B, partial=False)
+        cache = stack_forward(self._ops, self.cell, X, self._weights(self.params), h0, c0, self)
+        out = cache.H[-1][:T].view()
+        out.flags.writeable = False
+        return (out.transpose(1, 0, 2) if self.batch_first else out), final_state(cache), cache
+
+    def backward(
+        self, dout, cache, dstate: State | None = None, *, grads: Params | None = None,
+        input_grad: bool = True,
+    ):  # fmt: skip
+        """Backward through the forward that returned ``cache``.
+
+        dout: the gradient of ``out`` (its shape); dstate: the gradient of the final state,
+        a State whose h or c may be None (zero), or None.  Returns ``(dx, dstate0, grads)``:
+        dx like x (None when ``input_grad`` is False), dstate0 the State gradient of the
+        initial state, grads a Params like ``.params``: new, or ``grads`` with this call's
+        gradients added (weights shared by several calls).
+        """
+        if not isinstance(cache, _Cache):
+            raise TypeError(f"cache: expected the cache returned by forward, got "
+                            f"{type(cache).__name__}")  # fmt: skip
+        if cache.owner is not self:
+            raise ValueError("cache: it comes from another layer's forward")
+        T, B = cache.shape
+        dH = self._check_sequence("dout", dout, self.hidden_size, "H", TB=(T, B))
+        dh_T = dc_T = None
+        if dstate is not None:
+            dh_T, dc_T = self._check_state("dstate", dstate, B, partial=True)
+        if grads is None:
+            grads = self.zeros_like_params()
+        elif not self._same_layout(grads):
+            raise ValueError("grads: expected a Params like this layer's zeros_like_params()")
+        dX, dh0, dc0 = stack_backward(
+            self._ops, cache, self._weights(self.params), self._weights(grads), dH, dh_T, dc_T,
+            input_grad=input_grad,
+        )  # fmt: skip
+        if dX is not None and self.batch_first:
+            dX = dX.transpose(1, 0, 2)
+        return dX, State(dh0, dc0), grads
+
+    # -- PyTorch -------------------------------------------------------------------------
+
+    @classmethod
+    def from_torch(cls, module, *, backend: str = "c"):
+        """A layer with the weights of a PyTorch ``nn.RNN`` (tanh) / ``nn.LSTM``: its sizes,
+        num_layers, dtype and batch_first (dropout between layers is not applied)."""
+        from .torch_interop import load_recurrent, recurrent_config
+
+        config = recurrent_config(module, cls.torch_class)
+        if module.dropout:
+            warnings.warn(
+                f"{type(module).__name__}.dropout={module.dropout}: rnnfast's layers apply no "
+                "dropout (the same as the module in eval mode)",
+                stacklevel=2,
+            )
+        layer = cls(**config, backend=backend)
+        load_recurrent(layer.params, module)
+        return layer
+
+    def to_torch(self):
+        """A new ``nn.RNN`` / ``nn.LSTM`` with these weights (the merged bias comes back as
+        bias_ih, with bias_hh zero) and this layer's batch_first."""
+        from .torch_interop import recurrent_to_torch
+
+        return recurrent_to_torch(self.cell, self.params, self.input_size, self.hidden_size,
+                                  self.num_layers, self.dtype, self.batch_first)  # fmt: skip
+
+
+class RNN(_Layer):
+    """Stacked vanilla RNN layers, h_t = tanh(x_t W_x + h_{t-1} W_h + b), over dense inputs.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    num_layers : int
+    dtype : float32 (default) or float64
+    backend : {"c", "numpy"}
+    batch_first : bool
+        x and out are (B, T, .) instead of (T, B, .); states stay (L, B, H), as in PyTorch.
+    seed : int or None
+        Seeds the initial weights, uniform in [-1/sqrt(H), 1/sqrt(H)].
+    """
+
+    cell = "rnn"
+    torch_class = "RNN"
+
+
+class LSTM(_Layer):
+    """Stacked LSTM layers over dense inputs, gates i, f, g, o (``reference.lstm_forward``);
+    the parameters as ``RNN``'s."""
+
+    cell = "lstm"
+    torch_class = "LSTM"
+
+
+__all__ = ["LSTM", "RNN"]
