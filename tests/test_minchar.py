@@ -118,7 +118,7 @@ def test_bad_arrays_are_named():
     arrays = script_arrays()
     with pytest.raises(ValueError, match=r"Whh: expected shape \(10, 10\)"):
         MinCharRNN(arrays[0], arrays[1][:5], *arrays[2:])
-    with pytest.raises(TypeError, match="by: expected float64"):
+    with pytest.raises(TypeError, match="by: expected dtype float64, got float32"):
         MinCharRNN(*arrays[:4], arrays[4].astype(np.float32))
     with pytest.raises(ValueError, match="hprev"):
         MinCharRNN(*arrays).lossFun([1], [2], np.zeros((3, 1)))
