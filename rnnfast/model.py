@@ -249,9 +249,8 @@ class CharLM:
         h = check_array("state.h", state[0], shape, self.dtype)
         if self.cell == "rnn":
             if state[1] is not None:
-                raise ValueError(
-                    f"state.c: expected None (an RNN has no cell state), got {type(state[1])}"
-                )
+                got = type(state[1]).__name__
+                raise ValueError(f"state.c: expected None (an RNN has no cell state), got {got}")
             return State(h)
         return State(h, check_array("state.c", state[1], shape, self.dtype))
 
