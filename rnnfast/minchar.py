@@ -84,5 +84,4 @@ class MinCharRNN:
             return []
         self._load_weights()
         uniforms = np.random.random_sample((n, 1))  # noqa: NPY002 (the script seeds it)
-        ids, _ = self._model.generate(first_ids, uniforms, state)
-        return ids[:, 0].tolist()
+        return self._model.sampler(first_ids, state).draw(uniforms)[:, 0].tolist()

@@ -181,6 +181,10 @@ class CharLM:
         self._shapes = param_shapes(cell, V, self.hidden_size, self.num_layers)
         self.flat_params = np.empty(sum(math.prod(s) for _, s in self._shapes), self.dtype)
         self.params = Params(self.flat_params, self._shapes)
+        layers = range(self.num_layers)  # the sampling kernel's lists of every layer's W_x, W_h, b
+        self._layer_weights = [
+            [self.params[f"{w}.{k}"] for k in layers] for w in ("W_x", "W_h", "b")
+        ]
         bound = 1.0 / math.sqrt(self.hidden_size)
         self.flat_params[...] = np.random.default_rng(seed).uniform(
             -bound, bound, self.flat_params.size
@@ -405,44 +409,29 @@ class CharLM:
         logits, state = self.forward(ids[None, :], state)
         return logits[0], state
 
-    def generate(
+    def sampler(
         self,
         first_ids,
-        uniforms,
         state: State | None = None,
         *,
         temperature: float = 1.0,
         top_k: int | None = None,
         argmax: bool = False,
-    ) -> tuple[np.ndarray, State]:
-        """Sample N characters for each of S streams in one kernel call: feed ``first_ids``
-        (S,), draw each stream's next character from ``uniforms[t]`` (N, S) of [0, 1) by
-        ``reference.draw``'s rule (softmax of logits / temperature, optionally only the
-        ``top_k`` likeliest, or the likeliest with ``argmax``), feed it back.
-
-        Returns the drawn ids (N, S) and the state after every character fed, which is all but
-        the last drawn one: a following call continues with ``first_ids = ids[-1]``.
-        ``state`` (zeros when None) is not modified.
-        """
+    ) -> Sampler:
+        """A ``Sampler`` of S streams that start by feeding ``first_ids`` (S,) from ``state``
+        (zeros when None; not modified), drawing by ``reference.draw``'s rule: the softmax of
+        logits / temperature, optionally over only the ``top_k`` likeliest, or the likeliest
+        with ``argmax``."""
         first_ids = check_ids("first_ids", first_ids, self.vocab_size, ("S",))
-        S = first_ids.shape[0]
-        uniforms = check_array("uniforms", uniforms, ("N", S), np.float64)
-        temperature = check_real("temperature", temperature)
-        top_k = check_int("top_k", top_k, optional=True)
-        state = self.check_state(state, S)
-        h = state.h.copy()
-        c = None if state.c is None else state.c.copy()
-        out = np.empty(uniforms.shape, INDEX_DTYPE)
-        if len(out):
-            p = self.params
-            layers = range(self.num_layers)
-            self.kernels.sample(
-                out, uniforms, first_ids, h, c,
-                [p[f"W_x.{k}"] for k in layers], [p[f"W_h.{k}"] for k in layers],
-                [p[f"b.{k}"] for k in layers], p["W_y"], p["b_y"],
-                temperature, top_k, bool(argmax),
-            )  # fmt: skip
-        return out, State(h, c)
+        state = self.check_state(state, first_ids.shape[0])
+        return Sampler(
+            self,
+            first_ids,
+            State(state.h.copy(), None if state.c is None else state.c.copy()),
+            check_real("temperature", temperature),
+            check_int("top_k", top_k, optional=True),
+            bool(argmax),
+        )
 
     def sample(
         self,
@@ -470,6 +459,34 @@ class CharLM:
             num_samples=num_samples,
             skip_unknown=skip_unknown,
         )
+
+
+class Sampler:
+    """Streams of text drawn from a model a chunk at a time, one kernel call per chunk
+    (``CharLM.sampler`` makes one, checking its arguments once).
+
+    ``draw(uniforms)`` feeds each stream's last character, draws the next from ``uniforms[t]``
+    (N, S) of [0, 1), feeds it back, N times, and returns the drawn ids (N, S); the next call
+    continues where this one stopped.  The model's weights are read at every call.
+    """
+
+    def __init__(self, model: CharLM, first_ids, state: State, temperature, top_k, argmax):
+        self._model, self._next_ids, self._state = model, first_ids, state
+        self._options = temperature, top_k, argmax
+
+    def draw(self, uniforms) -> np.ndarray:
+        """The ids (N, S) drawn with ``uniforms`` (N, S), continuing every stream."""
+        S = self._next_ids.shape[0]
+        uniforms = check_array("uniforms", uniforms, ("N", S), np.float64, finite=False)
+        out = np.empty(uniforms.shape, INDEX_DTYPE)
+        if len(out):
+            model = self._model
+            model.kernels.sample(
+                out, uniforms, self._next_ids, *self._state, *model._layer_weights,
+                model.params["W_y"], model.params["b_y"], *self._options,
+            )  # fmt: skip
+            self._next_ids = out[-1].copy()
+        return out
 
 
 class _Cell:

@@ -2,8 +2,8 @@
 
 The draws take uniform numbers from NumPy's seeded ``Generator``, and the kernels turn them into
 characters by the same rule (``reference.draw``), so both backends write the same text for the
-same seed.  Text is produced in chunks (one ``CharLM.generate`` call each), so a stream of any
-length runs in constant memory.
+same seed.  Text is produced in chunks (one ``Sampler.draw`` each, one kernel call), so a stream
+of any length runs in constant memory.
 """
 
 from __future__ import annotations
@@ -52,15 +52,11 @@ def iter_sample(
         next_ids = np.floor(rng.random(S) * model.vocab_size).astype(INDEX_DTYPE)
         yield next_ids[None, :].copy()
         length -= 1
+    sampler = model.sampler(next_ids, state, temperature=temperature, top_k=top_k, argmax=argmax)
     while length > 0:
         n = min(CHUNK, length)
-        out, state = model.generate(
-            next_ids, rng.random((n, S)), state, temperature=temperature, top_k=top_k,
-            argmax=argmax,
-        )  # fmt: skip
-        next_ids = out[-1].copy()
         length -= n
-        yield out
+        yield sampler.draw(rng.random((n, S)))
 
 
 def sample_text(

@@ -127,12 +127,14 @@ CALLS = [
     ("unknown prime", lambda t: t.model.sample(5, prime="xyz"), ValueError, "'x'"),
     ("prime of ids out of range", lambda t: list(iter_sample(t.model, 5, [V + 3])), ValueError,
      rf"prime: character id {V + 3} out of range"),
-    ("generate: uniforms of wrong shape", lambda t: t.model.generate(
-        ids(2), np.zeros((4, 3)), t.state), ValueError,
-     r"uniforms: expected shape \(N, 2\), got \(4, 3\)"),
-    ("generate: uniforms of wrong dtype", lambda t: t.model.generate(
-        ids(2), np.zeros((4, 2), np.float32), t.state), TypeError,
-     "uniforms: expected dtype float64, got float32"),
+    ("sampler: temperature inf", lambda t: t.model.sampler(ids(2), t.state, temperature=1e999),
+     ValueError, "temperature: expected a positive finite number, got inf"),
+    ("sampler: first_ids of another batch", lambda t: t.model.sampler(ids(3), t.state),
+     ValueError, r"state.h: expected shape \(2, 3, 8\), got \(2, 2, 8\)"),
+    ("draw: uniforms of wrong shape", lambda t: t.model.sampler(ids(2), t.state).draw(
+        np.zeros((4, 3))), ValueError, r"uniforms: expected shape \(N, 2\), got \(4, 3\)"),
+    ("draw: uniforms of wrong dtype", lambda t: t.model.sampler(ids(2), t.state).draw(
+        np.zeros((4, 2), np.float32)), TypeError, "uniforms: expected dtype float64, got float32"),
     # the step API
     ("cell: wrong width", lambda t: t.cell.step(np.ones((2, 4), np.float32)), ValueError,
      r"x: expected shape \(B, 3\), got \(2, 4\)"),
