@@ -60,10 +60,11 @@ class Optimizer:
         """Update the model's parameters in place from ``grads`` (a ``Params`` or a flat
         array like ``model.flat_params``)."""
         flat = self._flat_grads(grads)
-        self.step_count += 1
         self._update(self.model.kernels, self.model.flat_params, flat)
+        self.step_count += 1
 
     def _update(self, ops, param, grad):
+        """Apply update number ``self.step_count + 1`` (counting from 1)."""
         raise NotImplementedError
 
     def hyperparameters(self) -> dict:
@@ -120,7 +121,13 @@ class SGD(Optimizer):
         super().__init__(model, lr)
 
     def _update(self, ops, param, grad):
-        ops.sgd_update(param, grad, self._moments.get("velocity"), self.lr, self.momentum)
+        velocity = self._moments.get("velocity")
+        if velocity is None and self.momentum:
+            raise ValueError(
+                f"momentum: expected 0 (this SGD was created without momentum, so it keeps no "
+                f"velocity), got {self.momentum}"
+            )
+        ops.sgd_update(param, grad, velocity, self.lr, self.momentum)
 
     def hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum}
@@ -189,7 +196,7 @@ class Adam(Optimizer):
             self.beta1,
             self.beta2,
             self.eps,
-            self.step_count,
+            self.step_count + 1,
         )
 
     def hyperparameters(self):

@@ -40,6 +40,7 @@ class Trained:
         self.model = model
         self.opt = rnnfast.Adam(model, lr=1e-2)
         _, self.state = model.train_step(ids(5, 2), ids(5, 2), self.opt)
+        self.sgd = rnnfast.SGD(model)
         self.cell = rnnfast.LSTM(3, 4, 2, seed=0)
         self.cell.step(np.ones((2, 3), np.float32))
 
@@ -106,6 +107,8 @@ CALLS = [
      "lr: expected a positive finite number, got nan"),
     ("beta1 set to 1", lambda t: setattr(t.opt, "beta1", 1.0), ValueError,
      r"beta1: expected a finite number in \[0, 1\), got 1.0"),
+    ("SGD without velocity given momentum", lambda t: setattr(t.sgd, "momentum", 0.9)
+     or t.sgd.step(t.model.zeros_like_params()), ValueError, "momentum: expected 0 .*got 0.9"),
     ("load_state_dict: bad eps", lambda t: t.opt.load_state_dict(
         {**t.opt.state_dict(), "hyperparameters": {"lr": 0.5, "beta1": 0.5, "beta2": 0.5,
                                                     "eps": -1.0}}),
