@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .model import CharLM
-from .validation import INDEX_DTYPE, check_array, check_ids, check_int
+from .validation import check_array, check_ids, check_int
 
 CLIP = 5.0  # min-char-rnn clips every gradient to [-5, 5] inside lossFun
 
@@ -55,8 +55,10 @@ class MinCharRNN:
         """inputs, targets are lists of ints; hprev is Hx1 array of initial hidden state.
         Returns the loss (summed over the sequence), gradients on the parameters (clipped to
         [-5, 5]) and the last hidden state, exactly as min-char-rnn's lossFun does."""
-        x = np.asarray(inputs, dtype=INDEX_DTYPE).reshape(-1, 1)
-        y = np.asarray(targets, dtype=INDEX_DTYPE).reshape(-1, 1)
+        x = check_ids("inputs", inputs, self.vocab_size, ("T",)).reshape(-1, 1)
+        y = check_ids("targets", targets, self.vocab_size, ("T",)).reshape(-1, 1)
+        if x.shape != y.shape:
+            raise ValueError(f"targets: expected {len(x)} ids like inputs, got {len(y)}")
         T = x.shape[0]
         self._load_weights()
         loss, grads, state = self._model.loss_and_grads(x, y, self._state("hprev", hprev))

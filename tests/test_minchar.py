@@ -129,8 +129,14 @@ def test_bad_arrays_are_named():
         MinCharRNN(*arrays[:4], arrays[4].astype(np.float32))
     with pytest.raises(ValueError, match="hprev"):
         MinCharRNN(*arrays).lossFun([1], [2], np.zeros((3, 1)))
-    with pytest.raises(ValueError, match="seed_ix"):
+    with pytest.raises(ValueError, match=r"seed_ix: character id 11 out of range \[0, 11\)"):
         MinCharRNN(*arrays).sample(np.zeros((10, 1)), 11, 5)
+    with pytest.raises(ValueError, match=r"inputs: character id 11 out of range \[0, 11\)"):
+        MinCharRNN(*arrays).lossFun([1, 11], [2, 3], np.zeros((10, 1)))
+    with pytest.raises(ValueError, match="targets: expected 2 ids like inputs, got 3"):
+        MinCharRNN(*arrays).lossFun([1, 2], [2, 3, 4], np.zeros((10, 1)))
+    with pytest.raises(ValueError, match="n: expected a non-negative integer, got -1"):
+        MinCharRNN(*arrays).sample(np.zeros((10, 1)), 1, -1)
 
 
 def test_the_example_script_trains_and_prints_min_char_rnns_lines(tmp_path):
