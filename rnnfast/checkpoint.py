@@ -268,7 +268,7 @@ def _build(path, meta, arrays, dtype, backend) -> Checkpoint:
                               f"the model {config['vocab_size']}")
     dtype = np.dtype(config["dtype"] if dtype is None else dtype)
     model = CharLM(vocab, cell=config["cell"], hidden_size=config["hidden_size"],
-                   num_layers=config["num_layers"], dtype=dtype, backend=backend)
+                   num_layers=config["num_layers"], dtype=dtype, backend=backend or "c")
     params = arrays["params"]
     if params.shape != model.flat_params.shape:
         raise CheckpointError(f"{path} is inconsistent: params has shape {params.shape}, the "
@@ -294,7 +294,7 @@ def _build(path, meta, arrays, dtype, backend) -> Checkpoint:
         if (c is None) != (model.cell == "rnn"):
             raise CheckpointError(f"{path} is inconsistent: the saved state does not fit a "
                                   f"{model.cell} model")
-        state = model._check_state(State(h, c), h.shape[1] if h.ndim == 3 else -1)
+        state = model.check_state(State(h, c), h.shape[1] if h.ndim == 3 else -1)
 
     history = {key[len("history."):]: value for key, value in arrays.items()
                if key.startswith("history.")}

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from .layers import Weights, final_state, stack_backward, stack_forward
-from .model import DTYPES, kernels
+from .model import kernels
+from .validation import FLOAT_DTYPES
 
 _ops = kernels("c")
 
@@ -48,7 +49,7 @@ def _floats(**arrays) -> list[np.ndarray]:
     already so is used as it is (never written to)."""
     arrays = {name: np.asarray(a) for name, a in arrays.items()}
     dtype = np.result_type(*arrays.values())
-    if dtype not in DTYPES:
+    if dtype not in FLOAT_DTYPES:
         given = ", ".join(f"{name} {a.dtype}" for name, a in arrays.items())
         raise TypeError(f"expected float32 or float64 arrays, got {given}")
     return [np.ascontiguousarray(a, dtype) for a in arrays.values()]
@@ -254,7 +255,7 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     """Softmax cross-entropy of scores x (N, T, V) for the ids y (N, T), counted where mask
     (N, T) is true: summed over time, averaged over the N sequences.  Returns (loss, dx)."""
     x = np.asarray(x)
-    if x.dtype not in DTYPES:
+    if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"x: expected float32 or float64 scores, got {x.dtype}")
     sizes = _dims(x=(x, "N T V"))
     y, mask = np.asarray(y), np.asarray(mask)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-INDEX_DTYPE = np.int64
+from .validation import INDEX_DTYPE, check_ids, check_int, check_real
 
 
 class Vocab:
@@ -85,22 +85,16 @@ class Vocab:
 
     def decode(self, ids) -> str:
         """The text of a sequence of ids; an id outside [0, len(vocab)) is a ValueError."""
-        ids = np.asarray(ids)
-        if ids.size == 0:
+        if np.size(ids) == 0:
             return ""
-        if not np.issubdtype(ids.dtype, np.integer):
-            raise TypeError(f"ids: expected integers, got dtype {ids.dtype}")
-        if ids.min() < 0 or ids.max() >= len(self):
-            bad = ids[(ids < 0) | (ids >= len(self))].ravel()[0]
-            raise ValueError(f"ids: character id {int(bad)} out of range [0, {len(self)})")
+        ids = check_ids("ids", ids, len(self))
         return self._lookup[ids.ravel()].tobytes().decode("utf-32-le")
 
 
 def split(ids: np.ndarray, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Contiguous train/validation split: the validation set is the last ``val_fraction``,
     cut where nanoGPT's shakespeare_char cuts it (train = the first int(n (1 - f)))."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction: expected a value in [0, 1), got {val_fraction}")
+    check_real("val_fraction", val_fraction, low=0.0, high=1.0, low_inclusive=True)
     n_train = int(len(ids) * (1.0 - val_fraction))
     return ids[:n_train], ids[n_train:]
 
@@ -115,8 +109,8 @@ class Batches:
     """
 
     def __init__(self, ids: np.ndarray, batch_size: int, seq_length: int):
-        _check_positive_int("batch_size", batch_size)
-        _check_positive_int("seq_length", seq_length)
+        batch_size = check_int("batch_size", batch_size)
+        seq_length = check_int("seq_length", seq_length)
         ids = np.asarray(ids, dtype=INDEX_DTYPE)
         stream_length = (len(ids) - 1) // batch_size
         if stream_length < seq_length:
@@ -146,11 +140,6 @@ class Batches:
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for k in range(self.steps_per_epoch):
             yield self.batch(k)
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
 
 # The built-in corpus: the source of these standard-library modules, in this order.  It is on

@@ -22,7 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .model import DTYPES, GATES, CharLM, Params, State, kernels, param_shapes
+from .model import GATES, CharLM, Params, State, kernels, param_shapes
+from .validation import check_float_dtype, check_int
 
 # -- the layers of one stack, on validated time-major arrays (shared with rnnfast.cs231n) ------
 
@@ -153,12 +154,6 @@ def stack_backward(
 # -- the public layers ------------------------------------------------------------------------
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
 class _Layer:
     """Stacked recurrent layers over dense inputs; see ``RNN`` and ``LSTM``."""
 
@@ -175,16 +170,14 @@ class _Layer:
         batch_first: bool = False,
         seed: int | None = None,
     ):
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.num_layers = _positive_int("num_layers", num_layers)
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype: expected float32 or float64, got {self.dtype}")
+        self.input_size = check_int("input_size", input_size)
+        self.hidden_size = check_int("hidden_size", hidden_size)
+        self.num_layers = check_int("num_layers", num_layers)
+        self.dtype = check_float_dtype("dtype", dtype)
         if not isinstance(batch_first, (bool, np.bool_)):
             raise TypeError(f"batch_first: expected a bool, got {batch_first!r}")
         self.backend, self.batch_first = backend, bool(batch_first)
-        self._ops = kernels(backend)
+        self.kernels = kernels(backend)
         # CharLM's recurrent parameters: its layout without the output layer W_y, b_y
         self._shapes = param_shapes(self.cell, self.input_size, self.hidden_size,
                                     self.num_layers)[:-2]  # fmt: skip
@@ -203,12 +196,13 @@ class _Layer:
             f"dtype={self.dtype.name}, backend={self.backend!r})"
         )
 
-    # CharLM's own methods: they read only what a layer has too (flat_params, _shapes, _ops,
+    # CharLM's own methods: they read only what a layer has too (flat_params, _shapes, kernels,
     # cell, num_layers, hidden_size, dtype)
     num_params = CharLM.num_params
     zeros_like_params = CharLM.zeros_like_params
     zero_state = CharLM.zero_state
     clip_grads = CharLM.clip_grads
+    _clip = CharLM._clip
 
     def _weights(self, params: Params) -> list[Weights]:
         return [
@@ -287,7 +281,7 @@ class _Layer:
             h0, c0 = self.zero_state(B)
         else:
             h0, c0 = self._check_state("state", state, B, partial=False)
-        cache = stack_forward(self._ops, self.cell, X, self._weights(self.params), h0, c0, self)
+        cache = stack_forward(self.kernels, self.cell, X, self._weights(self.params), h0, c0, self)
         out = cache.H[-1][:T].view()
         out.flags.writeable = False
         return (out.transpose(1, 0, 2) if self.batch_first else out), final_state(cache), cache
@@ -319,7 +313,7 @@ class _Layer:
         elif not self._same_layout(grads):
             raise ValueError("grads: expected a Params like this layer's zeros_like_params()")
         dX, dh0, dc0 = stack_backward(
-            self._ops, cache, self._weights(self.params), self._weights(grads), dH, dh_T, dc_T,
+            self.kernels, cache, self._weights(self.params), self._weights(grads), dH, dh_T, dc_T,
             input_grad=input_grad,
         )  # fmt: skip
         if dX is not None and self.batch_first:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import INDEX_DTYPE
 from .model import CharLM
+from .validation import check_array, check_ids, check_int
 
 CLIP = 5.0  # min-char-rnn clips every gradient to [-5, 5] inside lossFun
 
@@ -23,22 +23,18 @@ CLIP = 5.0  # min-char-rnn clips every gradient to [-5, 5] inside lossFun
 class MinCharRNN:
     """min-char-rnn's model over the script's own arrays (not copied, read at every call)."""
 
-    def __init__(self, Wxh, Whh, Why, bh, by, *, backend: str | None = None):
+    def __init__(self, Wxh, Whh, Why, bh, by, *, backend: str = "c"):
         arrays = {"Wxh": Wxh, "Whh": Whh, "Why": Why, "bh": bh, "by": by}
         for name, a in arrays.items():
-            if not isinstance(a, np.ndarray) or a.ndim != 2:
-                raise TypeError(f"{name}: expected a 2-d numpy array (min-char-rnn's layout)")
-            if a.dtype != np.float64:
-                raise TypeError(f"{name}: expected float64 like min-char-rnn's, got {a.dtype}")
-        H, V = Wxh.shape
-        expected = {"Wxh": (H, V), "Whh": (H, H), "Why": (V, H), "bh": (H, 1), "by": (V, 1)}
+            if not isinstance(a, np.ndarray):  # a copy would not see the script's updates
+                raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+        H, V = check_array("Wxh", Wxh, ("H", "V"), np.float64, finite=False).shape
+        expected = {"Whh": (H, H), "Why": (V, H), "bh": (H, 1), "by": (V, 1)}
         for name, shape in expected.items():
-            if arrays[name].shape != shape:
-                raise ValueError(f"{name}: expected shape {shape}, got {arrays[name].shape}")
+            check_array(name, arrays[name], shape, np.float64, finite=False)
         self.Wxh, self.Whh, self.Why, self.bh, self.by = Wxh, Whh, Why, bh, by
-        kwargs = {} if backend is None else {"backend": backend}
         self._model = CharLM(V, cell="rnn", hidden_size=H, num_layers=1, dtype=np.float64,
-                             **kwargs)  # fmt: skip
+                             backend=backend)  # fmt: skip
         self.vocab_size, self.hidden_size = V, H
 
     def _load_weights(self) -> None:
@@ -50,21 +46,22 @@ class MinCharRNN:
         p["W_y"][...] = self.Why.T
         p["b_y"][...] = self.by[:, 0]
 
-    def _state(self, h):
-        h = np.asarray(h, dtype=np.float64)
-        if h.shape != (self.hidden_size, 1):
-            raise ValueError(f"hprev: expected shape ({self.hidden_size}, 1), got {h.shape}")
+    def _state(self, name: str, h):
+        """The script's hidden state (H, 1) as the model's State (L=1, B=1, H)."""
+        h = check_array(name, np.asarray(h, np.float64), (self.hidden_size, 1), np.float64)
         return self._model.zero_state(1)._replace(h=h.reshape(1, 1, self.hidden_size).copy())
 
     def lossFun(self, inputs, targets, hprev):  # noqa: N802 (min-char-rnn's name)
         """inputs, targets are lists of ints; hprev is Hx1 array of initial hidden state.
         Returns the loss (summed over the sequence), gradients on the parameters (clipped to
         [-5, 5]) and the last hidden state, exactly as min-char-rnn's lossFun does."""
-        x = np.asarray(inputs, dtype=INDEX_DTYPE).reshape(-1, 1)
-        y = np.asarray(targets, dtype=INDEX_DTYPE).reshape(-1, 1)
+        x = check_ids("inputs", inputs, self.vocab_size, ("T",)).reshape(-1, 1)
+        y = check_ids("targets", targets, self.vocab_size, ("T",)).reshape(-1, 1)
+        if x.shape != y.shape:
+            raise ValueError(f"targets: expected {len(x)} ids like inputs, got {len(y)}")
         T = x.shape[0]
         self._load_weights()
-        loss, grads, state = self._model.loss_and_grads(x, y, self._state(hprev))
+        loss, grads, state = self._model.loss_and_grads(x, y, self._state("hprev", hprev))
         # rnnfast averages over the T characters; min-char-rnn sums
         grads.flat *= T
         np.clip(grads.flat, -CLIP, CLIP, out=grads.flat)
@@ -82,16 +79,11 @@ class MinCharRNN:
         """A sequence of ``n`` integers from the model, starting from ``h`` and the character
         ``seed_ix``; each draw takes one number from NumPy's global random generator, as
         ``np.random.choice(range(V), p=p.ravel())`` does."""
-        if not 0 <= seed_ix < self.vocab_size:
-            raise ValueError(f"seed_ix: character id {seed_ix} out of range [0, {self.vocab_size})")
-        self._load_weights()
-        out = np.empty((int(n), 1), INDEX_DTYPE)
+        first_ids = check_ids("seed_ix", [seed_ix], self.vocab_size)
+        n = check_int("n", n, minimum=0)
+        state = self._state("h", h)
         if n == 0:
             return []
-        uniforms = np.random.random_sample((int(n), 1))  # noqa: NPY002 (the script seeds it)
-        p = self._model.params
-        self._model._ops.sample(
-            out, uniforms, np.array([seed_ix], INDEX_DTYPE), self._state(h).h, None,
-            [p["W_x.0"]], [p["W_h.0"]], [p["b.0"]], p["W_y"], p["b_y"], 1.0, None, False,
-        )  # fmt: skip
-        return out[:, 0].tolist()
+        self._load_weights()
+        uniforms = np.random.random_sample((n, 1))  # noqa: NPY002 (the script seeds it)
+        return self._model.sampler(first_ids, state).draw(uniforms)[:, 0].tolist()

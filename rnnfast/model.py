@@ -2,6 +2,7 @@
 
 The model code below is written once; ``backend`` picks the kernels it calls: ``"c"`` (the
 default) the C kernels of ``rnnfast._kernels``, ``"numpy"`` their twins in ``rnnfast.reference``.
+Optimizers and samplers reach those kernels through the model's public ``kernels`` attribute.
 
 The extension is imported with this module, whichever backend is used: it loads SciPy's OpenBLAS,
 and threadpoolctl limits only reach libraries already loaded, so a ``threadpool_limits`` entered
@@ -18,8 +19,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import reference
-from .data import INDEX_DTYPE, Vocab
+from .data import Vocab
+from .validation import (
+    INDEX_DTYPE,
+    check_array,
+    check_choice,
+    check_float_dtype,
+    check_ids,
+    check_int,
+    check_real,
+)
 
 try:
     from . import _kernels
@@ -33,7 +42,6 @@ except ImportError as err:  # a source checkout on sys.path ahead of the install
 
 CELLS = ("lstm", "rnn")
 BACKENDS = ("c", "numpy")
-DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 GATES = {"lstm": 4, "rnn": 1}
 
 # The kernels the Python API calls; each exists with one signature in rnnfast.reference and
@@ -48,9 +56,13 @@ KERNEL_NAMES = (
 
 def kernels(backend: str) -> SimpleNamespace:
     """The kernel set of a backend: a namespace of functions with the reference's signatures."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
-    module = reference if backend == "numpy" else _kernels
+    check_choice("backend", backend, BACKENDS)
+    if backend == "numpy":
+        from . import reference  # not at the top: reference's classes subclass this module's
+
+        module = reference
+    else:
+        module = _kernels
     return SimpleNamespace(**{name: getattr(module, name) for name in KERNEL_NAMES})
 
 
@@ -107,14 +119,15 @@ class _Workspace:
     def __init__(self, cell, T, B, V, H, L, dtype):
         G = GATES[cell] * H
         self.shape = (T, B)
-        self.H = [np.empty((T, B, H), dtype) for _ in range(L)]
+        # per layer: h_t, c_t, tanh(c_t) of every step (T, B, H); activated gates (T, B, G)
+        self.hs = [np.empty((T, B, H), dtype) for _ in range(L)]
         if cell == "lstm":
-            self.C = [np.empty((T, B, H), dtype) for _ in range(L)]
-            self.tanhC = [np.empty((T, B, H), dtype) for _ in range(L)]
+            self.cs = [np.empty((T, B, H), dtype) for _ in range(L)]
+            self.tcs = [np.empty((T, B, H), dtype) for _ in range(L)]
             self.gates = [np.empty((T, B, G), dtype) for _ in range(L)]
         self.logits = np.empty((T * B, V), dtype)
         self.dlogits = np.empty((T * B, V), dtype)
-        self.dH = [np.empty((T, B, H), dtype) for _ in range(L)]
+        self.dhs = [np.empty((T, B, H), dtype) for _ in range(L)]
         self.dA = np.empty((T, B, G), dtype)
 
 
@@ -130,12 +143,18 @@ class CharLM:
     hidden_size : int
     num_layers : int
     dtype : numpy dtype, float32 (default) or float64
-    backend : {"c", "numpy"}, default ``CharLM.default_backend``
+    backend : {"c", "numpy"}
+        The kernels: C (``rnnfast._kernels``, the default) or NumPy (``rnnfast.reference``,
+        whose ``CharLM`` is this class with ``backend="numpy"`` as its default).
     seed : int or None
         Seeds the initial weights: uniform in [-1/sqrt(H), 1/sqrt(H)], as PyTorch does.
-    """
 
-    default_backend = "c"
+    Attributes
+    ----------
+    kernels : namespace
+        The backend's kernels (``rnnfast.model.kernels(backend)``), which the optimizers and
+        samplers of this model call.
+    """
 
     def __init__(
         self,
@@ -144,32 +163,28 @@ class CharLM:
         hidden_size: int = 128,
         num_layers: int = 2,
         dtype=np.float32,
-        backend: str | None = None,
+        backend: str = "c",
         seed: int | None = None,
     ):
         if isinstance(vocab, Vocab):
             self.vocab, V = vocab, len(vocab)
         elif isinstance(vocab, (int, np.integer)) and not isinstance(vocab, bool):
-            self.vocab, V = None, int(vocab)
+            self.vocab, V = None, check_int("vocab", vocab)
         else:
             raise TypeError(f"vocab: expected a Vocab or an int, got {type(vocab).__name__}")
-        if V < 1:
-            raise ValueError(f"vocab: the vocabulary size must be at least 1, got {V}")
-        if cell not in CELLS:
-            raise ValueError(f"cell: expected one of {CELLS}, got {cell!r}")
-        for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        dtype = np.dtype(dtype)
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype: expected float32 or float64, got {dtype}")
-        self.backend = self.default_backend if backend is None else backend
-        self._ops = kernels(self.backend)
-        self.cell, self.vocab_size = cell, V
-        self.hidden_size, self.num_layers, self.dtype = int(hidden_size), int(num_layers), dtype
+        self.cell = check_choice("cell", cell, CELLS)
+        self.hidden_size = check_int("hidden_size", hidden_size)
+        self.num_layers = check_int("num_layers", num_layers)
+        self.dtype = check_float_dtype("dtype", dtype)
+        self.kernels = kernels(backend)
+        self.backend, self.vocab_size = backend, V
         self._shapes = param_shapes(cell, V, self.hidden_size, self.num_layers)
-        self.flat_params = np.empty(sum(math.prod(s) for _, s in self._shapes), dtype)
+        self.flat_params = np.empty(sum(math.prod(s) for _, s in self._shapes), self.dtype)
         self.params = Params(self.flat_params, self._shapes)
+        layers = range(self.num_layers)  # the sampling kernel's lists of every layer's W_x, W_h, b
+        self._layer_weights = [
+            [self.params[f"{w}.{k}"] for k in layers] for w in ("W_x", "W_h", "b")
+        ]
         bound = 1.0 / math.sqrt(self.hidden_size)
         self.flat_params[...] = np.random.default_rng(seed).uniform(
             -bound, bound, self.flat_params.size
@@ -187,7 +202,8 @@ class CharLM:
     @classmethod
     def from_torch(cls, rnn, linear, vocab: Vocab | None = None, *, backend: str | None = None):
         """A model holding the weights of a PyTorch ``nn.RNN`` (tanh) or ``nn.LSTM`` (any
-        num_layers, one-hot input of the vocabulary's size) and its ``nn.Linear`` decoder."""
+        num_layers, one-hot input of the vocabulary's size) and its ``nn.Linear`` decoder.
+        ``backend`` None keeps the class's default (``"numpy"`` for ``reference.CharLM``)."""
         from .torch_interop import load_from_torch, torch_config
 
         config = torch_config(rnn, linear)
@@ -195,7 +211,9 @@ class CharLM:
             raise ValueError(
                 f"vocab: {len(vocab)} characters, but the rnn's input_size is {rnn.input_size}"
             )
-        model = cls(rnn.input_size if vocab is None else vocab, backend=backend, **config)
+        if backend is not None:
+            config["backend"] = backend
+        model = cls(rnn.input_size if vocab is None else vocab, **config)
         load_from_torch(model, rnn, linear)
         return model
 
@@ -221,43 +239,24 @@ class CharLM:
 
     # -- checking inputs -------------------------------------------------------------------
 
-    def _check_ids(self, name: str, ids, ndim: int) -> np.ndarray:
-        ids = np.asarray(ids)
-        if ids.ndim != ndim:
-            expected = "(T, B)" if ndim == 2 else "(B,)"
-            raise ValueError(f"{name}: expected character ids of shape {expected}, got {ids.shape}")
-        if ids.size == 0:
-            raise ValueError(f"{name}: expected at least one character id, got shape {ids.shape}")
-        if not np.issubdtype(ids.dtype, np.integer):
-            raise TypeError(f"{name}: expected integer character ids, got dtype {ids.dtype}")
-        if ids.min() < 0 or ids.max() >= self.vocab_size:
-            bad = ids[(ids < 0) | (ids >= self.vocab_size)].ravel()[0]
-            raise ValueError(f"{name}: character id {int(bad)} out of range [0, {self.vocab_size})")
-        return np.ascontiguousarray(ids, dtype=INDEX_DTYPE)
-
-    def _check_state(self, state, batch_size: int) -> State:
+    def check_state(self, state: State | None, batch_size: int) -> State:
+        """``state`` for ``batch_size`` streams as C-contiguous arrays (zeros when None), or an
+        error naming the part of it that is wrong."""
         if state is None:
             return self.zero_state(batch_size)
         if not isinstance(state, tuple) or len(state) != 2:
-            raise TypeError("state: expected a State (h, c) as returned by zero_state or loss")
+            raise TypeError(
+                "state: expected a State (h, c) as returned by zero_state or loss, "
+                f"got {type(state).__name__}"
+            )
         shape = (self.num_layers, batch_size, self.hidden_size)
-        parts = {"h": state[0], "c": state[1]}
-        if self.cell == "rnn" and parts["c"] is not None:
-            raise ValueError("state.c: an RNN has no cell state; expected None")
-        checked = {}
-        for name, a in parts.items():
-            if name == "c" and self.cell == "rnn":
-                checked[name] = None
-                continue
-            a = np.asarray(a)
-            if a.shape != shape:
-                raise ValueError(f"state.{name}: expected shape {shape}, got {a.shape}")
-            if a.dtype != self.dtype:
-                raise TypeError(f"state.{name}: expected dtype {self.dtype}, got {a.dtype}")
-            if not np.all(np.isfinite(a)):
-                raise ValueError(f"state.{name}: contains NaN or infinity")
-            checked[name] = np.ascontiguousarray(a)
-        return State(checked["h"], checked["c"])
+        h = check_array("state.h", state[0], shape, self.dtype)
+        if self.cell == "rnn":
+            if state[1] is not None:
+                got = type(state[1]).__name__
+                raise ValueError(f"state.c: expected None (an RNN has no cell state), got {got}")
+            return State(h)
+        return State(h, check_array("state.c", state[1], shape, self.dtype))
 
     def _workspace_for(self, T: int, B: int) -> _Workspace:
         if self._workspace is None or self._workspace.shape != (T, B):
@@ -272,72 +271,72 @@ class CharLM:
         """Run every layer and the output layer over x (T, B); logits land in the workspace."""
         T, B = x.shape
         ws = self._workspace_for(T, B)
-        p, ops = self.params, self._ops
+        p, ops = self.params, self.kernels
         layer_input = x
         for layer in range(self.num_layers):
             weights = p[f"W_x.{layer}"], p[f"W_h.{layer}"], p[f"b.{layer}"]
             if self.cell == "lstm":
                 ops.lstm_forward(
-                    ws.H[layer], ws.C[layer], ws.tanhC[layer], ws.gates[layer],
+                    ws.hs[layer], ws.cs[layer], ws.tcs[layer], ws.gates[layer],
                     layer_input, *weights, state.h[layer], state.c[layer],
                 )  # fmt: skip
             else:
-                ops.rnn_forward(ws.H[layer], layer_input, *weights, state.h[layer])
-            layer_input = ws.H[layer]
-        ops.linear_forward(ws.logits, ws.H[-1].reshape(T * B, -1), p["W_y"], p["b_y"])
+                ops.rnn_forward(ws.hs[layer], layer_input, *weights, state.h[layer])
+            layer_input = ws.hs[layer]
+        ops.linear_forward(ws.logits, ws.hs[-1].reshape(T * B, -1), p["W_y"], p["b_y"])
         return ws
 
     def _final_state(self, ws: _Workspace) -> State:
-        h = np.stack([H[-1] for H in ws.H])
-        c = np.stack([C[-1] for C in ws.C]) if self.cell == "lstm" else None
+        h = np.stack([hs[-1] for hs in ws.hs])
+        c = np.stack([cs[-1] for cs in ws.cs]) if self.cell == "lstm" else None
         return State(h, c)
 
     def _backward(self, grads: Params, x: np.ndarray, state: State, ws: _Workspace) -> State:
         """Accumulate into ``grads`` the gradient of the loss whose dlogits is in ``ws``;
         returns the gradient of the initial state."""
         T, B = x.shape
-        p, ops = self.params, self._ops
+        p, ops = self.params, self.kernels
         dstate = self.zero_state(B)
-        H_top = ws.H[-1].reshape(T * B, -1)
+        hs_top = ws.hs[-1].reshape(T * B, -1)
         ops.linear_backward(
-            ws.dH[-1].reshape(T * B, -1), grads["W_y"], grads["b_y"], ws.dlogits, H_top, p["W_y"]
+            ws.dhs[-1].reshape(T * B, -1), grads["W_y"], grads["b_y"], ws.dlogits, hs_top, p["W_y"]
         )
         for layer in reversed(range(self.num_layers)):
-            dX = ws.dH[layer - 1] if layer > 0 else None
-            layer_input = ws.H[layer - 1] if layer > 0 else x
+            dX = ws.dhs[layer - 1] if layer > 0 else None
+            layer_input = ws.hs[layer - 1] if layer > 0 else x
             dweights = grads[f"W_x.{layer}"], grads[f"W_h.{layer}"], grads[f"b.{layer}"]
             if self.cell == "lstm":
                 ops.lstm_backward(
-                    dX, *dweights, dstate.h[layer], dstate.c[layer], ws.dA, ws.dH[layer],
-                    layer_input, ws.H[layer], ws.C[layer], ws.tanhC[layer], ws.gates[layer],
+                    dX, *dweights, dstate.h[layer], dstate.c[layer], ws.dA, ws.dhs[layer],
+                    layer_input, ws.hs[layer], ws.cs[layer], ws.tcs[layer], ws.gates[layer],
                     p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], state.c[layer],
                 )  # fmt: skip
             else:
                 ops.rnn_backward(
-                    dX, *dweights, dstate.h[layer], ws.dA, ws.dH[layer], layer_input,
-                    ws.H[layer], p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer],
+                    dX, *dweights, dstate.h[layer], ws.dA, ws.dhs[layer], layer_input,
+                    ws.hs[layer], p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer],
                 )  # fmt: skip
         return dstate
 
     def _inputs(self, x, y, state):
-        x = self._check_ids("x", x, 2)
-        y = self._check_ids("y", y, 2)
+        x = check_ids("x", x, self.vocab_size, ("T", "B"))
+        y = check_ids("y", y, self.vocab_size, ("T", "B"))
         if x.shape != y.shape:
             raise ValueError(f"y: expected the shape of x {x.shape}, got {y.shape}")
-        return x, y.reshape(-1), self._check_state(state, x.shape[1])
+        return x, y.reshape(-1), self.check_state(state, x.shape[1])
 
     def loss(self, x, y, state: State | None = None) -> tuple[float, State]:
         """Mean cross-entropy (nats per character) of predicting y from x, both (T, B) ids,
         starting from ``state`` (zeros when None); returns the loss and the final state."""
         x, y, state = self._inputs(x, y, state)
         ws = self._forward(x, state)
-        loss = self._ops.softmax_xent(None, ws.logits, y)
+        loss = self.kernels.softmax_xent(None, ws.logits, y)
         return loss, self._final_state(ws)
 
     def _loss_and_grads_into(self, grads: Params, x, y, state):
         x, y, state = self._inputs(x, y, state)
         ws = self._forward(x, state)
-        loss = self._ops.softmax_xent(ws.dlogits, ws.logits, y)
+        loss = self.kernels.softmax_xent(ws.dlogits, ws.logits, y)
         grads.flat[...] = 0
         dstate = self._backward(grads, x, state, ws)
         return loss, self._final_state(ws), dstate
@@ -358,17 +357,18 @@ class CharLM:
         """Clip in place: each element to [-value, value], and/or the whole gradient to a global
         norm of at most ``max_norm`` (PyTorch's rule).  Returns the norm before norm clipping
         (NaN when not computed)."""
+        value = check_real("value", value, optional=True)
+        max_norm = check_real("max_norm", max_norm, optional=True)
+        return self._clip(grads, value, max_norm)
+
+    def _clip(self, grads: Params, value: float | None, max_norm: float | None) -> float:
         norm = math.nan
         if value is not None:
-            if not value > 0:
-                raise ValueError(f"clip value: expected a positive number, got {value!r}")
-            self._ops.clip_by_value(grads.flat, value)
+            self.kernels.clip_by_value(grads.flat, value)
         if max_norm is not None:
-            if not max_norm > 0:
-                raise ValueError(f"max_norm: expected a positive number, got {max_norm!r}")
-            norm = self._ops.global_norm(grads.flat)
+            norm = self.kernels.global_norm(grads.flat)
             if norm > max_norm:
-                self._ops.scale(grads.flat, max_norm / (norm + 1e-6))
+                self.kernels.scale(grads.flat, max_norm / (norm + 1e-6))
         return norm
 
     def train_step(
@@ -384,28 +384,54 @@ class CharLM:
         gradient clipping (by value ``clip``, and by global norm ``max_norm``), optimizer
         update.  A non-finite loss raises FloatingPointError and leaves the model unchanged."""
         if optimizer.model is not self:
-            raise ValueError("optimizer: it was created for a different model")
+            raise ValueError("optimizer: expected one created for this model, got one of another")
+        clip = check_real("clip", clip, optional=True)
+        max_norm = check_real("max_norm", max_norm, optional=True)
         loss, final, _ = self._loss_and_grads_into(self._grads, x, y, state)
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss}: the model was not updated")
-        self.clip_grads(self._grads, value=clip, max_norm=max_norm)
+        self._clip(self._grads, clip, max_norm)
         optimizer.step(self._grads)
         return loss, final
 
     def forward(self, x, state: State | None = None) -> tuple[np.ndarray, State]:
         """Feed x (T, B) character ids from ``state``; returns the logits (T, B, V) of every
         next character and the final state."""
-        x = self._check_ids("x", x, 2)
-        state = self._check_state(state, x.shape[1])
+        x = check_ids("x", x, self.vocab_size, ("T", "B"))
+        state = self.check_state(state, x.shape[1])
         ws = self._forward(x, state)
         return ws.logits.reshape(*x.shape, -1).copy(), self._final_state(ws)
 
     def step(self, ids, state: State | None = None) -> tuple[np.ndarray, State]:
         """Feed one character per stream, ids (B,); returns the logits (B, V) of the next
         character and the new state."""
-        ids = self._check_ids("ids", ids, 1)
+        ids = check_ids("ids", ids, self.vocab_size, ("B",))
         logits, state = self.forward(ids[None, :], state)
         return logits[0], state
+
+    def sampler(
+        self,
+        first_ids,
+        state: State | None = None,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        argmax: bool = False,
+    ) -> Sampler:
+        """A ``Sampler`` of S streams that start by feeding ``first_ids`` (S,) from ``state``
+        (zeros when None; not modified), drawing by ``reference.draw``'s rule: the softmax of
+        logits / temperature, optionally over only the ``top_k`` likeliest, or the likeliest
+        with ``argmax``."""
+        first_ids = check_ids("first_ids", first_ids, self.vocab_size, ("S",))
+        state = self.check_state(state, first_ids.shape[0])
+        return Sampler(
+            self,
+            first_ids,
+            State(state.h.copy(), None if state.c is None else state.c.copy()),
+            check_real("temperature", temperature),
+            check_int("top_k", top_k, optional=True),
+            bool(argmax),
+        )
 
     def sample(
         self,
@@ -435,6 +461,34 @@ class CharLM:
         )
 
 
+class Sampler:
+    """Streams of text drawn from a model a chunk at a time, one kernel call per chunk
+    (``CharLM.sampler`` makes one, checking its arguments once).
+
+    ``draw(uniforms)`` feeds each stream's last character, draws the next from ``uniforms[t]``
+    (N, S) of [0, 1), feeds it back, N times, and returns the drawn ids (N, S); the next call
+    continues where this one stopped.  The model's weights are read at every call.
+    """
+
+    def __init__(self, model: CharLM, first_ids, state: State, temperature, top_k, argmax):
+        self._model, self._next_ids, self._state = model, first_ids, state
+        self._options = temperature, top_k, argmax
+
+    def draw(self, uniforms) -> np.ndarray:
+        """The ids (N, S) drawn with ``uniforms`` (N, S), continuing every stream."""
+        S = self._next_ids.shape[0]
+        uniforms = check_array("uniforms", uniforms, ("N", S), np.float64, finite=False)
+        out = np.empty(uniforms.shape, INDEX_DTYPE)
+        if len(out):
+            model = self._model
+            model.kernels.sample(
+                out, uniforms, self._next_ids, *self._state, *model._layer_weights,
+                model.params["W_y"], model.params["b_y"], *self._options,
+            )  # fmt: skip
+            self._next_ids = out[-1].copy()
+        return out
+
+
 class _Cell:
     """The seed's stateful object: ``y = cell.step(x)`` keeps the hidden state between calls.
 
@@ -443,7 +497,6 @@ class _Cell:
     """
 
     cell = ""
-    default_backend = "c"
 
     def __init__(
         self,
@@ -452,24 +505,15 @@ class _Cell:
         output_size: int | None = None,
         *,
         dtype=np.float32,
-        backend: str | None = None,
+        backend: str = "c",
         seed: int | None = None,
     ):
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        if output_size is not None and (
-            not isinstance(output_size, (int, np.integer)) or output_size < 1
-        ):
-            raise ValueError(
-                f"output_size: expected a positive integer or None, got {output_size!r}"
-            )
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype: expected float32 or float64, got {self.dtype}")
-        self.backend = self.default_backend if backend is None else backend
-        self._ops = kernels(self.backend)
-        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, output_size
+        input_size = self.input_size = check_int("input_size", input_size)
+        hidden_size = self.hidden_size = check_int("hidden_size", hidden_size)
+        output_size = self.output_size = check_int("output_size", output_size, optional=True)
+        self.dtype = check_float_dtype("dtype", dtype)
+        self.kernels = kernels(backend)
+        self.backend = backend
         G = GATES[self.cell] * hidden_size
         shapes = [("W_x", (input_size, G)), ("W_h", (hidden_size, G)), ("b", (G,))]
         if output_size is not None:
@@ -486,43 +530,38 @@ class _Cell:
         self.c = None
 
     def step(self, x) -> np.ndarray:
-        x = np.asarray(x)
-        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"x: expected shape ({self.input_size},) or (B, {self.input_size}), got {x.shape}"
-            )
-        if x.dtype != self.dtype:
-            raise TypeError(f"x: expected dtype {self.dtype}, got {x.dtype}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("x: contains NaN or infinity")
-        X = np.ascontiguousarray(x.reshape(1, -1, self.input_size))
+        """Advance the state by one step of input x (I,) or (B, I); returns y (or h)."""
+        vector = np.ndim(x) == 1
+        shape = (self.input_size,) if vector else ("B", self.input_size)
+        x = check_array("x", x, shape, self.dtype)
+        X = x.reshape(1, -1, self.input_size)
         B = X.shape[1]
         if self.h is None:
             self.h = np.zeros((B, self.hidden_size), self.dtype)
             self.c = np.zeros((B, self.hidden_size), self.dtype)
         elif self.h.shape[0] != B:
             raise ValueError(
-                f"x: batch of {B} after steps with a batch of {self.h.shape[0]}; "
-                "call reset() to change the batch size"
+                f"x: expected a batch of {self.h.shape[0]} like the steps before "
+                f"(or reset() first), got {B}"
             )
-        H = np.empty((1, B, self.hidden_size), self.dtype)
+        hs = np.empty((1, B, self.hidden_size), self.dtype)
         p = self.params
         if self.cell == "lstm":
-            C, tanhC = np.empty_like(H), np.empty_like(H)
+            cs, tcs = np.empty_like(hs), np.empty_like(hs)
             gates = np.empty((1, B, 4 * self.hidden_size), self.dtype)
-            self._ops.lstm_forward(
-                H, C, tanhC, gates, X, p["W_x"], p["W_h"], p["b"], self.h, self.c
+            self.kernels.lstm_forward(
+                hs, cs, tcs, gates, X, p["W_x"], p["W_h"], p["b"], self.h, self.c
             )
-            self.c = C[0]
+            self.c = cs[0]
         else:
-            self._ops.rnn_forward(H, X, p["W_x"], p["W_h"], p["b"], self.h)
-        self.h = H[0]
+            self.kernels.rnn_forward(hs, X, p["W_x"], p["W_h"], p["b"], self.h)
+        self.h = hs[0]
         if self.output_size is None:
             y = self.h.copy()
         else:
             y = np.empty((B, self.output_size), self.dtype)
-            self._ops.linear_forward(y, self.h, p["W_y"], p["b_y"])
-        return y[0] if x.ndim == 1 else y
+            self.kernels.linear_forward(y, self.h, p["W_y"], p["b_y"])
+        return y[0] if vector else y
 
 
 class RNN(_Cell):

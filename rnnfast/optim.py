@@ -1,7 +1,8 @@
 """Optimizers over the model's flat parameter buffer; each update is one kernel call.
 
-Each optimizer keeps its moments in buffers with the parameters' layout and uses the kernels of
-its model's backend, so ``rnnfast.Adam`` serves the C and the NumPy model alike.
+Each optimizer keeps its moments in buffers with the parameters' layout and calls the kernels of
+its model's backend (``model.kernels``), so ``rnnfast.Adam`` serves the C and the NumPy model
+alike.
 """
 
 from __future__ import annotations
@@ -11,18 +12,30 @@ import math
 import numpy as np
 
 from .model import Params
+from .validation import check_array, check_int, check_real
 
 
-def _check_hyper(
-    name: str, value, low: float = 0.0, high: float = math.inf, low_inclusive: bool = False
-) -> float:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (value >= low if low_inclusive else value > low)
-    ok = ok and value < high
-    if not ok:
-        bound = f"{'[' if low_inclusive else '('}{low}, {high})"
-        raise ValueError(f"{name}: expected a number in {bound}, got {value!r}")
-    return float(value)
+class Hyperparameter:
+    """A finite real hyperparameter in (low, high), or [low, high) with ``low_inclusive``,
+    checked on every assignment: in the constructor, by ``load_state_dict`` and by a schedule
+    that sets ``optimizer.lr``."""
+
+    def __init__(self, low: float = 0.0, high: float = math.inf, low_inclusive: bool = False):
+        self.low, self.high, self.low_inclusive = low, high, low_inclusive
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, optimizer, owner=None):
+        return self if optimizer is None else optimizer.__dict__[self.name]
+
+    def __set__(self, optimizer, value) -> None:
+        optimizer.__dict__[self.name] = self.check(value)
+
+    def check(self, value) -> float:
+        return check_real(
+            self.name, value, low=self.low, high=self.high, low_inclusive=self.low_inclusive
+        )
 
 
 class Optimizer:
@@ -30,31 +43,28 @@ class Optimizer:
     capture everything needed to continue exactly (moments, step count, hyperparameters)."""
 
     moments: tuple[str, ...] = ()
+    lr = Hyperparameter()
 
     def __init__(self, model, lr: float):
         self.model = model
-        self.lr = _check_hyper("lr", lr)
+        self.lr = lr
         self.step_count = 0
         self._moments = {name: np.zeros_like(model.flat_params) for name in self.moments}
 
     def _flat_grads(self, grads) -> np.ndarray:
         flat = grads.flat if isinstance(grads, Params) else grads
-        if not isinstance(flat, np.ndarray):
-            raise TypeError("grads: expected the Params returned by loss_and_grads or a flat array")
-        expected = self.model.flat_params
-        if flat.shape != expected.shape or flat.dtype != expected.dtype:
-            raise ValueError(
-                f"grads: expected {expected.size} {expected.dtype} values, "
-                f"got shape {flat.shape} of {flat.dtype}"
-            )
-        return flat
+        params = self.model.flat_params
+        return check_array("grads", flat, params.shape, params.dtype, finite=False)
 
     def step(self, grads) -> None:
-        """Update the model's parameters in place from ``grads``."""
+        """Update the model's parameters in place from ``grads`` (a ``Params`` or a flat
+        array like ``model.flat_params``)."""
+        flat = self._flat_grads(grads)
+        self._update(self.model.kernels, self.model.flat_params, flat)
         self.step_count += 1
-        self._update(self.model._ops, self.model.flat_params, self._flat_grads(grads))
 
     def _update(self, ops, param, grad):
+        """Apply update number ``self.step_count + 1`` (counting from 1)."""
         raise NotImplementedError
 
     def hyperparameters(self) -> dict:
@@ -69,27 +79,31 @@ class Optimizer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state_dict()``'s output; on an error nothing is changed."""
         if state.get("name") != type(self).__name__:
             raise ValueError(
-                f"optimizer state: saved by {state.get('name')!r}, "
-                f"loading into {type(self).__name__}"
+                f"optimizer state: expected one saved by {type(self).__name__}, "
+                f"got one saved by {state.get('name')!r}"
             )
-        moments = state["moments"]
-        if set(moments) != set(self._moments):
-            raise ValueError(
-                f"optimizer state: expected moments {sorted(self._moments)}, got {sorted(moments)}"
-            )
-        for name, buffer in self._moments.items():
-            saved = np.asarray(moments[name])
-            if saved.shape != buffer.shape:
+        moments, hyper = state["moments"], state["hyperparameters"]
+        for kind, saved, expected in (
+            ("moments", moments, self._moments),
+            ("hyperparameters", hyper, self.hyperparameters()),
+        ):
+            if set(saved) != set(expected):
                 raise ValueError(
-                    f"optimizer state: moment {name!r} has shape {saved.shape}, "
-                    f"expected {buffer.shape}"
+                    f"optimizer state: expected {kind} {sorted(expected)}, got {sorted(saved)}"
                 )
-            buffer[...] = saved
-        for name, value in state["hyperparameters"].items():
+        for name, buffer in self._moments.items():
+            label = f"optimizer state: moment {name!r}"
+            check_array(label, moments[name], buffer.shape, finite=False)
+        hyper = {name: getattr(type(self), name).check(value) for name, value in hyper.items()}
+        step_count = check_int("step_count", state["step_count"], minimum=0)
+        for name, buffer in self._moments.items():
+            buffer[...] = moments[name]
+        for name, value in hyper.items():
             setattr(self, name, value)
-        self.step_count = int(state["step_count"])
+        self.step_count = step_count
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
@@ -99,13 +113,21 @@ class Optimizer:
 class SGD(Optimizer):
     """SGD with optional momentum: v = momentum v + g;  p -= lr v."""
 
+    momentum = Hyperparameter(0.0, 1.0, low_inclusive=True)
+
     def __init__(self, model, lr: float = 0.1, momentum: float = 0.0):
-        self.momentum = _check_hyper("momentum", momentum, 0.0, 1.0, low_inclusive=True)
+        self.momentum = momentum
         self.moments = ("velocity",) if self.momentum else ()
         super().__init__(model, lr)
 
     def _update(self, ops, param, grad):
-        ops.sgd_update(param, grad, self._moments.get("velocity"), self.lr, self.momentum)
+        velocity = self._moments.get("velocity")
+        if velocity is None and self.momentum:
+            raise ValueError(
+                f"momentum: expected 0 (this SGD was created without momentum, so it keeps no "
+                f"velocity), got {self.momentum}"
+            )
+        ops.sgd_update(param, grad, velocity, self.lr, self.momentum)
 
     def hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum}
@@ -115,9 +137,10 @@ class Adagrad(Optimizer):
     """Adagrad as min-char-rnn writes it: mem += g^2;  p -= lr g / sqrt(mem + eps)."""
 
     moments = ("memory",)
+    eps = Hyperparameter()
 
     def __init__(self, model, lr: float = 0.1, eps: float = 1e-8):
-        self.eps = _check_hyper("eps", eps)
+        self.eps = eps
         super().__init__(model, lr)
 
     def _update(self, ops, param, grad):
@@ -132,10 +155,12 @@ class RMSProp(Optimizer):
     p -= lr g / (sqrt(ms) + eps)."""
 
     moments = ("mean_square",)
+    alpha = Hyperparameter(0.0, 1.0, low_inclusive=True)
+    eps = Hyperparameter()
 
     def __init__(self, model, lr: float = 2e-3, alpha: float = 0.95, eps: float = 1e-8):
-        self.alpha = _check_hyper("alpha", alpha, 0.0, 1.0, low_inclusive=True)
-        self.eps = _check_hyper("eps", eps)
+        self.alpha = alpha
+        self.eps = eps
         super().__init__(model, lr)
 
     def _update(self, ops, param, grad):
@@ -149,13 +174,16 @@ class Adam(Optimizer):
     """Adam (PyTorch's form, bias-corrected moments)."""
 
     moments = ("m", "v")
+    beta1 = Hyperparameter(0.0, 1.0, low_inclusive=True)
+    beta2 = Hyperparameter(0.0, 1.0, low_inclusive=True)
+    eps = Hyperparameter()
 
     def __init__(
         self, model, lr: float = 2e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
     ):
-        self.beta1 = _check_hyper("beta1", beta1, 0.0, 1.0, low_inclusive=True)
-        self.beta2 = _check_hyper("beta2", beta2, 0.0, 1.0, low_inclusive=True)
-        self.eps = _check_hyper("eps", eps)
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
         super().__init__(model, lr)
 
     def _update(self, ops, param, grad):
@@ -168,7 +196,7 @@ class Adam(Optimizer):
             self.beta1,
             self.beta2,
             self.eps,
-            self.step_count,
+            self.step_count + 1,
         )
 
     def hyperparameters(self):

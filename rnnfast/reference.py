@@ -5,21 +5,34 @@ model picks one set or the other (``backend="numpy"`` or ``"c"``) and the tests 
 This module never imports the C extension; it is itself checked by finite differences.
 
 Conventions (DESIGN.md): ``T`` time steps, ``B`` batch, ``V`` vocabulary, ``I`` a layer's input
-size, ``H`` hidden size, ``G`` gates x H.  Arrays are time-major and row-major, weights act on row
-vectors (``x W``).  Arguments come outputs first, then inputs.  Forward functions assign their
-outputs; backward functions accumulate (``+=``) into parameter gradients and assign the
-gradients of their inputs (``dX``, ``dh0``, ``dc0``).
+size, ``H`` hidden size, ``G`` gates x H; these capitals name sizes only.  Arrays are time-major
+and row-major, weights act on row vectors (``x W``).  Arguments come outputs first, then inputs.
+Forward functions assign their outputs; backward functions accumulate (``+=``) into parameter
+gradients and assign the gradients of their inputs (``dX``, ``dh0``, ``dc0``).
 
 A layer's input ``X`` is either character ids ``(T, B)`` (layer 0: ``x_t W_x`` is the row gather
 ``W_x[ids]``, there is no one-hot matrix) or activations ``(T, B, I)`` from the layer below.
+A sequence of per-step states is a plural: ``hs`` (T, B, H) holds every h_t, ``cs`` every c_t,
+``tcs`` every tanh(c_t), as in the C kernels.
 
-The classes of the public API with this backend (``rnnfast.reference.CharLM`` and the rest) are
-reached through this module too; see ``__getattr__`` at the bottom.
+The public classes with this backend (``rnnfast.reference.CharLM`` and the rest) are at the
+bottom: rnnfast's own, with ``backend="numpy"`` as their default.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from . import model as _model
+
+# The classes that take no backend are rnnfast's own (``as`` marks them re-exported).
+from .data import Vocab as Vocab
+from .model import Stack as Stack
+from .model import State as State
+from .optim import SGD as SGD
+from .optim import Adagrad as Adagrad
+from .optim import Adam as Adam
+from .optim import RMSProp as RMSProp
 
 
 def _project_input(X, W_x, b):
@@ -50,37 +63,38 @@ def _sigmoid(a):
 # Vanilla RNN layer
 
 
-def rnn_forward(H, X, W_x, W_h, b, h0):
+def rnn_forward(hs, X, W_x, W_h, b, h0):
     """Vanilla RNN over a sequence:  h_t = tanh(x_t W_x + h_{t-1} W_h + b).
 
-    H (T, B, H) out: every h_t.  X (T, B) ids or (T, B, I);  W_x (I, H);  W_h (H, H);  b (H,);
+    hs (T, B, H) out: every h_t.  X (T, B) ids or (T, B, I);  W_x (I, H);  W_h (H, H);  b (H,);
     h0 (B, H).
     """
     A = _project_input(X, W_x, b)
     h = h0
     for t in range(X.shape[0]):
         h = np.tanh(A[t] + h @ W_h)
-        H[t] = h
+        hs[t] = h
 
 
-def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0):
+def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0):
     """Backward through time of ``rnn_forward``.
 
-    Going from t = T-1 down to 0, with dh the gradient reaching h_t (from above, dH[t], plus the
-    carry from step t+1):
+    Going from t = T-1 down to 0, with dh the gradient reaching h_t (from above, dhs[t], plus
+    the carry from step t+1):
         dA_t = dh * (1 - h_t^2)          (tanh' from the cached output)
         carry to h_{t-1}:  dA_t W_h^T
-    then, over all steps at once, dW_h += H_prev^T dA, dW_x += X^T dA, db += sum dA, and
+    then, over all steps at once, dW_h += hs_prev^T dA, dW_x += X^T dA, db += sum dA, and
     dX = dA W_x^T (None for layer 0), dh0 = the final carry.
-    dA (T, B, H) is scratch; dH (T, B, H) is read only.
+    dA (T, B, H) is scratch; dhs (T, B, H) is read only.
     """
+    H = h0.shape[-1]
     carry = np.zeros_like(h0)
     for t in reversed(range(X.shape[0])):
-        dA[t] = (dH[t] + carry) * (1.0 - H[t] * H[t])
+        dA[t] = (dhs[t] + carry) * (1.0 - hs[t] * hs[t])
         carry = dA[t] @ W_h.T
     dh0[...] = carry
-    H_prev = np.concatenate([h0[None], H[:-1]])
-    dW_h += H_prev.reshape(-1, H.shape[-1]).T @ dA.reshape(-1, dA.shape[-1])
+    hs_prev = np.concatenate([h0[None], hs[:-1]])  # h_{t-1} for every t
+    dW_h += hs_prev.reshape(-1, H).T @ dA.reshape(-1, H)
     _accumulate_input_grads(dX, dW_x, db, dA, X, W_x)
 
 
@@ -88,7 +102,7 @@ def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0):
 # LSTM layer
 
 
-def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0):
+def lstm_forward(hs, cs, tcs, gates, X, W_x, W_h, b, h0, c0):
     """LSTM over a sequence, gates in PyTorch's order i, f, g, o:
 
         a_t = x_t W_x + h_{t-1} W_h + b                      (B, 4H)
@@ -96,51 +110,51 @@ def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0):
         c_t = f * c_{t-1} + i * g
         h_t = o * tanh(c_t)
 
-    Outputs: H, C, tanhC (T, B, H) hold h_t, c_t, tanh(c_t); gates (T, B, 4H) holds the
+    Outputs: hs, cs, tcs (T, B, H) hold h_t, c_t, tanh(c_t); gates (T, B, 4H) holds the
     activated i, f, g, o.  X (T, B) ids or (T, B, I);  W_x (I, 4H);  W_h (H, 4H);  b (4H,);
     h0, c0 (B, H).
     """
-    n = h0.shape[-1]
+    H = h0.shape[-1]
     A = _project_input(X, W_x, b)
     h, c = h0, c0
     for t in range(X.shape[0]):
         a = A[t] + h @ W_h
-        i = _sigmoid(a[:, :n])
-        f = _sigmoid(a[:, n : 2 * n])
-        g = np.tanh(a[:, 2 * n : 3 * n])
-        o = _sigmoid(a[:, 3 * n :])
+        i = _sigmoid(a[:, :H])
+        f = _sigmoid(a[:, H : 2 * H])
+        g = np.tanh(a[:, 2 * H : 3 * H])
+        o = _sigmoid(a[:, 3 * H :])
         c = f * c + i * g
         tc = np.tanh(c)
         h = o * tc
         gates[t] = np.concatenate([i, f, g, o], axis=1)
-        H[t], C[t], tanhC[t] = h, c, tc
+        hs[t], cs[t], tcs[t] = h, c, tc
 
 
-def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h, h0, c0):
+def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dhs, X, hs, cs, tcs, gates, W_x, W_h, h0, c0):
     """Backward through time of ``lstm_forward``.
 
-    From t = T-1 down to 0, with dh = dH[t] + carry_h and dc = carry_c:
+    From t = T-1 down to 0, with dh = dhs[t] + carry_h and dc = carry_c:
         dc += dh * o * (1 - tanh(c_t)^2)
         da_i = dc * g * i (1 - i)         da_f = dc * c_{t-1} * f (1 - f)
         da_g = dc * i * (1 - g^2)         da_o = dh * tanh(c_t) * o (1 - o)
         carry_h = dA_t W_h^T,   carry_c = dc * f
-    then dW_h += H_prev^T dA, dW_x += X^T dA, db += sum dA, dX = dA W_x^T (None for layer 0),
-    dh0, dc0 = the final carries.  dA (T, B, 4H) is scratch; dH (T, B, H) is read only.
+    then dW_h += hs_prev^T dA, dW_x += X^T dA, db += sum dA, dX = dA W_x^T (None for layer 0),
+    dh0, dc0 = the final carries.  dA (T, B, 4H) is scratch; dhs (T, B, H) is read only.
     """
-    n = h0.shape[-1]
+    H = h0.shape[-1]
     carry_h = np.zeros_like(h0)
     carry_c = np.zeros_like(c0)
     for t in reversed(range(X.shape[0])):
-        i, f, g, o = (gates[t, :, k * n : (k + 1) * n] for k in range(4))
-        c_prev = C[t - 1] if t > 0 else c0
-        dh = dH[t] + carry_h
-        dc = carry_c + dh * o * (1.0 - tanhC[t] * tanhC[t])
+        i, f, g, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))
+        c_prev = cs[t - 1] if t > 0 else c0
+        dh = dhs[t] + carry_h
+        dc = carry_c + dh * o * (1.0 - tcs[t] * tcs[t])
         dA[t] = np.concatenate(
             [
                 dc * g * i * (1.0 - i),
                 dc * c_prev * f * (1.0 - f),
                 dc * i * (1.0 - g * g),
-                dh * tanhC[t] * o * (1.0 - o),
+                dh * tcs[t] * o * (1.0 - o),
             ],
             axis=1,
         )
@@ -148,8 +162,8 @@ def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W
         carry_c = dc * f
     dh0[...] = carry_h
     dc0[...] = carry_c
-    H_prev = np.concatenate([h0[None], H[:-1]])
-    dW_h += H_prev.reshape(-1, n).T @ dA.reshape(-1, 4 * n)
+    hs_prev = np.concatenate([h0[None], hs[:-1]])  # h_{t-1} for every t
+    dW_h += hs_prev.reshape(-1, H).T @ dA.reshape(-1, 4 * H)
     _accumulate_input_grads(dX, dW_x, db, dA, X, W_x)
 
 
@@ -287,32 +301,22 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
     but the last drawn one, so a following call continues with first_ids = out[-1].
     W_x, W_h, b: lists of the L layers' weights; W_y (H, V), b_y (V,).
     """
-    L, S, n = h.shape[0], h.shape[1], h.shape[2]
+    L, S, H = h.shape
     ids = first_ids.copy()
-    H1 = np.empty((1, S, n), h.dtype)
+    hs = np.empty((1, S, H), h.dtype)  # one step of one layer
     logits = np.empty((S, W_y.shape[1]), h.dtype)
     for t in range(out.shape[0]):
         layer_input = ids[None, :]
         for layer in range(L):
+            weights = W_x[layer], W_h[layer], b[layer]
             if c is None:
-                rnn_forward(H1, layer_input, W_x[layer], W_h[layer], b[layer], h[layer])
+                rnn_forward(hs, layer_input, *weights, h[layer])
             else:
-                C1, tanhC1 = np.empty_like(H1), np.empty_like(H1)
-                gates = np.empty((1, S, 4 * n), h.dtype)
-                lstm_forward(
-                    H1,
-                    C1,
-                    tanhC1,
-                    gates,
-                    layer_input,
-                    W_x[layer],
-                    W_h[layer],
-                    b[layer],
-                    h[layer],
-                    c[layer],
-                )
-                c[layer] = C1[0]
-            h[layer] = H1[0]
+                cs, tcs = np.empty_like(hs), np.empty_like(hs)
+                gates = np.empty((1, S, 4 * H), h.dtype)
+                lstm_forward(hs, cs, tcs, gates, layer_input, *weights, h[layer], c[layer])
+                c[layer] = cs[0]
+            h[layer] = hs[0]
             layer_input = h[layer][None]
         linear_forward(logits, h[L - 1], W_y, b_y)
         draw(ids, logits, uniforms[t], temperature, top_k, argmax)
@@ -320,30 +324,47 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
 
 
 # ---------------------------------------------------------------------------------------------
-# The public classes with this backend, created on first use (they live in model.py / optim.py
-# and would import this module back).
-
-_PUBLIC = {
-    "CharLM": "model",
-    "RNN": "model",
-    "LSTM": "model",
-    "Stack": "model",
-    "State": "model",
-    "SGD": "optim",
-    "Adagrad": "optim",
-    "RMSProp": "optim",
-    "Adam": "optim",
-    "Vocab": "data",
-}
+# The public classes with this backend: rnnfast's, with backend="numpy" as the default.  (The
+# optimizers, State, Stack and Vocab take no backend; they are imported at the top as they are.)
 
 
-def __getattr__(name):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+class CharLM(_model.CharLM):
+    """``rnnfast.CharLM`` over the NumPy kernels of this module (``backend="numpy"``)."""
 
-    public = getattr(importlib.import_module(f"rnnfast.{_PUBLIC[name]}"), name)
-    if hasattr(public, "default_backend"):
-        public = type(name, (public,), {"default_backend": "numpy", "__module__": __name__})
-    globals()[name] = public
-    return public
+    def __init__(
+        self,
+        vocab: Vocab | int,
+        cell: str = "lstm",
+        hidden_size: int = 128,
+        num_layers: int = 2,
+        dtype=np.float32,
+        backend: str = "numpy",
+        seed: int | None = None,
+    ):
+        super().__init__(vocab, cell, hidden_size, num_layers, dtype, backend, seed)
+
+
+class _NumpyCell:
+    """The constructor of ``RNN`` and ``LSTM`` below: rnnfast's, with ``backend="numpy"``."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int | None = None,
+        *,
+        dtype=np.float32,
+        backend: str = "numpy",
+        seed: int | None = None,
+    ):
+        super().__init__(
+            input_size, hidden_size, output_size, dtype=dtype, backend=backend, seed=seed
+        )
+
+
+class RNN(_NumpyCell, _model.RNN):
+    """``rnnfast.RNN`` over the NumPy kernels of this module (``backend="numpy"``)."""
+
+
+class LSTM(_NumpyCell, _model.LSTM):
+    """``rnnfast.LSTM`` over the NumPy kernels of this module (``backend="numpy"``)."""

@@ -2,33 +2,19 @@
 
 The draws take uniform numbers from NumPy's seeded ``Generator``, and the kernels turn them into
 characters by the same rule (``reference.draw``), so both backends write the same text for the
-same seed.  Text is produced in chunks, so a stream of any length runs in constant memory.
+same seed.  Text is produced in chunks (one ``Sampler.draw`` each, one kernel call), so a stream
+of any length runs in constant memory.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import numpy as np
 
-from .data import INDEX_DTYPE
+from .validation import INDEX_DTYPE, check_finite, check_ids, check_int, check_real
 
 CHUNK = 256
-
-
-def _check_options(length, temperature, top_k, vocab_size):
-    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
-        raise ValueError(f"length: expected a non-negative integer, got {length!r}")
-    if not (
-        isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0
-    ):
-        raise ValueError(f"temperature: expected a positive finite number, got {temperature!r}")
-    if top_k is not None and (
-        isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1
-    ):
-        raise ValueError(f"top_k: expected a positive integer or None, got {top_k!r}")
-    return None if top_k is None or top_k >= vocab_size else int(top_k)
 
 
 def iter_sample(
@@ -47,20 +33,15 @@ def iter_sample(
     ``prime_ids`` (P,) are fed first; without them the first character is drawn uniformly from
     the vocabulary (char-rnn's rule) and counts as the first generated one.
     """
-    top_k = _check_options(length, temperature, top_k, model.vocab_size)
-    if (
-        isinstance(num_samples, bool)
-        or not isinstance(num_samples, (int, np.integer))
-        or num_samples < 1
-    ):
-        raise ValueError(f"num_samples: expected a positive integer, got {num_samples!r}")
-    if not np.all(np.isfinite(model.flat_params)):
-        raise ValueError("the model's parameters contain NaN or infinity; cannot sample")
-    S = int(num_samples)
+    length = check_int("length", length, minimum=0)
+    temperature = check_real("temperature", temperature)
+    top_k = check_int("top_k", top_k, optional=True)
+    S = check_int("num_samples", num_samples)
+    check_finite("the model's parameters", model.flat_params)
     rng = np.random.default_rng(seed)
     state = model.zero_state(S)
     if prime_ids is not None and len(prime_ids):
-        prime_ids = model._check_ids("prime", prime_ids, 1)
+        prime_ids = check_ids("prime", prime_ids, model.vocab_size, ("P",))
         if len(prime_ids) > 1:
             context = np.repeat(prime_ids[:-1, None], S, axis=1)
             _, state = model.forward(context, state)
@@ -71,32 +52,11 @@ def iter_sample(
         next_ids = np.floor(rng.random(S) * model.vocab_size).astype(INDEX_DTYPE)
         yield next_ids[None, :].copy()
         length -= 1
-    p = model.params
-    weights = [
-        [p[f"{w}.{layer}"] for layer in range(model.num_layers)] for w in ("W_x", "W_h", "b")
-    ]
-    h = np.ascontiguousarray(state.h)
-    c = None if state.c is None else np.ascontiguousarray(state.c)
+    sampler = model.sampler(next_ids, state, temperature=temperature, top_k=top_k, argmax=argmax)
     while length > 0:
         n = min(CHUNK, length)
-        out = np.empty((n, S), INDEX_DTYPE)
-        uniforms = rng.random((n, S))
-        model._ops.sample(
-            out,
-            uniforms,
-            next_ids,
-            h,
-            c,
-            *weights,
-            p["W_y"],
-            p["b_y"],
-            float(temperature),
-            top_k,
-            bool(argmax),
-        )
-        next_ids = out[-1].copy()
         length -= n
-        yield out
+        yield sampler.draw(rng.random((n, S)))
 
 
 def sample_text(

@@ -68,7 +68,7 @@ class TrainConfig:
     max_loss: float | None = None    # a loss above this stops training; None: 3 ln V + 5
     seed: int = 0                    # the initial weights
     dtype: str = "float32"
-    backend: str | None = None       # None: CharLM.default_backend
+    backend: str | None = None       # None: "c", the C kernels
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -171,7 +171,7 @@ class Trainer:
         self.batches = Batches(self.train_ids, config.batch_size, config.seq_length)
         self.model = CharLM(self.vocab, cell=config.cell, hidden_size=config.hidden_size,
                             num_layers=config.num_layers, dtype=config.dtype,
-                            backend=config.backend, seed=config.seed)
+                            backend=config.backend or "c", seed=config.seed)
         cls = OPTIMIZERS[config.optimizer]
         extra = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
         self.optimizer = cls(self.model, lr=config.lr, **extra)

@@ -64,17 +64,21 @@ def test_shakespeare_validation_split_matches_nanogpt(shakespeare):
 
 
 def test_batches_are_contiguous_streams_with_shifted_targets():
+    """101 ids make 4 streams of 25 inputs (100 // 4), each read in 5 windows of 5: stream s
+    is ids[25 s : 25 s + 25], window k its characters [5 k, 5 k + 5), targets one ahead."""
     ids = np.arange(101)
     batches = Batches(ids, batch_size=4, seq_length=5)
-    # 4 streams of 25 characters, 5 windows of 5 each
     assert len(batches) == 5
-    x0, y0 = batches.batch(0)
-    assert x0.shape == (5, 4)
-    assert x0[:, 1].tolist() == [25, 26, 27, 28, 29]
-    np.testing.assert_array_equal(y0, x0 + 1)
-    x1, _ = batches.batch(1)
-    assert x1[0, 1] == x0[-1, 1] + 1  # step k + 1 continues every stream of step k
-    assert len(list(batches)) == 5
+    windows = list(batches)
+    assert len(windows) == 5
+    for k, (x, y) in enumerate(windows):
+        assert x.shape == y.shape == (5, 4) and x.dtype == y.dtype == np.int64
+        for s in range(4):
+            np.testing.assert_array_equal(x[:, s], np.arange(25 * s + 5 * k, 25 * s + 5 * k + 5))
+        np.testing.assert_array_equal(y, x + 1)
+        np.testing.assert_array_equal(x, batches.batch(k)[0])
+    with pytest.raises(IndexError, match=r"batch 5 out of range \[0, 5\)"):
+        batches.batch(5)
 
 
 def test_text_shorter_than_one_batch_is_rejected():
@@ -83,10 +87,18 @@ def test_text_shorter_than_one_batch_is_rejected():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"batch_size": 0, "seq_length": 2}, {"batch_size": 2, "seq_length": 1.5}]
+    "kwargs, message",
+    [
+        ({"batch_size": 0, "seq_length": 2}, "batch_size: expected a positive integer, got 0"),
+        ({"batch_size": 2, "seq_length": 1.5}, "seq_length: expected a positive integer, got 1.5"),
+        (
+            {"batch_size": True, "seq_length": 2},
+            "batch_size: expected a positive integer, got True",
+        ),
+    ],
 )
-def test_bad_batch_sizes(kwargs):
-    with pytest.raises(ValueError):
+def test_bad_batch_sizes(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         Batches(np.arange(100), **kwargs)
 
 

@@ -282,7 +282,7 @@ def test_model_negative_control(rng, dtype):
 
 
 def test_model_c_backend_uses_the_c_kernels():
-    ops = CharLM(5, backend="c")._ops
+    ops = CharLM(5, backend="c").kernels
     for name in ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "sample"):
         assert getattr(ops, name) is getattr(K, name), name
 

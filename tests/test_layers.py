@@ -134,13 +134,13 @@ def test_no_copy_of_contiguous_time_major_arrays(rng):
     assert cache.X is x
     assert not out.flags.writeable  # a view of the cache, which backward reads
     seen = {}
-    ops = layer._ops
+    ops = layer.kernels
 
     def lstm_backward(*args):
         seen["dH"] = args[7]
         return ops.lstm_backward(*args)
 
-    layer._ops = SimpleNamespace(lstm_backward=lstm_backward)
+    layer.kernels = SimpleNamespace(lstm_backward=lstm_backward)
     dout = rng.normal(size=(5, 2, 4))
     layer.backward(dout, cache)
     assert seen["dH"] is dout
