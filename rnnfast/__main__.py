@@ -59,7 +59,7 @@ _positive_float = _number(float, "a positive number")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rnnfast", description="Character-level RNN/LSTM language models on the CPU.")
+        prog="rnnfast", description="Character-level RNN/LSTM/GRU language models on the CPU.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     t = commands.add_parser(
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "loss), with history.csv, history.json and loss.png.")
     t.add_argument("--data", metavar="FILE", help="a UTF-8 text file (default: the built-in "
                    "corpus, Python standard-library source)")
-    t.add_argument("--cell", choices=("lstm", "rnn"), help="default lstm")
+    t.add_argument("--cell", choices=("lstm", "rnn", "gru"), help="default lstm")
     t.add_argument("--hidden-size", type=_positive_int, metavar="N", help="default 128")
     t.add_argument("--num-layers", type=_positive_int, metavar="N", help="default 2")
     t.add_argument("--batch-size", type=_positive_int, metavar="N", help="default 50")

@@ -335,8 +335,11 @@ cdef list _check_layer_list(str name, object arrays, int L):
     return list(arrays)
 
 
-def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax):
+def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax,
+           b_hn=None):
     """Generate characters for S streams; see ``reference.sample`` and ``reference.draw``."""
+    if b_hn is not None:
+        raise NotImplementedError("b_hn: the C sampling loop has no GRU yet")
     dtype = _float_dtype("h", h)
     if h.ndim != 3 or min(h.shape) < 1:
         raise ValueError(f"h: expected shape (L, S, H) with every dimension >= 1, got {h.shape}")

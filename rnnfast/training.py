@@ -51,7 +51,7 @@ EVAL_WINDOW = 128
 class TrainConfig:
     """Everything that defines a training run; stored in every checkpoint."""
 
-    cell: str = "lstm"               # "lstm" or "rnn"
+    cell: str = "lstm"               # "lstm", "rnn" or "gru"
     hidden_size: int = 128
     num_layers: int = 2
     batch_size: int = 50             # B contiguous streams

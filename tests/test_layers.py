@@ -9,14 +9,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import assert_close, subprocess_env
+from conftest import assert_close, skip_c_gru, subprocess_env
 from test_reference_gradcheck import numeric_gradient
 
 import rnnfast
 from rnnfast import layers
 from rnnfast.model import State
 
-CLASSES = {"rnn": layers.RNN, "lstm": layers.LSTM}
+CLASSES = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}
 
 SHAPES = [  # cell, I, H, layers, T, B
     ("rnn", 3, 5, 1, 1, 1),
@@ -26,6 +26,10 @@ SHAPES = [  # cell, I, H, layers, T, B
     ("lstm", 8, 7, 2, 6, 3),
     ("lstm", 1, 33, 3, 4, 2),
     ("lstm", 17, 9, 1, 3, 64),  # B >= 2 rows per thread block in the packed kernel
+    ("gru", 3, 5, 1, 1, 1),
+    ("gru", 8, 7, 2, 6, 3),
+    ("gru", 1, 33, 3, 4, 2),
+    ("gru", 17, 9, 1, 3, 64),
 ]
 
 
@@ -53,6 +57,7 @@ def run(layer, x, state, dout, dstate):
 @pytest.mark.parametrize("batch_first", [False, True], ids=["time_major", "batch_first"])
 @pytest.mark.parametrize("cell, I, H, num_layers, T, B", SHAPES)
 def test_c_matches_numpy(cell, I, H, num_layers, T, B, batch_first, dtype, rng):  # noqa: E741
+    skip_c_gru(cell, "c")
     made = {
         backend: CLASSES[cell](
             I, H, num_layers, dtype=dtype, backend=backend, batch_first=batch_first, seed=5
@@ -109,14 +114,14 @@ def fd_check(layer, x, state, dout, dstate, use_dstate_in_backward=True):
 
 
 @pytest.mark.parametrize("batch_first", [False, True], ids=["time_major", "batch_first"])
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_finite_differences(cell, batch_first, rng):
     layer = CLASSES[cell](3, 4, num_layers=2, dtype=np.float64, backend="numpy",
                           batch_first=batch_first, seed=2)  # fmt: skip
     assert fd_check(layer, *random_problem(layer, 3, 2, rng)) < 1e-7
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_finite_differences_negative_control(cell, rng):
     """The same check fails when backward does not see the final state's gradient."""
     layer = CLASSES[cell](3, 4, num_layers=2, dtype=np.float64, backend="numpy", seed=2)
