@@ -57,6 +57,17 @@ _non_negative_int = _number(int, "a non-negative integer", allow_zero=True)
 _positive_float = _number(float, "a positive number")
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnfast", description="Character-level RNN/LSTM language models on the CPU."
@@ -83,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--optimizer",
         choices=("adam", "rmsprop", "adagrad", "sgd"),
-        help="default adam (sgd uses momentum 0.9)",
+        help="default adam",
     )
     t.add_argument(
         "--lr",
@@ -108,6 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         metavar="X",
         help="clip each gradient element to [-X, X] (default 5)",
+    )
+    t.add_argument(
+        "--max-norm",
+        type=_positive_float,
+        metavar="X",
+        help="scale the gradient down to a global norm of at most X (default: no limit)",
+    )
+    t.add_argument(
+        "--momentum",
+        type=_fraction,
+        metavar="X",
+        help="momentum of --optimizer sgd (default 0.9)",
     )
     stop = t.add_mutually_exclusive_group()
     stop.add_argument(
@@ -288,9 +311,10 @@ _ARCHITECTURE = {
     "batch_size": "batch-size",
     "seq_length": "seq-length",
     "optimizer": "optimizer",
+    "momentum": "momentum",
     "dtype": "dtype",
 }
-_SCHEDULE = ("lr", "lr_decay", "lr_decay_every", "clip", "val_every", "backend")
+_SCHEDULE = ("lr", "lr_decay", "lr_decay_every", "clip", "max_norm", "val_every", "backend")
 
 
 def cmd_train(args) -> int:
@@ -298,6 +322,8 @@ def cmd_train(args) -> int:
     from .data import builtin_corpus
     from .training import TrainConfig, Trainer, TrainingDiverged
 
+    if args.momentum is not None and (args.optimizer or "adam") != "sgd" and not args.resume:
+        raise UserError("--momentum applies to --optimizer sgd only")
     if args.resume is not None:
         path = checkpoint.resolve(args.resume)
         meta, _ = checkpoint.read(path)

@@ -87,6 +87,8 @@ class TrainConfig:
             )
         if not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
             raise ValueError(f"lr_decay: expected a number in (0, 1], got {self.lr_decay!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum: expected a number in [0, 1), got {self.momentum!r}")
         for name in ("clip", "max_norm", "max_loss"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):

@@ -188,6 +188,8 @@ def test_bad_settings_are_value_errors():
         TrainConfig(optimizer="lbfgs")
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match=r"momentum: expected a number in \[0, 1\)"):
+        TrainConfig(optimizer="sgd", momentum=1.0)
     with pytest.raises(ValueError, match="shorter than one batch"):
         Trainer("tiny text", tiny())
 
