@@ -5,11 +5,13 @@ console script).
     python -m rnnfast sample runs --prime "def " --temperature 0.8 --seed 0
     python -m rnnfast eval runs
     python -m rnnfast info runs
+    mpiexec -n 4 rnnfast train --data input.txt        # data parallel, see rnnfast.distributed
 
 Wherever a command takes CHECKPOINT, a training directory (its latest.npz), a checkpoint file and
 ``runs/latest`` (for runs/latest.npz) all work.  Bad input (a missing or damaged file, an unknown
 character, impossible settings) prints one line on stderr and exits with status 2; a diverged
-training exits with 1 and Ctrl-C with 130, after saving a checkpoint.
+training exits with 1 and Ctrl-C with 130, after saving a checkpoint.  Under mpiexec rank 0
+alone prints and writes; a rank that gives up on the others exits with 3.
 """
 
 from __future__ import annotations
@@ -173,7 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=None, help="initial weights and the final sample (default 0)"
     )
     t.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
-    t.add_argument("--threads", type=_positive_int, metavar="N", help="BLAS threads")
+    t.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="BLAS threads (under mpiexec: per process, default the cores / processes per host)",
+    )
+    t.add_argument(
+        "--mpi-timeout",
+        type=_positive_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="under mpiexec: how long a process waits for the others before it stops the run "
+        "(a process died or hangs; default 600)",
+    )
     t.add_argument("--backend", choices=("c", "numpy"), help="kernels (default: the library's)")
     t.add_argument(
         "--sample-length",
@@ -317,10 +332,11 @@ _ARCHITECTURE = {
 _SCHEDULE = ("lr", "lr_decay", "lr_decay_every", "clip", "max_norm", "val_every", "backend")
 
 
-def cmd_train(args) -> int:
+def _setup_training(args, log, parallel):
+    """The Trainer a ``train`` command asks for, new or resumed, and its output directory."""
     from . import checkpoint
     from .data import builtin_corpus
-    from .training import TrainConfig, Trainer, TrainingDiverged
+    from .training import TrainConfig, Trainer
 
     if args.momentum is not None and (args.optimizer or "adam") != "sgd" and not args.resume:
         raise UserError("--momentum applies to --optimizer sgd only")
@@ -342,33 +358,63 @@ def cmd_train(args) -> int:
         out = Path(args.out) if args.out else path.parent
         text, name = _training_text(training.get("data", {}), args.data, path.parent)
         overrides = {key: getattr(args, key) for key in _SCHEDULE}
-        with _threads(args.threads):
-            trainer = Trainer.resume(path, text, out_dir=out, data_name=name, log=_log, **overrides)
+        trainer = Trainer.resume(
+            path, text, out_dir=out, data_name=name, log=log, parallel=parallel, **overrides
+        )
         data_arg = args.data or (training.get("data") or {}).get("path_from_checkpoint")
         if data_arg and name != "builtin":
             if args.data is None:  # carry the saved path over, re-anchored on the new --out
                 data_arg = str(path.parent / data_arg)
             trainer.data["path_from_checkpoint"] = _relative_to(data_arg, out)
-        _log(f"resuming {path} at step {trainer.step} (epoch {trainer.epoch})")
+        log(f"resuming {path} at step {trainer.step} (epoch {trainer.epoch})")
+        return trainer, out
+    out = Path(args.out or "runs")
+    if (out / checkpoint.LATEST).exists() and not args.overwrite:
+        raise UserError(
+            f"{out / checkpoint.LATEST} exists: continue it with --resume {out}, or pass "
+            "--overwrite or another --out"
+        )
+    if args.data is None:
+        text, name = builtin_corpus(), "builtin"
     else:
-        out = Path(args.out or "runs")
-        from .checkpoint import LATEST
+        text, name = _read_text(args.data), _data_name(args.data)
+    given = {key: getattr(args, key) for key in (*_ARCHITECTURE, *_SCHEDULE)}
+    given["seed"] = args.seed
+    config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
+    trainer = Trainer(text, config, out_dir=out, data_name=name, log=log, parallel=parallel)
+    if args.data is not None:
+        trainer.data["path_from_checkpoint"] = _relative_to(args.data, out)
+    return trainer, out
 
-        if (out / LATEST).exists() and not args.overwrite:
-            raise UserError(
-                f"{out / LATEST} exists: continue it with --resume {out}, or pass "
-                "--overwrite or another --out"
-            )
-        if args.data is None:
-            text, name = builtin_corpus(), "builtin"
-        else:
-            text, name = _read_text(args.data), _data_name(args.data)
-        given = {key: getattr(args, key) for key in (*_ARCHITECTURE, *_SCHEDULE)}
-        given["seed"] = args.seed
-        config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
-        trainer = Trainer(text, config, out_dir=out, data_name=name, log=_log)
-        if args.data is not None:
-            trainer.data["path_from_checkpoint"] = _relative_to(args.data, out)
+
+def _silent(message: str) -> None:
+    """The log of the ranks other than 0."""
+
+
+def cmd_train(args) -> int:
+    from . import checkpoint, distributed
+    from .training import TrainingDiverged
+
+    try:
+        parallel = distributed.from_environment(timeout=args.mpi_timeout)
+    except ImportError as err:
+        raise UserError(str(err)) from None
+    threads = args.threads
+    if parallel is None:
+        log = _log
+        with _threads(threads):
+            trainer, out = _setup_training(args, log, None)
+    else:  # under mpiexec: rank 0 speaks, and every rank starts or none does
+        log = _log if parallel.rank == 0 else _silent
+        threads = threads or max(1, len(os.sched_getaffinity(0)) // parallel.local_size)
+        failure = None
+        try:
+            with _threads(threads):
+                trainer, out = _setup_training(args, log, parallel)
+        except (ValueError, OSError) as err:
+            failure = err
+        parallel.agree_on_failure(failure)
+        log(f"{parallel.size} processes, {threads} BLAS thread(s) each")
 
     epochs = args.epochs
     if args.steps is None and args.epochs is None and args.time is None:
@@ -376,35 +422,36 @@ def cmd_train(args) -> int:
     if (args.steps is not None and trainer.step >= args.steps) or (
         epochs is not None and trainer.epoch >= epochs
     ):
-        _log(
+        log(
             f"nothing to do: the checkpoint is at step {trainer.step}, epoch {trainer.epoch}; "
             "ask for more with --steps, --epochs or --time"
         )
         return 0
-    with _threads(args.threads):
+    with _threads(threads):
         try:
             reason = trainer.train(
                 steps=args.steps, epochs=epochs, seconds=args.time, progress=True
             )
-        except TrainingDiverged as err:
-            print(f"rnnfast train: {err}", file=sys.stderr)
+        except (TrainingDiverged, distributed.RanksOutOfSync) as err:
+            if parallel is None or parallel.rank == 0:
+                print(f"rnnfast train: {err}", file=sys.stderr)
             return EXIT_DIVERGED
-        _log(f"checkpoint: {out / checkpoint.LATEST} (step {trainer.step})")
+        log(f"checkpoint: {out / checkpoint.LATEST} (step {trainer.step})")
         if trainer.best_val_step >= 0:
-            _log(
+            log(
                 f"best: {out / checkpoint.BEST} (val loss {trainer.best_val_loss:.4f} at step "
                 f"{trainer.best_val_step})"
             )
         if (out / "loss.png").exists():
-            _log(f"loss curve: {out / 'loss.png'}")
+            log(f"loss curve: {out / 'loss.png'}")
         else:
-            _log(
+            log(
                 f'history: {out / "history.csv"}; for a loss-curve PNG: pip install "rnnfast[plot]"'
             )
         if reason == "interrupted":
             return EXIT_INTERRUPTED
-        if args.sample_length:
-            _log(f"sample ({args.sample_length} characters, seed {trainer.config.seed}):")
+        if args.sample_length and (parallel is None or parallel.rank == 0):
+            log(f"sample ({args.sample_length} characters, seed {trainer.config.seed}):")
             _stream(
                 trainer.model,
                 np.empty(0, np.int64),
@@ -575,6 +622,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def main(argv: list[str] | None = None) -> int:
     """Run a command; returns the exit status (0 ok, 1 diverged, 2 bad input, 130 Ctrl-C)."""
     from .checkpoint import CheckpointError
+    from .distributed import launched_rank
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -591,7 +639,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 message = str(err)
             message = " ".join(message.split())  # one line
-            print(f"rnnfast {args.command}: error: {message}", file=sys.stderr)
+            if launched_rank() == 0:  # under mpiexec every rank has it; rank 0 says it
+                print(f"rnnfast {args.command}: error: {message}", file=sys.stderr)
             return EXIT_USAGE
         except KeyboardInterrupt:
             print(f"rnnfast {args.command}: interrupted", file=sys.stderr)

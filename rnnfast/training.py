@@ -29,12 +29,14 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from . import checkpoint
 from .data import Batches, Vocab, split
+from .distributed import DataParallel, checksum
 from .model import CharLM, State
 from .optim import OPTIMIZERS
 
@@ -114,13 +116,19 @@ def data_description(text: str, name: str) -> dict:
 
 
 def evaluate(
-    model: CharLM, ids, batch_size: int = EVAL_BATCH, seq_length: int = EVAL_WINDOW
+    model: CharLM,
+    ids,
+    batch_size: int = EVAL_BATCH,
+    seq_length: int = EVAL_WINDOW,
+    parallel: DataParallel | None = None,
 ) -> float:
     """Mean cross-entropy in nats per character of predicting ``ids[1:]`` from ``ids[:-1]``.
 
     The ids are cut into ``batch_size`` contiguous streams read in windows of ``seq_length``
     with the hidden state carried between windows (as in training); the few predictions left
     over by the cut form one more stream.  Every character but the first is scored once.
+    With ``parallel`` each rank scores its share of the streams (the last rank the extra
+    stream) and the sums are added over the ranks.
     """
     ids = np.asarray(ids)
     n = len(ids) - 1
@@ -128,12 +136,19 @@ def evaluate(
         raise ValueError(f"evaluation needs at least 2 characters, got {len(ids)}")
     B = max(1, min(batch_size, n // seq_length))
     stream = n // B
-    total = 0.0
     starts = np.arange(B) * stream
-    total += _stream_loss(model, ids, starts, stream, seq_length)
     rest = n - B * stream
-    if rest:
+    extra = rest > 0
+    if parallel is not None:
+        starts = starts[slice(*parallel.bounds(B))]
+        extra = extra and parallel.rank == parallel.size - 1
+    total = 0.0
+    if len(starts):
+        total += _stream_loss(model, ids, starts, stream, seq_length)
+    if extra:
         total += _stream_loss(model, ids, np.array([B * stream]), rest, seq_length)
+    if parallel is not None:
+        total = parallel.sum(total)
     return total / n
 
 
@@ -270,17 +285,24 @@ class Trainer:
         out_dir=None,
         data_name: str = "text",
         log: Callable[[str], None] | None = None,
+        parallel: DataParallel | None = None,
         _resumed: checkpoint.Checkpoint | None = None,
     ):
         self.config = config = config or TrainConfig()
         self.vocab = _resumed.model.vocab if _resumed else Vocab.from_text(text)
         self.data = data_description(text, data_name)
         self.out_dir = None if out_dir is None else Path(out_dir)
-        self.reporter = Reporter(log, self.out_dir)
+        self.parallel = parallel
+        writer = parallel is None or parallel.rank == 0
+        self.reporter = Reporter(log if writer else None, self.out_dir if writer else None)
         self.checkpoints = CheckpointPolicy(self.out_dir)
         ids = self.vocab.encode(text)
         self.train_ids, self.val_ids = split(ids, config.val_fraction)
         self.batches = Batches(self.train_ids, config.batch_size, config.seq_length)
+        # this process's streams of each batch: all of them, or a rank's share
+        self.streams = (
+            slice(0, config.batch_size) if parallel is None else parallel.shard(config.batch_size)
+        )
         if _resumed is not None:
             self.model, self.optimizer = _resumed.model, _resumed.optimizer
         else:
@@ -326,6 +348,7 @@ class Trainer:
         out_dir=None,
         data_name: str = "text",
         log: Callable[[str], None] | None = None,
+        parallel: DataParallel | None = None,
         **overrides,
     ) -> Trainer:
         """Continue the training saved in checkpoint ``path`` (a file or an out directory) on
@@ -366,7 +389,15 @@ class Trainer:
                 f"the text has {len(missing)} character(s) not in the checkpoint's "
                 f"vocabulary: {listing}; resume on the text it was trained on"
             )
-        self = cls(text, config, out_dir=out_dir, data_name=data_name, log=log, _resumed=ck)
+        self = cls(
+            text,
+            config,
+            out_dir=out_dir,
+            data_name=data_name,
+            log=log,
+            parallel=parallel,
+            _resumed=ck,
+        )
         if self.data["sha256"] != training.get("data", {}).get("sha256"):
             warnings.warn(
                 f"the text ({self.data['chars']} characters) differs from the one "
@@ -380,7 +411,9 @@ class Trainer:
         self.batch_index = int(training["batch_index"])
         if self.batch_index >= self.batches.steps_per_epoch:
             self.epoch, self.batch_index = self.epoch + 1, 0
-        self.state = ck.state if self.batch_index > 0 else None
+        if self.batch_index > 0:
+            h, c = ck.state
+            self.state = State(h[:, self.streams], None if c is None else c[:, self.streams])
         self.record = History(ck.history)
         self.best_val_loss = float(training.get("best_val_loss", math.inf))
         self.best_val_step = int(training.get("best_val_step", -1))
@@ -406,10 +439,13 @@ class Trainer:
         x, y = self.batches.batch(self.batch_index)
         self.optimizer.lr = self.lr_at(self.step)
         c = self.config
+        step = (
+            self.model.train_step
+            if self.parallel is None
+            else partial(self.parallel.train_step, self.model)
+        )
         try:
-            loss, state = self.model.train_step(
-                x, y, self.optimizer, self.state, clip=c.clip, max_norm=c.max_norm
-            )
+            loss, state = step(x, y, self.optimizer, self.state, clip=c.clip, max_norm=c.max_norm)
         except FloatingPointError as err:
             self._diverged(f"{err}")
         loss = float(loss)
@@ -463,24 +499,27 @@ class Trainer:
         report = self.reporter
         chars_per_step = self.config.batch_size * self.config.seq_length
         start, done, train_time = time.perf_counter(), 0, 0.0  # train_time: the chars/s
+        if self.parallel is not None:
+            self.parallel.check_same(self._fingerprint())
         with _StopOnCtrlC(report.log) as ctrl_c:
+            processes = "" if self.parallel is None else f" on {self.parallel.size} processes"
             report.log(
                 f"training {self.model!r}, {self.model.num_params:,} parameters, on "
                 f"{len(self.train_ids):,} characters ({self.batches.steps_per_epoch} "
-                "steps per epoch); Ctrl-C stops and saves"
+                f"steps per epoch){processes}; Ctrl-C stops and saves"
             )
             report.open_bar(progress, self.step, target if steps or epochs else math.inf)
             try:
                 while True:
                     if self.step >= target:
                         reason = by_steps
-                    elif seconds is not None and time.perf_counter() - start >= seconds:
-                        reason = "time"
-                    elif ctrl_c.requested:
-                        reason = "interrupted"
-                    else:
-                        reason = None
-                    if reason is not None:
+                        break
+                    time_up = seconds is not None and time.perf_counter() - start >= seconds
+                    interrupted = ctrl_c.requested
+                    if self.parallel is not None:  # every rank stops after the same step
+                        time_up, interrupted = self.parallel.any(time_up, interrupted)
+                    if time_up or interrupted:
+                        reason = "time" if time_up else "interrupted"
                         break
                     t0 = time.perf_counter()
                     loss = self.train_one_step()
@@ -488,6 +527,8 @@ class Trainer:
                     done += 1
                     if self.step % self.config.val_every == 0:
                         self._validate_and_save()
+                    if self.parallel is not None and self.step % self.parallel.check_every == 0:
+                        self.parallel.check_in_sync(self.model.flat_params, self.step)
                     report.step_done(loss, self.last_val_loss, done * chars_per_step / train_time)
             finally:
                 report.close_bar()
@@ -519,7 +560,7 @@ class Trainer:
         """Nats per character on the validation split (NaN when it is too short)."""
         if len(self.val_ids) < 2:
             return math.nan
-        return evaluate(self.model, self.val_ids)
+        return evaluate(self.model, self.val_ids, parallel=self.parallel)
 
     def _validate_and_save(self) -> None:
         val = self.validate()
@@ -550,11 +591,29 @@ class Trainer:
             "data_rng": None,  # batches are deterministic: nothing random to restore
         }
 
+    def _fingerprint(self) -> dict:
+        """What must be the same on every rank of a parallel run."""
+        return {
+            **asdict(self.config),
+            "data": self.data["sha256"],
+            "vocab": self.vocab.chars,
+            "step": self.step,
+            "parameters": checksum(self.model.flat_params),
+            "optimizer": [checksum(m) for m in self.optimizer.state_dict()["moments"].values()],
+        }
+
     def save(self, path) -> Path:
-        """Write a checkpoint of the whole training state to ``path``."""
-        state = (
-            self.state if self.state is not None else self.model.zero_state(self.config.batch_size)
-        )
+        """Write a checkpoint of the whole training state to ``path``.  In a parallel run every
+        rank calls this (the carried state is gathered from them) and rank 0 writes."""
+        state = self.state
+        if state is None:
+            state = self.model.zero_state(self.streams.stop - self.streams.start)
+        if self.parallel is not None:
+            h = self.parallel.gather_streams(state.h)
+            c = None if state.c is None else self.parallel.gather_streams(state.c)
+            if self.parallel.rank != 0:
+                return Path(path)
+            state = State(h, c)
         return checkpoint.save(
             path,
             self.model,
