@@ -414,7 +414,6 @@ def cmd_train(args) -> int:
         except (ValueError, OSError) as err:
             failure = err
         parallel.agree_on_failure(failure)
-        log(f"{parallel.size} processes, {threads} BLAS thread(s) each")
 
     epochs = args.epochs
     if args.steps is None and args.epochs is None and args.time is None:
