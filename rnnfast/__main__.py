@@ -435,6 +435,12 @@ def cmd_train(args) -> int:
             if parallel is None or parallel.rank == 0:
                 print(f"rnnfast train: {err}", file=sys.stderr)
             return EXIT_DIVERGED
+        except OSError as err:
+            if parallel is None:
+                raise
+            # rank 0 alone writes: the other ranks would wait for it in vain
+            print(f"rnnfast train: error: rank {parallel.rank}: {err}", file=sys.stderr)
+            parallel.abort(EXIT_USAGE)
         log(f"checkpoint: {out / checkpoint.LATEST} (step {trainer.step})")
         if trainer.best_val_step >= 0:
             log(

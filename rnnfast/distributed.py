@@ -80,10 +80,8 @@ def _mpi(size: int):
     try:
         from mpi4py import MPI
     except ImportError:
-        started = f"with {size} processes" if size else ""
-        raise ImportError(
-            f"started by MPI {started} but mpi4py is not installed: {INSTALL_HINT}"
-        ) from None
+        started = f"started by MPI with {size} processes" if size else "MPI needs mpi4py"
+        raise ImportError(f"{started} but mpi4py is not installed: {INSTALL_HINT}") from None
     return MPI
 
 
@@ -245,6 +243,10 @@ class DataParallel:
         if failed:
             rank, message = failed[0]
             raise ValueError(f"rank {rank} failed to start: {message}")
+
+    def abort(self, status: int) -> None:
+        """End every rank now: for a failure on one rank that the others would wait for."""
+        self.comm.Abort(status)
 
     # -- the watchdog ----------------------------------------------------------------------------
 

@@ -275,6 +275,9 @@ class Trainer:
         How the checkpoint names the text (e.g. a file name, or "builtin"); never a full path.
     log : callable or None
         Receives progress messages (one line each); None is silent.
+    parallel : rnnfast.distributed.DataParallel or None
+        Train over MPI ranks: this process takes its share of the streams of each batch (see
+        ``rnnfast.distributed``); rank 0 alone logs and writes.  Every rank runs the same calls.
     """
 
     def __init__(
