@@ -12,8 +12,9 @@ is chars/s over P times the 1 x 1 rate.
 
 The model of P = 4..64 processes (strong scaling: the global batch stays B, so a rank gets
 B / P streams): t(P) = t_compute(ceil(B / P)) + t_allreduce(P), where t_compute is measured here
-at 1 thread with the largest share (it loses GEMM efficiency as B / P shrinks), as the fastest of
-its steps (the least disturbed by other load, like t(1) beside it); a ring Allreduce of
+at 1 thread with the largest share (it loses GEMM efficiency as B / P shrinks), in CPU seconds
+(process time: what a step costs a core, however many other jobs share it; t(1) likewise); and
+a ring Allreduce of
 n bytes costs 2 (P - 1) / P * n / bandwidth + 2 (P - 1) * latency.  The efficiency
 t(1) / (P t(P)) is printed for the bandwidth measured here (shared memory) and for two networks.
 """
@@ -65,13 +66,14 @@ def step_times(cfg, steps: int, batch_size: int | None = None, parallel=None) ->
     else:
         step = model.train_step
         args = (x, y, optimizer)
-    state, times = None, []
+    state, times, cpu_times = None, [], []
     for i in range(steps + 2):  # two warm-up steps
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         _, state = step(*args, state)
         if i >= 2:
             times.append(time.perf_counter() - t0)
-    result = {"step_s": statistics.median(times), "best_step_s": min(times)}
+            cpu_times.append(time.process_time() - c0)
+    result = {"step_s": statistics.median(times), "cpu_step_s": statistics.median(cpu_times)}
     result["params"] = model.num_params
     if exchange:
         result["exchange_s"] = statistics.median(exchange[2:])
@@ -79,7 +81,8 @@ def step_times(cfg, steps: int, batch_size: int | None = None, parallel=None) ->
 
 
 def allreduce_bandwidth(parallel, n: int, repeats: int = 10) -> float:
-    """Bytes/s of an Allreduce of n float32 values, each call after a barrier (no skew)."""
+    """Bytes/s of an Allreduce of n float32 values, each call after a barrier (no skew); the
+    best of ``repeats`` (the least disturbed by other load)."""
     from mpi4py import MPI
 
     buffer = np.ones(n, np.float32)
@@ -89,7 +92,7 @@ def allreduce_bandwidth(parallel, n: int, repeats: int = 10) -> float:
         t0 = time.perf_counter()
         parallel.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
         times.append(time.perf_counter() - t0)
-    return buffer.nbytes / statistics.median(times)
+    return buffer.nbytes / min(times)
 
 
 def worker(name: str, threads: int, steps: int, sweep: bool) -> None:
@@ -106,7 +109,7 @@ def worker(name: str, threads: int, steps: int, sweep: bool) -> None:
             result["allreduce_bytes_per_s"] = allreduce_bandwidth(parallel, result["params"])
         if sweep:  # the compute time of the largest share at P processes, ceil(B / P) streams
             result["share_step_s"] = {
-                P: step_times(cfg, steps, batch_size=-(-cfg.B // P))["best_step_s"]
+                P: step_times(cfg, steps, batch_size=-(-cfg.B // P))["cpu_step_s"]
                 for P in (1, *PROCESSES)
                 if P <= cfg.B
             }
@@ -145,7 +148,12 @@ def main() -> None:
         sys.exit('mpiexec not found: pip install "rnnfast[mpi]"')
     setups = [(1, 1), (1, 2), (2, 1)]
     default_steps = {"charrnn-default": 30, "mid": 8, "large": 5}
-    print(f"{os.cpu_count()} cores; chars/s per setup (median step over {args.rounds} rounds)")
+    print(
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; median step over "
+        f"{args.rounds} rounds; wall-clock chars/s and efficiency (chars/s over P x threads x the "
+        "1 x 1 rate); CPU ms: process time per step (rank 0); exchange: wall time in the "
+        "gradient Allreduce, waiting for the slower rank included"
+    )
     for name in args.configs.split(","):
         cfg = CONFIGS[name]
         steps = args.steps or default_steps.get(name, 10)
@@ -167,15 +175,14 @@ def report(name: str, cfg, runs: dict) -> None:
     nbytes = 4 * two[0]["params"]
     print(f"\n{name} {cfg}: {two[0]['params']:,} parameters, {nbytes / 1e6:.2f} MB of gradient")
     print(f"  BLAS: {runs[1, 1][0]['blas']}")
-    print(
-        "  setup                 step ms    chars/s  efficiency  exchange ms/step (waits included)"
-    )
+    print("  setup                 step ms    CPU ms    chars/s  efficiency  exchange ms/step")
     for (P, threads), seconds in step.items():
         efficiency = base / (P * threads * seconds)
+        cpu = statistics.median(r["cpu_step_s"] for r in runs[P, threads])
         ex = f"{exchange * 1e3:10.2f}" if P > 1 else ""
         print(
-            f"  {P} proc x {threads} thread  {seconds * 1e3:9.1f} {chars / seconds:10,.0f}"
-            f"  {efficiency:9.0%}  {ex}"
+            f"  {P} proc x {threads} thread  {seconds * 1e3:9.1f} {cpu * 1e3:9.1f}"
+            f" {chars / seconds:10,.0f}  {efficiency:9.0%}  {ex}"
         )
     print(f"  Allreduce alone, 2 processes: {bandwidth / 1e9:.2f} GB/s "
           f"({nbytes / bandwidth * 1e3:.2f} ms)")  # fmt: skip

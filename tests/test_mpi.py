@@ -64,6 +64,7 @@ def worker_train(out: str) -> None:
             trainer.model.loss_and_grads = spy
             trainer.train(steps=STEPS)
             results[f"params{i}"] = trainer.model.flat_params
+            results[f"val{i}"] = np.array(trainer.val_history["val_loss"])
             seen[i] = dp.comm.gather(fed[0], root=0)
     if dp.rank == 0:
         firsts = {f"fed{r}": x for r, x in enumerate(seen[0])}
@@ -131,20 +132,21 @@ def data(tmp_path) -> Path:
     return path
 
 
-def one_process_params() -> list[np.ndarray]:
+def one_process_runs() -> list[tuple[np.ndarray, list[float]]]:
+    """Parameters and validation losses of each case trained by one process."""
     from rnnfast.training import Trainer
 
     runs = []
     for case in CASES:
         trainer = Trainer(TEXT, config(**case))
         trainer.train(steps=STEPS)
-        runs.append(trainer.model.flat_params)
+        runs.append((trainer.model.flat_params, trainer.val_history["val_loss"]))
     return runs
 
 
 @pytest.fixture(scope="module")
 def single():
-    return one_process_params()
+    return one_process_runs()
 
 
 # -- the tests ---------------------------------------------------------------------------------
@@ -159,12 +161,16 @@ def test_ranks_train_the_one_process_model(tmp_path, single, n):
     run_worker(n, "train", tmp_path / "params.npz")
     with np.load(tmp_path / "params.npz") as saved:
         for i, case in enumerate(CASES):
-            params, reference = saved[f"params{i}"], single[i]
+            (reference, val_reference), params = single[i], saved[f"params{i}"]
             if case["dtype"] == "float64":
                 np.testing.assert_allclose(params, reference, rtol=0, atol=1e-12, err_msg=str(case))
             else:
-                reference64 = single[CASES.index({**case, "dtype": "float64"})]
+                reference64 = single[CASES.index({**case, "dtype": "float64"})][0]
                 assert_as_accurate(params, reference, reference64, name=str(case))
+            # validation split over the ranks: at steps 4 and 6, the same losses
+            assert len(val_reference) == 2
+            rtol = 1e-12 if case["dtype"] == "float64" else 1e-5
+            np.testing.assert_allclose(saved[f"val{i}"], val_reference, rtol=rtol)
         # each rank fed its own contiguous streams of the global batch, and no others
         from rnnfast.data import Batches, Vocab, split
 
