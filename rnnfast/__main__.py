@@ -71,6 +71,8 @@ def _fraction(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .distributed import DEFAULT_TIMEOUT
+
     parser = argparse.ArgumentParser(
         prog="rnnfast", description="Character-level RNN/LSTM language models on the CPU."
     )
@@ -184,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--mpi-timeout",
         type=_positive_float,
-        default=600.0,
+        default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help="under mpiexec: how long a process waits for the others before it stops the run "
         "(a process died or hangs; default 600)",

@@ -5,11 +5,12 @@
 Each rank takes its own contiguous share of the B streams of a batch (``--batch-size`` stays the
 global batch), runs forward and backward on it, and the gradients are summed with one
 ``Allreduce`` of the flat gradient buffer (it has the parameters' layout, so there is one
-message, not one per parameter).  Each rank's gradient is weighted by its share of the batch,
-B_r / B: the model's loss is a mean over its T * B_r characters, so the weighted sum is the
-mean over all T * B characters, the gradient of one process running the whole batch.  Every
-rank then clips and updates identically; ``check_in_sync`` compares a checksum of the
-parameters now and then and stops with a clear error if the ranks drifted apart.
+message, not one per parameter; the loss follows in a one-number Allreduce).  Each rank's
+gradient is weighted by its share of the batch, B_r / B: the model's loss is a mean over its
+T * B_r characters, so the weighted sum is the mean over all T * B characters, the gradient of
+one process running the whole batch.  Every rank then clips and updates identically;
+``check_in_sync`` compares a checksum of the parameters now and then and stops with a clear
+error if the ranks drifted apart.
 
 The same steps for your own training loop (x, y: the global (T, B) batch; ``state``: this
 rank's share of the carried state, (L, B_r, H))::
