@@ -291,6 +291,8 @@ class DataParallel:
         rank's share of the carried state (None: zeros).  Returns the loss over the whole batch
         and this rank's final state.  A non-finite loss raises FloatingPointError on every rank
         and leaves the model unchanged."""
+        if optimizer.model is not model:
+            raise ValueError("optimizer: it was created for a different model")
         x, y = np.asarray(x), np.asarray(y)
         streams = self.shard(x.shape[1])
         loss, grads, state = model.loss_and_grads(x[:, streams], y[:, streams], state)
