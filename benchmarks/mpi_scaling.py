@@ -110,7 +110,7 @@ def worker(name: str, threads: int, steps: int, sweep: bool) -> None:
         if sweep:  # the compute time of the largest share at P processes, ceil(B / P) streams
             result["share_step_s"] = {
                 P: step_times(cfg, steps, batch_size=-(-cfg.B // P))["cpu_step_s"]
-                for P in (1, *PROCESSES)
+                for P in (1, 2, *PROCESSES)
                 if P <= cfg.B
             }
         result["blas"] = blas_summary()
@@ -151,7 +151,8 @@ def main() -> None:
     print(
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; median step over "
         f"{args.rounds} rounds; wall-clock chars/s and efficiency (chars/s over P x threads x the "
-        "1 x 1 rate); CPU ms: process time per step (rank 0); exchange: wall time in the "
+        "1 x 1 rate); CPU ms: process time per step (rank 0; threads summed) and CPU eff. from it "
+        "(what the steps cost the cores, whatever else runs); exchange: wall ms per step in the "
         "gradient Allreduce, waiting for the slower rank included"
     )
     for name in args.configs.split(","):
@@ -175,14 +176,15 @@ def report(name: str, cfg, runs: dict) -> None:
     nbytes = 4 * two[0]["params"]
     print(f"\n{name} {cfg}: {two[0]['params']:,} parameters, {nbytes / 1e6:.2f} MB of gradient")
     print(f"  BLAS: {runs[1, 1][0]['blas']}")
-    print("  setup                 step ms    CPU ms    chars/s  efficiency  exchange ms/step")
+    print("  setup                 step ms    CPU ms    chars/s  efficiency  CPU eff.  exchange ms")
+    cpu = {s: statistics.median(r["cpu_step_s"] for r in rs) for s, rs in runs.items()}
     for (P, threads), seconds in step.items():
         efficiency = base / (P * threads * seconds)
-        cpu = statistics.median(r["cpu_step_s"] for r in runs[P, threads])
+        cpu_efficiency = cpu[1, 1] / (P * cpu[P, threads])
         ex = f"{exchange * 1e3:10.2f}" if P > 1 else ""
         print(
-            f"  {P} proc x {threads} thread  {seconds * 1e3:9.1f} {cpu * 1e3:9.1f}"
-            f" {chars / seconds:10,.0f}  {efficiency:9.0%}  {ex}"
+            f"  {P} proc x {threads} thread  {seconds * 1e3:9.1f} {cpu[P, threads] * 1e3:9.1f}"
+            f" {chars / seconds:10,.0f}  {efficiency:9.0%}  {cpu_efficiency:7.0%}  {ex}"
         )
     print(f"  Allreduce alone, 2 processes: {bandwidth / 1e9:.2f} GB/s "
           f"({nbytes / bandwidth * 1e3:.2f} ms)")  # fmt: skip
