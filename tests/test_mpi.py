@@ -332,5 +332,28 @@ def test_mpi4py_missing_is_one_line_with_the_install_hint(tmp_path, data, rank, 
         assert "started by MPI with 2 processes but " + hint in done.stderr
 
 
+@pytest.mark.parametrize(
+    "variables, size, rank",
+    [
+        ({}, 1, 0),
+        ({"PMI_SIZE": "4", "PMI_RANK": "2"}, 4, 2),
+        ({"OMPI_COMM_WORLD_SIZE": "3", "OMPI_COMM_WORLD_RANK": "1"}, 3, 1),
+        ({"PMI_SIZE": "1", "PMI_RANK": "0"}, 1, 0),
+    ],
+    ids=["none", "mpich", "open-mpi", "one-process"],
+)
+def test_the_launcher_is_read_from_the_environment(monkeypatch, variables, size, rank):
+    from rnnfast import distributed
+
+    for name in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
+                 "MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK", "PMIX_RANK"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert (distributed.launched_size(), distributed.launched_rank()) == (size, rank)
+    if size == 1:  # one process: no DataParallel
+        assert distributed.from_environment() is None
+
+
 if __name__ == "__main__":
     WORKERS[sys.argv[1]](sys.argv[2])
