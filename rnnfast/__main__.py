@@ -5,11 +5,13 @@ console script).
     python -m rnnfast sample runs --prime "def " --temperature 0.8 --seed 0
     python -m rnnfast eval runs
     python -m rnnfast info runs
+    mpiexec -n 4 rnnfast train --data input.txt        # data parallel, see rnnfast.distributed
 
 Wherever a command takes CHECKPOINT, a training directory (its latest.npz), a checkpoint file and
 ``runs/latest`` (for runs/latest.npz) all work.  Bad input (a missing or damaged file, an unknown
 character, impossible settings) prints one line on stderr and exits with status 2; a diverged
-training exits with 1 and Ctrl-C with 130, after saving a checkpoint.
+training exits with 1 and Ctrl-C with 130, after saving a checkpoint.  Under mpiexec rank 0
+alone prints and writes; a rank that gives up on the others exits with 3.
 """
 
 from __future__ import annotations
@@ -57,81 +59,191 @@ _non_negative_int = _number(int, "a non-negative integer", allow_zero=True)
 _positive_float = _number(float, "a positive number")
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .distributed import DEFAULT_TIMEOUT
+
     parser = argparse.ArgumentParser(
-        prog="rnnfast", description="Character-level RNN/LSTM/GRU language models on the CPU.")
+        prog="rnnfast", description="Character-level RNN/LSTM/GRU language models on the CPU."
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     t = commands.add_parser(
-        "train", help="train a model (on the built-in corpus unless --data is given)",
+        "train",
+        help="train a model (on the built-in corpus unless --data is given)",
         description="Train a character-level model. Checkpoints go to --out: latest.npz (at each "
-                    "validation, at the end and on Ctrl-C) and best.npz (lowest validation "
-                    "loss), with history.csv, history.json and loss.png.")
-    t.add_argument("--data", metavar="FILE", help="a UTF-8 text file (default: the built-in "
-                   "corpus, Python standard-library source)")
+        "validation, at the end and on Ctrl-C) and best.npz (lowest validation "
+        "loss), with history.csv, history.json and loss.png.",
+    )
+    t.add_argument(
+        "--data",
+        metavar="FILE",
+        help="a UTF-8 text file (default: the built-in corpus, Python standard-library source)",
+    )
     t.add_argument("--cell", choices=("lstm", "rnn", "gru"), help="default lstm")
     t.add_argument("--hidden-size", type=_positive_int, metavar="N", help="default 128")
     t.add_argument("--num-layers", type=_positive_int, metavar="N", help="default 2")
     t.add_argument("--batch-size", type=_positive_int, metavar="N", help="default 50")
     t.add_argument("--seq-length", type=_positive_int, metavar="N", help="default 50")
-    t.add_argument("--optimizer", choices=("adam", "rmsprop", "adagrad", "sgd"),
-                   help="default adam (sgd uses momentum 0.9)")
-    t.add_argument("--lr", type=_positive_float, metavar="X",
-                   help="learning rate (default: 2e-3 adam/rmsprop, 0.1 adagrad/sgd)")
-    t.add_argument("--lr-decay", type=_positive_float, metavar="X",
-                   help="multiply the learning rate by X every --lr-decay-every steps")
-    t.add_argument("--lr-decay-every", type=_non_negative_int, metavar="N",
-                   help="steps between decays (default 0: never)")
-    t.add_argument("--clip", type=_positive_float, metavar="X",
-                   help="clip each gradient element to [-X, X] (default 5)")
+    t.add_argument(
+        "--optimizer",
+        choices=("adam", "rmsprop", "adagrad", "sgd"),
+        help="default adam",
+    )
+    t.add_argument(
+        "--lr",
+        type=_positive_float,
+        metavar="X",
+        help="learning rate (default: 2e-3 adam/rmsprop, 0.1 adagrad/sgd)",
+    )
+    t.add_argument(
+        "--lr-decay",
+        type=_positive_float,
+        metavar="X",
+        help="multiply the learning rate by X every --lr-decay-every steps",
+    )
+    t.add_argument(
+        "--lr-decay-every",
+        type=_non_negative_int,
+        metavar="N",
+        help="steps between decays (default 0: never)",
+    )
+    t.add_argument(
+        "--clip",
+        type=_positive_float,
+        metavar="X",
+        help="clip each gradient element to [-X, X] (default 5)",
+    )
+    t.add_argument(
+        "--max-norm",
+        type=_positive_float,
+        metavar="X",
+        help="scale the gradient down to a global norm of at most X (default: no limit)",
+    )
+    t.add_argument(
+        "--momentum",
+        type=_fraction,
+        metavar="X",
+        help="momentum of --optimizer sgd (default 0.9)",
+    )
     stop = t.add_mutually_exclusive_group()
-    stop.add_argument("--steps", type=_positive_int, metavar="N",
-                      help="train until N steps in all, counted from the start of training")
-    stop.add_argument("--epochs", type=_positive_int, metavar="N",
-                      help="train until N epochs in all (the default is 1)")
-    stop.add_argument("--time", type=_positive_float, metavar="SECONDS",
-                      help="train for this many seconds")
-    t.add_argument("--val-every", type=_positive_int, metavar="N",
-                   help="validate and checkpoint every N steps (default 250)")
-    t.add_argument("--out", metavar="DIR", help="output directory (default: runs, or the "
-                   "directory of --resume)")
-    t.add_argument("--resume", metavar="CHECKPOINT", help="continue a training exactly from a "
-                   "checkpoint file or directory")
-    t.add_argument("--overwrite", action="store_true",
-                   help="start afresh even if --out already holds a checkpoint")
-    t.add_argument("--seed", type=int, default=None, help="initial weights and the final "
-                   "sample (default 0)")
+    stop.add_argument(
+        "--steps",
+        type=_positive_int,
+        metavar="N",
+        help="train until N steps in all, counted from the start of training",
+    )
+    stop.add_argument(
+        "--epochs",
+        type=_positive_int,
+        metavar="N",
+        help="train until N epochs in all (the default is 1)",
+    )
+    stop.add_argument(
+        "--time", type=_positive_float, metavar="SECONDS", help="train for this many seconds"
+    )
+    t.add_argument(
+        "--val-every",
+        type=_positive_int,
+        metavar="N",
+        help="validate and checkpoint every N steps (default 250)",
+    )
+    t.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output directory (default: runs, or the directory of --resume)",
+    )
+    t.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        help="continue a training exactly from a checkpoint file or directory",
+    )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh even if --out already holds a checkpoint",
+    )
+    t.add_argument(
+        "--seed", type=int, default=None, help="initial weights and the final sample (default 0)"
+    )
     t.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
-    t.add_argument("--threads", type=_positive_int, metavar="N", help="BLAS threads")
+    t.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="BLAS threads (under mpiexec: per process, default the cores / processes per host)",
+    )
+    t.add_argument(
+        "--mpi-timeout",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="under mpiexec: how long a process waits for the others before it stops the run "
+        "(a process died or hangs; default 600)",
+    )
     t.add_argument("--backend", choices=("c", "numpy"), help="kernels (default: the library's)")
-    t.add_argument("--sample-length", type=_non_negative_int, default=200, metavar="N",
-                   help="characters of sample printed at the end (default 200, 0: none)")
+    t.add_argument(
+        "--sample-length",
+        type=_non_negative_int,
+        default=200,
+        metavar="N",
+        help="characters of sample printed at the end (default 200, 0: none)",
+    )
     t.set_defaults(func=cmd_train)
 
-    s = commands.add_parser("sample", help="generate text from a checkpoint",
-                            description="Stream generated text to stdout.")
+    s = commands.add_parser(
+        "sample",
+        help="generate text from a checkpoint",
+        description="Stream generated text to stdout.",
+    )
     s.add_argument("checkpoint", metavar="CHECKPOINT")
     prime = s.add_mutually_exclusive_group()
     prime.add_argument("--prime", default="", metavar="TEXT", help="text to start from")
     prime.add_argument("--prime-file", metavar="FILE", help="read the prime text from a file")
-    s.add_argument("--length", type=_non_negative_int, default=500, metavar="N",
-                   help="characters to generate after the prime (default 500)")
+    s.add_argument(
+        "--length",
+        type=_non_negative_int,
+        default=500,
+        metavar="N",
+        help="characters to generate after the prime (default 500)",
+    )
     s.add_argument("--temperature", type=_positive_float, default=1.0, metavar="X")
-    s.add_argument("--top-k", type=_positive_int, metavar="K",
-                   help="draw only from the K likeliest characters")
+    s.add_argument(
+        "--top-k", type=_positive_int, metavar="K", help="draw only from the K likeliest characters"
+    )
     s.add_argument("--argmax", action="store_true", help="always take the likeliest character")
-    s.add_argument("--seed", type=int, default=None,
-                   help="same seed, same text (sample i of --num-samples uses seed + i)")
+    s.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="same seed, same text (sample i of --num-samples uses seed + i)",
+    )
     s.add_argument("--num-samples", type=_positive_int, default=1, metavar="N")
-    s.add_argument("--skip-unknown", action="store_true",
-                   help="drop prime characters the model does not know, with a warning")
+    s.add_argument(
+        "--skip-unknown",
+        action="store_true",
+        help="drop prime characters the model does not know, with a warning",
+    )
     _add_model_options(s)
     s.set_defaults(func=cmd_sample)
 
-    e = commands.add_parser("eval", help="loss on the validation split or a text file",
-                            description="Nats and bits per character on the checkpoint's "
-                                        "validation split (the last 10%% of its training text) "
-                                        "or on a whole file.")
+    e = commands.add_parser(
+        "eval",
+        help="loss on the validation split or a text file",
+        description="Nats and bits per character on the checkpoint's "
+        "validation split (the last 10%% of its training text) "
+        "or on a whole file.",
+    )
     e.add_argument("checkpoint", metavar="CHECKPOINT")
     e.add_argument("--data", metavar="FILE", help="evaluate on this whole file instead")
     _add_model_options(e)
@@ -145,8 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dtype", choices=("float32", "float64"),
-                   help="convert the model (default: the checkpoint's)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        help="convert the model (default: the checkpoint's)",
+    )
     p.add_argument("--backend", choices=("c", "numpy"), help="kernels (default: the library's)")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="BLAS threads")
 
@@ -203,21 +318,30 @@ def _training_text(data: dict, data_arg: str | None, checkpoint_dir: Path) -> tu
         return _read_text(checkpoint_dir / relative), name
     if name and Path(name).is_file():
         return _read_text(name), name
-    raise UserError(f"the checkpoint was trained on {name!r}, which is not here; "
-                    "pass --data FILE")
+    raise UserError(f"the checkpoint was trained on {name!r}, which is not here; pass --data FILE")
 
 
-_ARCHITECTURE = {"cell": "cell", "hidden_size": "hidden-size", "num_layers": "num-layers",
-                 "batch_size": "batch-size", "seq_length": "seq-length",
-                 "optimizer": "optimizer", "dtype": "dtype"}
-_SCHEDULE = ("lr", "lr_decay", "lr_decay_every", "clip", "val_every", "backend")
+_ARCHITECTURE = {
+    "cell": "cell",
+    "hidden_size": "hidden-size",
+    "num_layers": "num-layers",
+    "batch_size": "batch-size",
+    "seq_length": "seq-length",
+    "optimizer": "optimizer",
+    "momentum": "momentum",
+    "dtype": "dtype",
+}
+_SCHEDULE = ("lr", "lr_decay", "lr_decay_every", "clip", "max_norm", "val_every", "backend")
 
 
-def cmd_train(args) -> int:
+def _setup_training(args, log, parallel):
+    """The Trainer a ``train`` command asks for, new or resumed, and its output directory."""
     from . import checkpoint
     from .data import builtin_corpus
-    from .training import TrainConfig, Trainer, TrainingDiverged
+    from .training import TrainConfig, Trainer
 
+    if args.momentum is not None and (args.optimizer or "adam") != "sgd" and not args.resume:
+        raise UserError("--momentum applies to --optimizer sgd only")
     if args.resume is not None:
         path = checkpoint.resolve(args.resume)
         meta, _ = checkpoint.read(path)
@@ -228,82 +352,150 @@ def cmd_train(args) -> int:
         for key, flag in _ARCHITECTURE.items():
             given = getattr(args, key)
             if given is not None and given != saved.get(key):
-                raise UserError(f"--{flag} {given} differs from the checkpoint's "
-                                f"{saved.get(key)}; a resumed training keeps its model, "
-                                "batches and optimizer")
+                raise UserError(
+                    f"--{flag} {given} differs from the checkpoint's "
+                    f"{saved.get(key)}; a resumed training keeps its model, "
+                    "batches and optimizer"
+                )
         out = Path(args.out) if args.out else path.parent
         text, name = _training_text(training.get("data", {}), args.data, path.parent)
         overrides = {key: getattr(args, key) for key in _SCHEDULE}
-        with _threads(args.threads):
-            trainer = Trainer.resume(path, text, out_dir=out, data_name=name, log=_log,
-                                     **overrides)
+        trainer = Trainer.resume(
+            path, text, out_dir=out, data_name=name, log=log, parallel=parallel, **overrides
+        )
         data_arg = args.data or (training.get("data") or {}).get("path_from_checkpoint")
         if data_arg and name != "builtin":
             if args.data is None:  # carry the saved path over, re-anchored on the new --out
                 data_arg = str(path.parent / data_arg)
             trainer.data["path_from_checkpoint"] = _relative_to(data_arg, out)
-        _log(f"resuming {path} at step {trainer.step} (epoch {trainer.epoch})")
+        log(f"resuming {path} at step {trainer.step} (epoch {trainer.epoch})")
+        return trainer, out
+    out = Path(args.out or "runs")
+    if (out / checkpoint.LATEST).exists() and not args.overwrite:
+        raise UserError(
+            f"{out / checkpoint.LATEST} exists: continue it with --resume {out}, or pass "
+            "--overwrite or another --out"
+        )
+    if args.data is None:
+        text, name = builtin_corpus(), "builtin"
     else:
-        out = Path(args.out or "runs")
-        from .checkpoint import LATEST
+        text, name = _read_text(args.data), _data_name(args.data)
+    given = {key: getattr(args, key) for key in (*_ARCHITECTURE, *_SCHEDULE)}
+    given["seed"] = args.seed
+    config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
+    trainer = Trainer(text, config, out_dir=out, data_name=name, log=log, parallel=parallel)
+    if args.data is not None:
+        trainer.data["path_from_checkpoint"] = _relative_to(args.data, out)
+    return trainer, out
 
-        if (out / LATEST).exists() and not args.overwrite:
-            raise UserError(f"{out / LATEST} exists: continue it with --resume {out}, or pass "
-                            "--overwrite or another --out")
-        if args.data is None:
-            text, name = builtin_corpus(), "builtin"
-        else:
-            text, name = _read_text(args.data), _data_name(args.data)
-        given = {key: getattr(args, key) for key in (*_ARCHITECTURE, *_SCHEDULE)}
-        given["seed"] = args.seed
-        config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
-        trainer = Trainer(text, config, out_dir=out, data_name=name, log=_log)
-        if args.data is not None:
-            trainer.data["path_from_checkpoint"] = _relative_to(args.data, out)
+
+def _silent(message: str) -> None:
+    """The log of the ranks other than 0."""
+
+
+def cmd_train(args) -> int:
+    from . import checkpoint, distributed
+    from .training import TrainingDiverged
+
+    try:
+        parallel = distributed.from_environment(timeout=args.mpi_timeout)
+    except ImportError as err:
+        raise UserError(str(err)) from None
+    threads = args.threads
+    if parallel is None:
+        log = _log
+        with _threads(threads):
+            trainer, out = _setup_training(args, log, None)
+    else:  # under mpiexec: rank 0 speaks, and every rank starts or none does
+        log = _log if parallel.rank == 0 else _silent
+        threads = threads or max(1, len(os.sched_getaffinity(0)) // parallel.local_size)
+        failure = None
+        try:
+            with _threads(threads):
+                trainer, out = _setup_training(args, log, parallel)
+        except (ValueError, OSError) as err:
+            failure = err
+        parallel.agree_on_failure(failure)
 
     epochs = args.epochs
     if args.steps is None and args.epochs is None and args.time is None:
         epochs = 1
     if (args.steps is not None and trainer.step >= args.steps) or (
-            epochs is not None and trainer.epoch >= epochs):
-        _log(f"nothing to do: the checkpoint is at step {trainer.step}, epoch {trainer.epoch}; "
-             "ask for more with --steps, --epochs or --time")
+        epochs is not None and trainer.epoch >= epochs
+    ):
+        log(
+            f"nothing to do: the checkpoint is at step {trainer.step}, epoch {trainer.epoch}; "
+            "ask for more with --steps, --epochs or --time"
+        )
         return 0
-    with _threads(args.threads):
+    with _threads(threads):
         try:
-            reason = trainer.train(steps=args.steps, epochs=epochs, seconds=args.time,
-                                   progress=True)
-        except TrainingDiverged as err:
-            print(f"rnnfast train: {err}", file=sys.stderr)
+            reason = trainer.train(
+                steps=args.steps, epochs=epochs, seconds=args.time, progress=True
+            )
+        except (TrainingDiverged, distributed.RanksOutOfSync) as err:
+            if parallel is None or parallel.rank == 0:
+                print(f"rnnfast train: {err}", file=sys.stderr)
             return EXIT_DIVERGED
-        _log(f"checkpoint: {out / checkpoint.LATEST} (step {trainer.step})")
+        except OSError as err:
+            if parallel is None:
+                raise
+            # rank 0 alone writes: the other ranks would wait for it in vain
+            print(f"rnnfast train: error: rank {parallel.rank}: {err}", file=sys.stderr)
+            parallel.abort(EXIT_USAGE)
+        log(f"checkpoint: {out / checkpoint.LATEST} (step {trainer.step})")
         if trainer.best_val_step >= 0:
-            _log(f"best: {out / checkpoint.BEST} (val loss {trainer.best_val_loss:.4f} at step "
-                 f"{trainer.best_val_step})")
+            log(
+                f"best: {out / checkpoint.BEST} (val loss {trainer.best_val_loss:.4f} at step "
+                f"{trainer.best_val_step})"
+            )
         if (out / "loss.png").exists():
-            _log(f"loss curve: {out / 'loss.png'}")
+            log(f"loss curve: {out / 'loss.png'}")
         else:
-            _log(f'history: {out / "history.csv"}; for a loss-curve PNG: '
-                 f'pip install "rnnfast[plot]"')
+            log(
+                f'history: {out / "history.csv"}; for a loss-curve PNG: pip install "rnnfast[plot]"'
+            )
         if reason == "interrupted":
             return EXIT_INTERRUPTED
-        if args.sample_length:
-            _log(f"sample ({args.sample_length} characters, seed {trainer.config.seed}):")
-            _stream(trainer.model, np.empty(0, np.int64), "", args.sample_length,
-                    seed=trainer.config.seed if args.seed is None else args.seed)
+        if args.sample_length and (parallel is None or parallel.rank == 0):
+            log(f"sample ({args.sample_length} characters, seed {trainer.config.seed}):")
+            _stream(
+                trainer.model,
+                np.empty(0, np.int64),
+                "",
+                args.sample_length,
+                seed=trainer.config.seed if args.seed is None else args.seed,
+            )
     return 0
 
 
-def _stream(model, prime_ids, prime_text: str, length: int, *, temperature=1.0, top_k=None,
-            argmax=False, seed=None) -> None:
+def _stream(
+    model,
+    prime_ids,
+    prime_text: str,
+    length: int,
+    *,
+    temperature=1.0,
+    top_k=None,
+    argmax=False,
+    seed=None,
+) -> None:
     """Write prime + generated text to stdout as it is generated, then a newline."""
     from .sampling import iter_sample
 
     out = sys.stdout
     out.write(prime_text)
     out.flush()
-    for chunk in iter_sample(model, length, prime_ids, temperature=temperature, top_k=top_k,
-                             argmax=argmax, seed=seed, num_samples=1):
+    for chunk in iter_sample(
+        model,
+        length,
+        prime_ids,
+        temperature=temperature,
+        top_k=top_k,
+        argmax=argmax,
+        seed=seed,
+        num_samples=1,
+    ):
         out.write(model.vocab.decode(chunk[:, 0]))
         out.flush()
     out.write("\n")
@@ -322,19 +514,27 @@ def cmd_sample(args) -> int:
     prime = _read_text(args.prime_file) if args.prime_file else args.prime
     unknown = sorted(set(prime) - set(vocab.chars))
     if unknown and not args.skip_unknown:
-        listing = ", ".join(repr(ch) for ch in unknown[:10]) + (" ..." if len(unknown) > 10
-                                                                 else "")
-        raise UserError(f"the prime has {len(unknown)} character(s) not in the model's "
-                        f"vocabulary: {listing} (--skip-unknown drops them)")
+        listing = ", ".join(repr(ch) for ch in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        raise UserError(
+            f"the prime has {len(unknown)} character(s) not in the model's "
+            f"vocabulary: {listing} (--skip-unknown drops them)"
+        )
     prime_ids = vocab.encode(prime, skip_unknown=args.skip_unknown)  # warns about any dropped
     prime_text = vocab.decode(prime_ids)
     with _threads(args.threads):
         for i in range(args.num_samples):
             if i:
                 sys.stdout.write("\n")
-            _stream(ck.model, prime_ids, prime_text, args.length, temperature=args.temperature,
-                    top_k=args.top_k, argmax=args.argmax,
-                    seed=None if args.seed is None else args.seed + i)
+            _stream(
+                ck.model,
+                prime_ids,
+                prime_text,
+                args.length,
+                temperature=args.temperature,
+                top_k=args.top_k,
+                argmax=args.argmax,
+                seed=None if args.seed is None else args.seed + i,
+            )
     return 0
 
 
@@ -352,21 +552,25 @@ def cmd_eval(args) -> int:
         data = ck.training.get("data") or {}
         text, name = _training_text(data, None, ck.path.parent)
         if data_description(text, name)["sha256"] != data.get("sha256"):
-            warnings.warn(f"{name!r} differs from the text the checkpoint was trained on",
-                          stacklevel=1)
+            warnings.warn(
+                f"{name!r} differs from the text the checkpoint was trained on", stacklevel=1
+            )
         what = f"the validation split of {name}"
     unknown = sorted(set(text) - set(vocab.chars))
     if unknown:
         listing = ", ".join(repr(ch) for ch in unknown[:10])
-        raise UserError(f"the text has {len(unknown)} character(s) not in the model's "
-                        f"vocabulary: {listing}")
+        raise UserError(
+            f"the text has {len(unknown)} character(s) not in the model's vocabulary: {listing}"
+        )
     ids = vocab.encode(text)
     if args.data is None:
         _, ids = split(ids, TrainConfig.from_dict(config).val_fraction if config else 0.1)
     with _threads(args.threads):
         loss = evaluate(ck.model, ids)
-    print(f"{loss:.4f} nats/char  {loss / LN2:.4f} bits/char  ({len(ids) - 1:,} characters of "
-          f"{what}, step {ck.step})")
+    print(
+        f"{loss:.4f} nats/char  {loss / LN2:.4f} bits/char  ({len(ids) - 1:,} characters of "
+        f"{what}, step {ck.step})"
+    )
     return 0
 
 
@@ -394,19 +598,23 @@ def cmd_info(args) -> int:
         lines.append(f"optimizer    {ck.optimizer!r}, {ck.optimizer.step_count} updates")
     if tr:
         data = tr.get("data") or {}
-        lines.append(f"training     step {tr.get('step')}, epoch {tr.get('epoch')}, batch "
-                     f"{tr.get('batch_index')} of {tr.get('steps_per_epoch')}; batch_size "
-                     f"{config.get('batch_size')}, seq_length {config.get('seq_length')}, lr "
-                     f"{tr.get('lr'):.4g}")
+        lines.append(
+            f"training     step {tr.get('step')}, epoch {tr.get('epoch')}, batch "
+            f"{tr.get('batch_index')} of {tr.get('steps_per_epoch')}; batch_size "
+            f"{config.get('batch_size')}, seq_length {config.get('seq_length')}, lr "
+            f"{tr.get('lr'):.4g}"
+        )
         lines.append(f"data         {data.get('name')} ({data.get('chars', 0):,} characters)")
     h = ck.history
     if len(h.get("train_loss", ())):
         lines.append(f"train loss   {h['train_loss'][-1]:.4f} nats/char at step {h['step'][-1]}")
     if len(h.get("val_loss", ())):
         v = h["val_loss"][-1]
-        lines.append(f"val loss     {v:.4f} nats/char ({v / LN2:.4f} bits/char) at step "
-                     f"{h['val_step'][-1]}; best {tr.get('best_val_loss', math.nan):.4f} at "
-                     f"step {tr.get('best_val_step')}")
+        lines.append(
+            f"val loss     {v:.4f} nats/char ({v / LN2:.4f} bits/char) at step "
+            f"{h['val_step'][-1]}; best {tr.get('best_val_loss', math.nan):.4f} at "
+            f"step {tr.get('best_val_step')}"
+        )
     print("\n".join(lines))
     return 0
 
@@ -421,6 +629,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def main(argv: list[str] | None = None) -> int:
     """Run a command; returns the exit status (0 ok, 1 diverged, 2 bad input, 130 Ctrl-C)."""
     from .checkpoint import CheckpointError
+    from .distributed import launched_rank
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -437,7 +646,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 message = str(err)
             message = " ".join(message.split())  # one line
-            print(f"rnnfast {args.command}: error: {message}", file=sys.stderr)
+            if launched_rank() == 0:  # under mpiexec every rank has it; rank 0 says it
+                print(f"rnnfast {args.command}: error: {message}", file=sys.stderr)
             return EXIT_USAGE
         except KeyboardInterrupt:
             print(f"rnnfast {args.command}: interrupted", file=sys.stderr)

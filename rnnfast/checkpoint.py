@@ -84,8 +84,15 @@ def resolve(path) -> Path:
 # -- writing ---------------------------------------------------------------------------------
 
 
-def save(path, model: CharLM, optimizer: Optimizer | None = None, *, state: State | None = None,
-         training: dict | None = None, history: dict | None = None) -> Path:
+def save(
+    path,
+    model: CharLM,
+    optimizer: Optimizer | None = None,
+    *,
+    state: State | None = None,
+    training: dict | None = None,
+    history: dict | None = None,
+) -> Path:
     """Write a checkpoint atomically to ``path`` (a ``.npz`` file); returns the path.
 
     ``training`` is JSON-serialisable metadata stored as is; ``history`` maps column names to
@@ -114,9 +121,12 @@ def save(path, model: CharLM, optimizer: Optimizer | None = None, *, state: Stat
         if optimizer.model is not model:
             raise ValueError("optimizer: it was created for a different model")
         sd = optimizer.state_dict()
-        meta["optimizer"] = {"name": sd["name"], "step_count": sd["step_count"],
-                             "hyperparameters": sd["hyperparameters"],
-                             "moments": sorted(sd["moments"])}
+        meta["optimizer"] = {
+            "name": sd["name"],
+            "step_count": sd["step_count"],
+            "hyperparameters": sd["hyperparameters"],
+            "moments": sorted(sd["moments"]),
+        }
         arrays.update({f"optimizer.{k}": v for k, v in sd["moments"].items()})
     if state is not None:
         arrays["state.h"] = np.asarray(state.h)
@@ -251,8 +261,16 @@ def load(path, *, dtype=None, backend: str | None = None) -> Checkpoint:
     """
     path = resolve(path)
     meta, arrays = read(path)
+    return build(path, meta, arrays, dtype=dtype, backend=backend)
+
+
+def build(
+    path, meta: dict, arrays: dict[str, np.ndarray], *, dtype=None, backend: str | None = None
+) -> Checkpoint:
+    """The second half of ``load``: a Checkpoint from what ``read(path)`` returned, for a
+    caller that chooses ``dtype`` or ``backend`` from the metadata."""
     try:
-        return _build(path, meta, arrays, dtype, backend)
+        return _build(Path(path), meta, arrays, dtype, backend)
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError) as err:
@@ -264,15 +282,25 @@ def _build(path, meta, arrays, dtype, backend) -> Checkpoint:
     config = meta["model"]
     vocab = Vocab(meta["vocab"])
     if len(vocab) != config["vocab_size"]:
-        raise CheckpointError(f"{path} is inconsistent: vocab has {len(vocab)} characters, "
-                              f"the model {config['vocab_size']}")
+        raise CheckpointError(
+            f"{path} is inconsistent: vocab has {len(vocab)} characters, "
+            f"the model {config['vocab_size']}"
+        )
     dtype = np.dtype(config["dtype"] if dtype is None else dtype)
-    model = CharLM(vocab, cell=config["cell"], hidden_size=config["hidden_size"],
-                   num_layers=config["num_layers"], dtype=dtype, backend=backend or "c")
+    model = CharLM(
+        vocab,
+        cell=config["cell"],
+        hidden_size=config["hidden_size"],
+        num_layers=config["num_layers"],
+        dtype=dtype,
+        backend=backend or "c",
+    )
     params = arrays["params"]
     if params.shape != model.flat_params.shape:
-        raise CheckpointError(f"{path} is inconsistent: params has shape {params.shape}, the "
-                              f"model config needs {model.flat_params.shape}")
+        raise CheckpointError(
+            f"{path} is inconsistent: params has shape {params.shape}, the "
+            f"model config needs {model.flat_params.shape}"
+        )
     model.flat_params[...] = params
 
     optimizer = None
@@ -283,19 +311,26 @@ def _build(path, meta, arrays, dtype, backend) -> Checkpoint:
             raise CheckpointError(f"{path} names an unknown optimizer {opt_meta['name']!r}")
         optimizer = cls(model, **opt_meta["hyperparameters"])
         moments = {name: arrays[f"optimizer.{name}"] for name in opt_meta["moments"]}
-        optimizer.load_state_dict({"name": opt_meta["name"], "step_count": opt_meta["step_count"],
-                                   "hyperparameters": opt_meta["hyperparameters"],
-                                   "moments": moments})
+        optimizer.load_state_dict(
+            {
+                "name": opt_meta["name"],
+                "step_count": opt_meta["step_count"],
+                "hyperparameters": opt_meta["hyperparameters"],
+                "moments": moments,
+            }
+        )
 
     state = None
     if "state.h" in arrays:
         h = arrays["state.h"].astype(dtype)
         c = arrays["state.c"].astype(dtype) if "state.c" in arrays else None
         if (c is None) != (model.cell != "lstm"):
-            raise CheckpointError(f"{path} is inconsistent: the saved state does not fit a "
-                                  f"{model.cell} model")
+            raise CheckpointError(
+                f"{path} is inconsistent: the saved state does not fit a {model.cell} model"
+            )
         state = model.check_state(State(h, c), h.shape[1] if h.ndim == 3 else -1)
 
-    history = {key[len("history."):]: value for key, value in arrays.items()
-               if key.startswith("history.")}
+    history = {
+        key[len("history.") :]: value for key, value in arrays.items() if key.startswith("history.")
+    }
     return Checkpoint(model, optimizer, state, meta.get("training") or {}, history, meta, path)

@@ -28,14 +28,15 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from . import checkpoint
 from .data import Batches, Vocab, split
+from .distributed import DataParallel, checksum
 from .model import CharLM, State
 from .optim import OPTIMIZERS
 
@@ -51,29 +52,30 @@ EVAL_WINDOW = 128
 class TrainConfig:
     """Everything that defines a training run; stored in every checkpoint."""
 
-    cell: str = "lstm"               # "lstm", "rnn" or "gru"
+    cell: str = "lstm"  # "lstm", "rnn" or "gru"
     hidden_size: int = 128
     num_layers: int = 2
-    batch_size: int = 50             # B contiguous streams
-    seq_length: int = 50             # T characters per step (the BPTT window)
-    optimizer: str = "adam"          # a key of rnnfast.optim.OPTIMIZERS
-    lr: float | None = None          # None: the optimizer's usual value (DEFAULT_LR)
-    momentum: float = 0.9            # sgd only
-    lr_decay: float = 1.0            # lr = lr * lr_decay ** (step // lr_decay_every)
-    lr_decay_every: int = 0          # steps; 0 never decays
-    clip: float | None = 5.0         # clip each gradient element to [-clip, clip]
-    max_norm: float | None = None    # and/or the global gradient norm
-    val_every: int = 250             # steps between validations (and checkpoints)
-    val_fraction: float = 0.1        # the last 10% of the text, contiguous
-    max_loss: float | None = None    # a loss above this stops training; None: 3 ln V + 5
-    seed: int = 0                    # the initial weights
+    batch_size: int = 50  # B contiguous streams
+    seq_length: int = 50  # T characters per step (the BPTT window)
+    optimizer: str = "adam"  # a key of rnnfast.optim.OPTIMIZERS
+    lr: float | None = None  # None: the optimizer's usual value (DEFAULT_LR)
+    momentum: float = 0.9  # sgd only
+    lr_decay: float = 1.0  # lr = lr * lr_decay ** (step // lr_decay_every)
+    lr_decay_every: int = 0  # steps; 0 never decays
+    clip: float | None = 5.0  # clip each gradient element to [-clip, clip]
+    max_norm: float | None = None  # and/or the global gradient norm
+    val_every: int = 250  # steps between validations (and checkpoints)
+    val_fraction: float = 0.1  # the last 10% of the text, contiguous
+    max_loss: float | None = None  # a loss above this stops training; None: 3 ln V + 5
+    seed: int = 0  # the initial weights
     dtype: str = "float32"
-    backend: str | None = None       # None: "c", the C kernels
+    backend: str | None = None  # None: "c", the C kernels
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, "
-                             f"got {self.optimizer!r}")
+            raise ValueError(
+                f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
         if self.lr is None:
             self.lr = DEFAULT_LR[self.optimizer]
         self.dtype = np.dtype(self.dtype).name
@@ -82,10 +84,13 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
         if not isinstance(self.lr_decay_every, int) or self.lr_decay_every < 0:
-            raise ValueError(f"lr_decay_every: expected a non-negative integer, "
-                             f"got {self.lr_decay_every!r}")
+            raise ValueError(
+                f"lr_decay_every: expected a non-negative integer, got {self.lr_decay_every!r}"
+            )
         if not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
             raise ValueError(f"lr_decay: expected a number in (0, 1], got {self.lr_decay!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum: expected a number in [0, 1), got {self.momentum!r}")
         for name in ("clip", "max_norm", "max_loss"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
@@ -103,17 +108,27 @@ class TrainingDiverged(RuntimeError):
 
 def data_description(text: str, name: str) -> dict:
     """What a checkpoint records about its training text: no path, a name and a fingerprint."""
-    return {"name": name, "chars": len(text),
-            "sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()}
+    return {
+        "name": name,
+        "chars": len(text),
+        "sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+    }
 
 
-def evaluate(model: CharLM, ids, batch_size: int = EVAL_BATCH,
-             seq_length: int = EVAL_WINDOW) -> float:
+def evaluate(
+    model: CharLM,
+    ids,
+    batch_size: int = EVAL_BATCH,
+    seq_length: int = EVAL_WINDOW,
+    parallel: DataParallel | None = None,
+) -> float:
     """Mean cross-entropy in nats per character of predicting ``ids[1:]`` from ``ids[:-1]``.
 
     The ids are cut into ``batch_size`` contiguous streams read in windows of ``seq_length``
     with the hidden state carried between windows (as in training); the few predictions left
     over by the cut form one more stream.  Every character but the first is scored once.
+    With ``parallel`` each rank scores its share of the streams (the last rank the extra
+    stream) and the sums are added over the ranks.
     """
     ids = np.asarray(ids)
     n = len(ids) - 1
@@ -121,12 +136,19 @@ def evaluate(model: CharLM, ids, batch_size: int = EVAL_BATCH,
         raise ValueError(f"evaluation needs at least 2 characters, got {len(ids)}")
     B = max(1, min(batch_size, n // seq_length))
     stream = n // B
-    total = 0.0
     starts = np.arange(B) * stream
-    total += _stream_loss(model, ids, starts, stream, seq_length)
     rest = n - B * stream
-    if rest:
+    extra = rest > 0
+    if parallel is not None:
+        starts = starts[slice(*parallel.bounds(B))]
+        extra = extra and parallel.rank == parallel.size - 1
+    total = 0.0
+    if len(starts):
+        total += _stream_loss(model, ids, starts, stream, seq_length)
+    if extra:
         total += _stream_loss(model, ids, np.array([B * stream]), rest, seq_length)
+    if parallel is not None:
+        total = parallel.sum(total)
     return total / n
 
 
@@ -142,8 +164,105 @@ def _stream_loss(model, ids, starts, length, T) -> float:
     return total
 
 
+class History:
+    """The loss record of a run: a row per training step and a row per validation."""
+
+    def __init__(self, arrays: dict[str, np.ndarray] | None = None):
+        arrays = arrays or {}
+        self.train = {
+            name: arrays.get(name, np.empty(0)).tolist()
+            for name in ("step", "epoch", "lr", "train_loss")
+        }
+        self.val = {
+            name: arrays.get(name, np.empty(0)).tolist() for name in ("val_step", "val_loss")
+        }
+
+    def add_step(self, step: int, epoch: int, lr: float, loss: float) -> None:
+        for name, value in zip(self.train, (step, epoch, lr, loss), strict=True):
+            self.train[name].append(value)
+
+    def add_validation(self, step: int, loss: float) -> None:
+        self.val["val_step"].append(step)
+        self.val["val_loss"].append(loss)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The columns as a checkpoint stores them."""
+        integer = {"step", "epoch", "val_step"}
+        return {
+            name: np.asarray(column, np.int64 if name in integer else np.float64)
+            for name, column in (*self.train.items(), *self.val.items())
+        }
+
+
+class Reporter:
+    """What a run tells its user: log lines, the progress bar, and the history files and plot
+    in ``out_dir`` (none when it is None)."""
+
+    def __init__(self, log: Callable[[str], None] | None = None, out_dir=None):
+        self.log = log or (lambda message: None)
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self._bar = None
+
+    def open_bar(self, enabled: bool, initial: int, total: float | None) -> None:
+        self._bar = _progress_bar(enabled, initial, None if total == math.inf else total)
+
+    def step_done(self, loss: float, val_loss: float, chars_per_second: float) -> None:
+        if self._bar is None:
+            return
+        val = f"{val_loss:.3f}" if math.isfinite(val_loss) else "-"
+        self._bar.set_postfix_str(
+            f"loss {loss:.3f} val {val} {chars_per_second:,.0f} chars/s", refresh=False
+        )
+        self._bar.update(1)
+
+    def close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def write_history(self, history: History) -> bool:
+        """history.csv, history.json and loss.png; returns whether the PNG was made."""
+        if self.out_dir is None:
+            return False
+        return write_history(self.out_dir, history.train, history.val)
+
+
+class CheckpointPolicy:
+    """When and where a run is saved: ``latest.npz`` at every validation, at the end and on
+    Ctrl-C, ``best.npz`` whenever the validation loss improves.  ``out_dir=None`` saves
+    nothing."""
+
+    def __init__(self, out_dir=None):
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.last_saved: tuple[Path, int] | None = None
+
+    def save_latest(self, trainer: Trainer) -> None:
+        if self.out_dir is not None:
+            path = trainer.save(self.out_dir / checkpoint.LATEST)
+            self.last_saved = (path, trainer.step)
+
+    def validated(self, trainer: Trainer, improved: bool) -> None:
+        self.save_latest(trainer)
+        if improved and self.out_dir is not None:
+            trainer.save(self.out_dir / checkpoint.BEST)
+
+    def ensure_saved(self, trainer: Trainer) -> None:
+        """A run that took no step still leaves a checkpoint behind."""
+        if self.last_saved is None:
+            self.save_latest(trainer)
+
+    def kept(self) -> str:
+        if self.last_saved is None:
+            return "no checkpoint was saved before"
+        path, step = self.last_saved
+        return f"the last good checkpoint is {path} (step {step})"
+
+
 class Trainer:
     """Trains a CharLM on a text; ``Trainer.resume`` continues from a checkpoint exactly.
+
+    The loop (``train``) calls two collaborators: a ``Reporter`` (log, progress bar, history
+    files) and a ``CheckpointPolicy`` (which checkpoints, when).
 
     Parameters
     ----------
@@ -156,95 +275,157 @@ class Trainer:
         How the checkpoint names the text (e.g. a file name, or "builtin"); never a full path.
     log : callable or None
         Receives progress messages (one line each); None is silent.
+    parallel : rnnfast.distributed.DataParallel or None
+        Train over MPI ranks: this process takes its share of the streams of each batch (see
+        ``rnnfast.distributed``); rank 0 alone logs and writes.  Every rank runs the same calls.
     """
 
-    def __init__(self, text: str, config: TrainConfig | None = None, *, out_dir=None,
-                 data_name: str = "text", log: Callable[[str], None] | None = None,
-                 _vocab: Vocab | None = None):
+    def __init__(
+        self,
+        text: str,
+        config: TrainConfig | None = None,
+        *,
+        out_dir=None,
+        data_name: str = "text",
+        log: Callable[[str], None] | None = None,
+        parallel: DataParallel | None = None,
+        _resumed: checkpoint.Checkpoint | None = None,
+    ):
         self.config = config = config or TrainConfig()
-        self.vocab = _vocab or Vocab.from_text(text)
+        self.vocab = _resumed.model.vocab if _resumed else Vocab.from_text(text)
         self.data = data_description(text, data_name)
         self.out_dir = None if out_dir is None else Path(out_dir)
-        self.log = log or (lambda message: None)
+        self.parallel = parallel
+        writer = parallel is None or parallel.rank == 0
+        self.reporter = Reporter(log if writer else None, self.out_dir if writer else None)
+        self.checkpoints = CheckpointPolicy(self.out_dir)
         ids = self.vocab.encode(text)
         self.train_ids, self.val_ids = split(ids, config.val_fraction)
         self.batches = Batches(self.train_ids, config.batch_size, config.seq_length)
-        self.model = CharLM(self.vocab, cell=config.cell, hidden_size=config.hidden_size,
-                            num_layers=config.num_layers, dtype=config.dtype,
-                            backend=config.backend or "c", seed=config.seed)
-        cls = OPTIMIZERS[config.optimizer]
-        extra = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
-        self.optimizer = cls(self.model, lr=config.lr, **extra)
-        self.step = 0           # steps done since the start of training
-        self.epoch = 0          # epochs completed
-        self.batch_index = 0    # the next batch of the current epoch
+        # this process's streams of each batch: all of them, or a rank's share
+        self.streams = (
+            slice(0, config.batch_size) if parallel is None else parallel.shard(config.batch_size)
+        )
+        if _resumed is not None:
+            self.model, self.optimizer = _resumed.model, _resumed.optimizer
+        else:
+            self.model = CharLM(
+                self.vocab,
+                cell=config.cell,
+                hidden_size=config.hidden_size,
+                num_layers=config.num_layers,
+                dtype=config.dtype,
+                backend=config.backend or "c",
+                seed=config.seed,
+            )
+            extra = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
+            self.optimizer = OPTIMIZERS[config.optimizer](self.model, lr=config.lr, **extra)
+        self.step = 0  # steps done since the start of training
+        self.epoch = 0  # epochs completed
+        self.batch_index = 0  # the next batch of the current epoch
         self.state: State | None = None
-        self.history = {"step": [], "epoch": [], "lr": [], "train_loss": []}
-        self.val_history = {"val_step": [], "val_loss": []}
+        self.record = History()
         self.best_val_loss = math.inf
         self.best_val_step = -1
-        self.last_saved: tuple[Path, int] | None = None
         self.last_val_loss = math.nan
-        self._interrupted = False
         self.max_loss = config.max_loss or 3 * math.log(len(self.vocab)) + 5
+
+    @property
+    def history(self) -> dict[str, list]:
+        """The per-step columns: step, epoch, lr, train_loss."""
+        return self.record.train
+
+    @property
+    def val_history(self) -> dict[str, list]:
+        """The per-validation columns: val_step, val_loss."""
+        return self.record.val
 
     # -- resume ----------------------------------------------------------------------------
 
     @classmethod
-    def resume(cls, path, text: str, *, out_dir=None, data_name: str = "text",
-               log: Callable[[str], None] | None = None, **overrides) -> Trainer:
+    def resume(
+        cls,
+        path,
+        text: str,
+        *,
+        out_dir=None,
+        data_name: str = "text",
+        log: Callable[[str], None] | None = None,
+        parallel: DataParallel | None = None,
+        **overrides,
+    ) -> Trainer:
         """Continue the training saved in checkpoint ``path`` (a file or an out directory) on
         ``text``.  ``overrides`` may change the schedule (``lr``, ``lr_decay``,
         ``lr_decay_every``, ``clip``, ``max_norm``, ``val_every``, ``max_loss``, ``backend``);
         the model, batch shape and optimizer come from the checkpoint."""
-        ck = checkpoint.load(path)
-        training = ck.training
-        if "config" not in training or ck.optimizer is None:
-            raise checkpoint.CheckpointError(
-                f"{ck.path} holds a model without a training state: it can be sampled or "
-                "evaluated, not resumed")
-        allowed = {"lr", "lr_decay", "lr_decay_every", "clip", "max_norm", "val_every",
-                   "max_loss", "backend"}
+        allowed = {
+            "lr",
+            "lr_decay",
+            "lr_decay_every",
+            "clip",
+            "max_norm",
+            "val_every",
+            "max_loss",
+            "backend",
+        }
         unknown = set(overrides) - allowed
         if unknown:
-            raise ValueError(f"cannot change {sorted(unknown)} when resuming; allowed: "
-                             f"{sorted(allowed)}")
+            raise ValueError(
+                f"cannot change {sorted(unknown)} when resuming; allowed: {sorted(allowed)}"
+            )
+        path = checkpoint.resolve(path)
+        meta, arrays = checkpoint.read(path)
+        training = meta.get("training") or {}
+        if "config" not in training or meta.get("optimizer") is None:
+            raise checkpoint.CheckpointError(
+                f"{path} holds a model without a training state: it can be sampled or "
+                "evaluated, not resumed"
+            )
         saved = dict(training["config"])
         saved.update({k: v for k, v in overrides.items() if v is not None})
         config = TrainConfig.from_dict(saved)
-        vocab = ck.model.vocab
-        missing = sorted(set(text) - set(vocab.chars))
+        ck = checkpoint.build(path, meta, arrays, backend=config.backend)
+        missing = sorted(set(text) - set(ck.model.vocab.chars))
         if missing:
             listing = ", ".join(repr(ch) for ch in missing[:10])
-            raise ValueError(f"the text has {len(missing)} character(s) not in the checkpoint's "
-                             f"vocabulary: {listing}; resume on the text it was trained on")
-        self = cls(text, config, out_dir=out_dir, data_name=data_name, log=log, _vocab=vocab)
+            raise ValueError(
+                f"the text has {len(missing)} character(s) not in the checkpoint's "
+                f"vocabulary: {listing}; resume on the text it was trained on"
+            )
+        self = cls(
+            text,
+            config,
+            out_dir=out_dir,
+            data_name=data_name,
+            log=log,
+            parallel=parallel,
+            _resumed=ck,
+        )
         if self.data["sha256"] != training.get("data", {}).get("sha256"):
-            warnings.warn(f"the text ({self.data['chars']} characters) differs from the one "
-                          f"{ck.path.name} was trained on "
-                          f"({training.get('data', {}).get('chars')} characters): training "
-                          "continues, but not as an exact resume", stacklevel=2)
-        # the model and optimizer in the checkpoint replace the fresh ones
-        self.model.flat_params[...] = ck.model.flat_params
-        self.optimizer.load_state_dict(ck.optimizer.state_dict())
+            warnings.warn(
+                f"the text ({self.data['chars']} characters) differs from the one "
+                f"{path.name} was trained on "
+                f"({training.get('data', {}).get('chars')} characters): training "
+                "continues, but not as an exact resume",
+                stacklevel=2,
+            )
         self.step = int(training["step"])
         self.epoch = int(training["epoch"])
         self.batch_index = int(training["batch_index"])
         if self.batch_index >= self.batches.steps_per_epoch:
             self.epoch, self.batch_index = self.epoch + 1, 0
-        self.state = ck.state if self.batch_index > 0 else None
-        for name in self.history:
-            self.history[name] = ck.history.get(name, np.empty(0)).tolist()
-        for name in self.val_history:
-            self.val_history[name] = ck.history.get(name, np.empty(0)).tolist()
+        if self.batch_index > 0:
+            h, c = ck.state
+            self.state = State(h[:, self.streams], None if c is None else c[:, self.streams])
+        self.record = History(ck.history)
         self.best_val_loss = float(training.get("best_val_loss", math.inf))
         self.best_val_step = int(training.get("best_val_step", -1))
         if self.val_history["val_loss"]:
             self.last_val_loss = self.val_history["val_loss"][-1]
-        self.last_saved = (ck.path, self.step)
+        self.checkpoints.last_saved = (path, self.step)
         return self
 
-    # -- the loop --------------------------------------------------------------------------
+    # -- one step and its guard --------------------------------------------------------------
 
     def lr_at(self, step: int) -> float:
         """The learning rate of step ``step`` (0-based): a pure function of the step."""
@@ -254,25 +435,29 @@ class Trainer:
         return c.lr
 
     def train_one_step(self) -> float:
-        """One optimizer step on the next batch; returns its training loss."""
+        """One optimizer step on the next batch; returns its training loss.  Raises
+        TrainingDiverged (the divergence guard) on a non-finite or exploding loss."""
         if self.batch_index == 0:
             self.state = None  # a new epoch starts from the zero state
         x, y = self.batches.batch(self.batch_index)
         self.optimizer.lr = self.lr_at(self.step)
         c = self.config
+        step = (
+            self.model.train_step
+            if self.parallel is None
+            else partial(self.parallel.train_step, self.model)
+        )
         try:
-            loss, state = self.model.train_step(x, y, self.optimizer, self.state, clip=c.clip,
-                                                max_norm=c.max_norm)
+            loss, state = step(x, y, self.optimizer, self.state, clip=c.clip, max_norm=c.max_norm)
         except FloatingPointError as err:
             self._diverged(f"{err}")
         loss = float(loss)
-        self.history["step"].append(self.step + 1)
-        self.history["epoch"].append(self.epoch)
-        self.history["lr"].append(self.optimizer.lr)
-        self.history["train_loss"].append(loss)
+        self.record.add_step(self.step + 1, self.epoch, self.optimizer.lr, loss)
         if loss > self.max_loss:
-            self._diverged(f"the training loss {loss:.4g} exploded (above {self.max_loss:.4g}; "
-                           f"a uniform guess scores {math.log(len(self.vocab)):.4g})")
+            self._diverged(
+                f"the training loss {loss:.4g} exploded (above {self.max_loss:.4g}; "
+                f"a uniform guess scores {math.log(len(self.vocab)):.4g})"
+            )
         self.step += 1
         self.state = state
         self.batch_index += 1
@@ -282,17 +467,23 @@ class Trainer:
         return loss
 
     def _diverged(self, why: str):
-        if self.last_saved is not None:
-            kept = f"the last good checkpoint is {self.last_saved[0]} (step {self.last_saved[1]})"
-        else:
-            kept = "no checkpoint was saved before"
-        if self.out_dir is not None:
-            self.write_history()
-        raise TrainingDiverged(f"training stopped at step {self.step + 1}: {why}; {kept}. "
-                               "Try a lower learning rate or gradient clipping.")
+        self.reporter.write_history(self.record)
+        raise TrainingDiverged(
+            f"training stopped at step {self.step + 1}: {why}; "
+            f"{self.checkpoints.kept()}. "
+            "Try a lower learning rate or gradient clipping."
+        )
 
-    def train(self, steps: int | None = None, epochs: int | None = None,
-              seconds: float | None = None, *, progress: bool = False) -> str:
+    # -- the loop --------------------------------------------------------------------------
+
+    def train(
+        self,
+        steps: int | None = None,
+        epochs: int | None = None,
+        seconds: float | None = None,
+        *,
+        progress: bool = False,
+    ) -> str:
         """Train until ``steps`` steps or ``epochs`` epochs in all (counted from the start of
         training, so a resumed run continues to the same total) or ``seconds`` of this call.
 
@@ -303,84 +494,68 @@ class Trainer:
         """
         if steps is None and epochs is None and seconds is None:
             raise ValueError("train: give steps, epochs or seconds")
-        target = steps
+        target = steps if steps is not None else math.inf
         if epochs is not None:
             left = (epochs - self.epoch) * self.batches.steps_per_epoch - self.batch_index
-            target = min(target or math.inf, self.step + max(0, left))
-        log = self.log
-        start, done_here, reason = time.perf_counter(), 0, None
-        train_time = 0.0  # without validation and checkpoints: the chars/s of training
+            target = min(target, self.step + max(0, left))
+        by_steps = "epochs" if epochs is not None and steps is None else "steps"
+        report = self.reporter
         chars_per_step = self.config.batch_size * self.config.seq_length
-        self._interrupted = False
-        with self._deferred_interrupt(log):
-            log(f"training {self.model!r}, {self.model.num_params:,} parameters, on "
-                f"{len(self.train_ids):,} characters ({self.batches.steps_per_epoch} steps per "
-                f"epoch); Ctrl-C stops and saves")
-            bar = _progress_bar(progress, self.step,
-                                None if target in (None, math.inf) else target)
+        start, done, train_time = time.perf_counter(), 0, 0.0  # train_time: the chars/s
+        if self.parallel is not None:
+            self.parallel.check_same(self._fingerprint())
+        with _StopOnCtrlC(report.log) as ctrl_c:
+            processes = "" if self.parallel is None else f" on {self.parallel.size} processes"
+            report.log(
+                f"training {self.model!r}, {self.model.num_params:,} parameters, on "
+                f"{len(self.train_ids):,} characters ({self.batches.steps_per_epoch} "
+                f"steps per epoch){processes}; Ctrl-C stops and saves"
+            )
+            report.open_bar(progress, self.step, target if steps or epochs else math.inf)
             try:
                 while True:
-                    if target is not None and self.step >= target:
-                        reason = "epochs" if epochs is not None and steps is None else "steps"
+                    if self.step >= target:
+                        reason = by_steps
                         break
-                    if seconds is not None and time.perf_counter() - start >= seconds:
-                        reason = "time"
-                        break
-                    if self._interrupted:
-                        reason = "interrupted"
+                    time_up = seconds is not None and time.perf_counter() - start >= seconds
+                    interrupted = ctrl_c.requested
+                    if self.parallel is not None:  # every rank stops after the same step
+                        time_up, interrupted = self.parallel.any(time_up, interrupted)
+                    if time_up or interrupted:
+                        reason = "time" if time_up else "interrupted"
                         break
                     t0 = time.perf_counter()
                     loss = self.train_one_step()
                     train_time += time.perf_counter() - t0
-                    done_here += 1
+                    done += 1
                     if self.step % self.config.val_every == 0:
-                        self._validate_and_save(log)
-                    if bar is not None:
-                        rate = done_here * chars_per_step / train_time
-                        val = self.last_val_loss
-                        val = f"{val:.3f}" if math.isfinite(val) else "-"
-                        bar.set_postfix_str(f"loss {loss:.3f} val {val} {rate:,.0f} chars/s",
-                                            refresh=False)
-                        bar.update(1)
+                        self._validate_and_save()
+                    if self.parallel is not None and self.step % self.parallel.check_every == 0:
+                        self.parallel.check_in_sync(self.model.flat_params, self.step)
+                    report.step_done(loss, self.last_val_loss, done * chars_per_step / train_time)
             finally:
-                if bar is not None:
-                    bar.close()
-            if done_here and self.step % self.config.val_every != 0:
-                if reason == "interrupted" and self.out_dir is not None:
-                    self.save_latest()  # quickly: no validation pass after a Ctrl-C
-                    self.write_history()
-                else:
-                    self._validate_and_save(log)
-            elif not done_here and self.out_dir is not None and self.last_saved is None:
-                self.save_latest()
-            if reason == "interrupted":
-                log(f"interrupted at step {self.step}; checkpoint saved")
-        elapsed = time.perf_counter() - start
-        if done_here:
-            log(f"{done_here} steps in {elapsed:.1f} s, {train_time:.1f} s of them training "
-                f"({done_here * chars_per_step / train_time:,.0f} chars/s)")
+                report.close_bar()
+            self._end_of_run(reason, done)
+        if done:
+            report.log(
+                f"{done} steps in {time.perf_counter() - start:.1f} s, {train_time:.1f} s "
+                f"of them training ({done * chars_per_step / train_time:,.0f} chars/s)"
+            )
         return reason
 
-    @contextmanager
-    def _deferred_interrupt(self, log):
-        """While training, the first Ctrl-C asks the loop to stop at the end of the step (so a
-        consistent state is saved); a second one interrupts at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._interrupted:
-                raise KeyboardInterrupt
-            self._interrupted = True
-            log("Ctrl-C: stopping after this step to save a checkpoint (again to quit now)")
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous if previous is not None
-                          else signal.default_int_handler)
+    def _end_of_run(self, reason: str, done: int) -> None:
+        """The last validation and checkpoint, unless the last step just made them; after a
+        Ctrl-C a checkpoint without validation (quickly)."""
+        if done and self.step % self.config.val_every != 0:
+            if reason == "interrupted":
+                self.checkpoints.save_latest(self)
+                self.reporter.write_history(self.record)
+            else:
+                self._validate_and_save()
+        elif not done:
+            self.checkpoints.ensure_saved(self)
+        if reason == "interrupted":
+            self.reporter.log(f"interrupted at step {self.step}; checkpoint saved")
 
     # -- validation, checkpoints, history ---------------------------------------------------
 
@@ -388,31 +563,22 @@ class Trainer:
         """Nats per character on the validation split (NaN when it is too short)."""
         if len(self.val_ids) < 2:
             return math.nan
-        return evaluate(self.model, self.val_ids)
+        return evaluate(self.model, self.val_ids, parallel=self.parallel)
 
-    def _validate_and_save(self, log) -> None:
+    def _validate_and_save(self) -> None:
         val = self.validate()
         self.last_val_loss = val
         if not math.isnan(val):
-            self.val_history["val_step"].append(self.step)
-            self.val_history["val_loss"].append(val)
-            log(f"step {self.step}: train loss {self.history['train_loss'][-1]:.4f}, "
-                f"val loss {val:.4f} nats/char ({val / LN2:.4f} bits/char)")
+            self.record.add_validation(self.step, val)
+            self.reporter.log(
+                f"step {self.step}: train loss {self.history['train_loss'][-1]:.4f}, "
+                f"val loss {val:.4f} nats/char ({val / LN2:.4f} bits/char)"
+            )
         improved = val < self.best_val_loss
         if improved:
             self.best_val_loss, self.best_val_step = val, self.step
-        if self.out_dir is not None:
-            path = self.save_latest()
-            if improved:
-                checkpoint.save(self.out_dir / checkpoint.BEST, self.model, self.optimizer,
-                                state=self._state_to_save(), training=self.training_meta(),
-                                history=self.history_arrays())
-            self.write_history()
-            self.last_saved = (path, self.step)
-
-    def _state_to_save(self) -> State:
-        return self.state if self.state is not None else self.model.zero_state(
-            self.config.batch_size)
+        self.checkpoints.validated(self, improved)
+        self.reporter.write_history(self.record)
 
     def training_meta(self) -> dict:
         return {
@@ -428,31 +594,66 @@ class Trainer:
             "data_rng": None,  # batches are deterministic: nothing random to restore
         }
 
-    def history_arrays(self) -> dict[str, np.ndarray]:
-        arrays = {
-            "step": np.asarray(self.history["step"], np.int64),
-            "epoch": np.asarray(self.history["epoch"], np.int64),
-            "lr": np.asarray(self.history["lr"], np.float64),
-            "train_loss": np.asarray(self.history["train_loss"], np.float64),
-            "val_step": np.asarray(self.val_history["val_step"], np.int64),
-            "val_loss": np.asarray(self.val_history["val_loss"], np.float64),
+    def _fingerprint(self) -> dict:
+        """What must be the same on every rank of a parallel run."""
+        return {
+            **asdict(self.config),
+            "data": self.data["sha256"],
+            "vocab": self.vocab.chars,
+            "step": self.step,
+            "parameters": checksum(self.model.flat_params),
+            "optimizer": [checksum(m) for m in self.optimizer.state_dict()["moments"].values()],
         }
-        return arrays
 
     def save(self, path) -> Path:
-        """Write a checkpoint of the whole training state to ``path``."""
-        return checkpoint.save(path, self.model, self.optimizer, state=self._state_to_save(),
-                               training=self.training_meta(), history=self.history_arrays())
+        """Write a checkpoint of the whole training state to ``path``.  In a parallel run every
+        rank calls this (the carried state is gathered from them) and rank 0 writes."""
+        state = self.state
+        if state is None:
+            state = self.model.zero_state(self.streams.stop - self.streams.start)
+        if self.parallel is not None:
+            h = self.parallel.gather_streams(state.h)
+            c = None if state.c is None else self.parallel.gather_streams(state.c)
+            if self.parallel.rank != 0:
+                return Path(path)
+            state = State(h, c)
+        return checkpoint.save(
+            path,
+            self.model,
+            self.optimizer,
+            state=state,
+            training=self.training_meta(),
+            history=self.record.arrays(),
+        )
 
-    def save_latest(self) -> Path:
-        path = self.save(self.out_dir / checkpoint.LATEST)
-        self.last_saved = (path, self.step)
-        return path
 
-    def write_history(self) -> bool:
-        """history.csv, history.json and loss.png in out_dir; returns whether the PNG was made
-        (False when matplotlib is not installed)."""
-        return write_history(self.out_dir, self.history, self.val_history)
+class _StopOnCtrlC:
+    """While training, the first Ctrl-C sets ``requested`` (the loop stops at the end of the
+    step, so a consistent state is saved); a second one interrupts at once.  Only the main
+    thread can catch signals: elsewhere Ctrl-C keeps its usual meaning."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log = log
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.log("Ctrl-C: stopping after this step to save a checkpoint (again to quit now)")
+
+    def __enter__(self) -> _StopOnCtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(
+                signal.SIGINT,
+                self._previous if self._previous is not None else signal.default_int_handler,
+            )
 
 
 def write_history(out_dir, history: dict, val_history: dict) -> bool:
@@ -462,15 +663,27 @@ def write_history(out_dir, history: dict, val_history: dict) -> bool:
     with open(out_dir / "history.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "epoch", "lr", "train_loss", "val_loss", "val_bpc"])
-        for step, epoch, lr, loss in zip(history["step"], history["epoch"], history["lr"],
-                                         history["train_loss"], strict=True):
+        for step, epoch, lr, loss in zip(
+            history["step"], history["epoch"], history["lr"], history["train_loss"], strict=True
+        ):
             v = val.get(step)
-            writer.writerow([step, epoch, repr(lr), repr(loss),
-                             "" if v is None else repr(v), "" if v is None else repr(v / LN2)])
+            writer.writerow(
+                [
+                    step,
+                    epoch,
+                    repr(lr),
+                    repr(loss),
+                    "" if v is None else repr(v),
+                    "" if v is None else repr(v / LN2),
+                ]
+            )
     doc = {
-        "train": [{"step": s, "epoch": e, "lr": lr, "loss": loss} for s, e, lr, loss in
-                  zip(history["step"], history["epoch"], history["lr"], history["train_loss"],
-                      strict=True)],
+        "train": [
+            {"step": s, "epoch": e, "lr": lr, "loss": loss}
+            for s, e, lr, loss in zip(
+                history["step"], history["epoch"], history["lr"], history["train_loss"], strict=True
+            )
+        ],
         "val": [{"step": s, "loss": v, "bpc": v / LN2} for s, v in val.items()],
     }
     (out_dir / "history.json").write_text(json.dumps(doc) + "\n", encoding="utf-8")

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from conftest import subprocess_env
 
 from rnnfast import checkpoint
 from rnnfast.__main__ import main
+from rnnfast.training import TrainConfig, Trainer
 
 TEXT = ("def f(x):\n    return x + 1  # add one\n\nclass A:\n    pass\n" * 60)[:3000]
 TINY = [
@@ -25,9 +27,8 @@ TINY = [
     "4",
     "--seq-length",
     "8",
-    "--backend",
-    "numpy",
 ]
+BACKENDS = ["c", "numpy"]
 
 
 @pytest.fixture
@@ -37,13 +38,15 @@ def data(tmp_path) -> Path:
     return path
 
 
-def train(tmp_path, data, *extra, out="run", steps="20"):
+def train(tmp_path, data, *extra, out="run", steps="20", backend="numpy"):
     return main(
         [
             "train",
             "--data",
             str(data),
             *TINY,
+            "--backend",
+            backend,
             "--steps",
             steps,
             "--val-every",
@@ -57,15 +60,20 @@ def train(tmp_path, data, *extra, out="run", steps="20"):
     )
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def trained(tmp_path, data, capsys) -> Path:
-    assert train(tmp_path, data) == 0
+def trained(tmp_path, data, capsys, backend) -> Path:
+    assert train(tmp_path, data, backend=backend) == 0
     capsys.readouterr()
     return tmp_path / "run"
 
 
-def test_train_writes_checkpoints_history_and_a_sample(tmp_path, data, capsys):
-    assert train(tmp_path, data, "--sample-length", "30", "--seed", "5") == 0
+def test_train_writes_checkpoints_history_and_a_sample(tmp_path, data, capsys, backend):
+    assert train(tmp_path, data, "--sample-length", "30", "--seed", "5", backend=backend) == 0
     out, err = capsys.readouterr()
     run = tmp_path / "run"
     assert {"latest.npz", "best.npz", "history.csv", "history.json"} <= {
@@ -136,12 +144,13 @@ def test_skip_unknown_drops_with_a_warning(trained, capsys):
     assert "warning" in err and "'é'" in err
 
 
-def test_resume_counts_steps_from_the_start_and_is_exact(tmp_path, data, trained, capsys):
+def test_resume_counts_steps_from_the_start_and_is_exact(tmp_path, data, trained, capsys, backend):
     assert main(["train", "--resume", str(trained), "--steps", "40", "--sample-length", "0"]) == 0
     assert "resuming" in capsys.readouterr().err
     resumed = checkpoint.load(trained)
     assert resumed.step == 40 and len(resumed.history["train_loss"]) == 40
-    assert train(tmp_path, data, out="straight", steps="40") == 0
+    assert resumed.training["config"]["backend"] == backend
+    assert train(tmp_path, data, out="straight", steps="40", backend=backend) == 0
     straight = checkpoint.load(tmp_path / "straight")
     np.testing.assert_array_equal(resumed.model.flat_params, straight.model.flat_params)
     for column in ("train_loss", "val_loss", "val_step", "lr"):
@@ -171,6 +180,36 @@ def test_resume_refuses_a_different_model(trained, capsys):
     code = main(["train", "--resume", str(trained), "--hidden-size", "32", "--steps", "30"])
     err = capsys.readouterr().err
     assert code == 2 and "--hidden-size 32 differs from the checkpoint's 16" in err
+
+
+def test_momentum_and_max_norm_reach_the_trainer(tmp_path, data, backend):
+    """The CLI run equals the Python API's with the same settings, and differs without them."""
+    flags = ["--optimizer", "sgd", "--lr", "0.5", "--momentum", "0.5", "--max-norm", "0.3"]
+    assert train(tmp_path, data, *flags, backend=backend) == 0
+    ck = checkpoint.load(tmp_path / "run")
+    assert ck.training["config"]["momentum"] == 0.5 and ck.training["config"]["max_norm"] == 0.3
+    assert ck.optimizer.momentum == 0.5
+    config = TrainConfig(
+        hidden_size=16, num_layers=1, batch_size=4, seq_length=8, optimizer="sgd", lr=0.5,
+        momentum=0.5, max_norm=0.3, val_every=10, backend=backend,
+    )  # fmt: skip
+    api = Trainer(TEXT, config)
+    api.train(steps=20)
+    np.testing.assert_array_equal(ck.model.flat_params, api.model.flat_params)
+    for changed in (dict(momentum=0.9), dict(max_norm=None)):
+        other = Trainer(TEXT, replace(config, **changed))
+        other.train(steps=20)
+        assert not np.allclose(other.model.flat_params, api.model.flat_params), changed
+
+
+def test_momentum_needs_sgd_and_resume_keeps_it(tmp_path, data, trained, capsys):
+    assert train(tmp_path, data, "--momentum", "0.5", out="adam") == 2
+    err = capsys.readouterr().err
+    assert "--momentum applies to --optimizer sgd" in err and len(err.strip().splitlines()) == 1
+    code = main(["train", "--resume", str(trained), "--momentum", "0.5", "--steps", "30"])
+    assert code == 2 and "--momentum 0.5 differs" in capsys.readouterr().err
+    assert main(["train", "--resume", str(trained), "--max-norm", "0.1", "--steps", "22"]) == 0
+    assert checkpoint.load(trained).training["config"]["max_norm"] == 0.1
 
 
 def test_existing_run_needs_resume_or_overwrite(tmp_path, data, trained, capsys):
@@ -306,6 +345,11 @@ def test_argument_errors_exit_2(capsys):
         main(["train", "--hidden-size", "0"])
     assert exc.value.code == 2
     assert "positive integer" in capsys.readouterr().err
+    for bad in ("1", "-0.1", "nan"):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", "--optimizer", "sgd", "--momentum", bad])
+        assert exc.value.code == 2
+        assert "a number in [0, 1)" in capsys.readouterr().err
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

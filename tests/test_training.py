@@ -188,5 +188,25 @@ def test_bad_settings_are_value_errors():
         TrainConfig(optimizer="lbfgs")
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match=r"momentum: expected a number in \[0, 1\)"):
+        TrainConfig(optimizer="sgd", momentum=1.0)
     with pytest.raises(ValueError, match="shorter than one batch"):
         Trainer("tiny text", tiny())
+
+
+def test_resume_builds_the_model_once_with_the_chosen_backend(tmp_path, monkeypatch):
+    trainer = Trainer(TEXT, tiny())
+    trainer.train(steps=2)
+    trainer.save(tmp_path / "ck.npz")
+    built = []
+    init = CharLM.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(kwargs.get("backend"))
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(CharLM, "__init__", counting_init)
+    resumed = Trainer.resume(tmp_path / "ck.npz", TEXT, backend="numpy")
+    assert built == ["numpy"]
+    assert resumed.model.backend == "numpy" and resumed.optimizer.model is resumed.model
+    np.testing.assert_array_equal(resumed.model.flat_params, trainer.model.flat_params)
