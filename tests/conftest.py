@@ -136,3 +136,19 @@ settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True
 settings.register_profile("nightly", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "c_plants: bugs planted in a rebuilt copy of the C sources (slow; CI runs them)"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """The c_plants tests run only when selected by marker (``pytest -m c_plants``)."""
+    if "c_plants" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="a rebuild per plant: run with -m c_plants (CI does)")
+    for item in items:
+        if "c_plants" in item.keywords:
+            item.add_marker(skip)
