@@ -98,7 +98,7 @@ def compare_model(problem):
         expected = np.asarray(expected)
         scale = np.max(np.abs(expected), initial=0.0)
         sensitivity = np.max(np.abs(np.asarray(lookup(p_out, name)) - expected), initial=0.0)
-        tol = quantity_tolerance(name if name != "dh" else "dh0", dtype)
+        tol = quantity_tolerance(name, dtype)
         bound = tol["atol"] + (tol["rtol"] + tol["scaled"]) * scale
         bound += min(10 * sensitivity, CEILING * scale)
         if 0 < VACUOUS * scale < bound:
