@@ -24,7 +24,7 @@ TOLERANCES = {
 # scales with the array's magnitude (its terms), not with each element's own: cancellation makes
 # an element small while its rounding error stays that of its terms.  Measured: the largest
 # error / max|expected| over the whole suite (tests/test_kernels_*.py, test_backends.py) with
-# OpenBLAS's SkylakeX, Haswell and Prescott kernels (OPENBLAS_CORETYPE), then about 10x that.
+# OpenBLAS's SkylakeX, Haswell and Prescott kernels (OPENBLAS_CORETYPE); each bound is 5-10x that.
 QUANTITY_TOLERANCES = {
     # the optimizer updates, clipping and scaling: the same IEEE operations in the same order in
     # C and NumPy (measured: bit-identical); 4 eps leaves room for a libm pow() in Adam's bias
