@@ -4,5 +4,8 @@
 #undef LOG
 #undef TANH
 #undef SQRT
+#undef FMA
 #undef GEMM
 #undef RF_DTYPE
+#undef RF_CAT3
+#undef RF_CAT3_

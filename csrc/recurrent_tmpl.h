@@ -6,27 +6,22 @@
  * dh = dA_t W_h^T (dh0 is the carry buffer), then the weight gradients as whole-sequence GEMMs
  * (the LSTM runs them per chunk of steps inside the loop, while that chunk of dA is in cache).
  * The per-step products go through pgemm_tmpl.h's kernel over W_h packed once into pack
- * (rf_recurrent_pack_size elements) where the CPU allows, else through BLAS.
- * The entry points are RF_VECTOR_CLONES: the cell passes inlined into them run at the CPU's
- * vector width (the same operations in the same order in every clone, so the same results). */
+ * (recurrent_pack_size elements) or through BLAS, as rf_use_packed (paths.h) says. */
 
-RF_VECTOR_CLONES
-void FN(rf_vec_tanh)(real *out, const real *x, int64_t n)
+static void FN(vec_tanh)(real *out, const real *x, int64_t n)
 {
-    FN(rf_tanh_pass)(out, x, n);
+    FN(tanh_pass)(out, x, n);
 }
 
-RF_VECTOR_CLONES
-void FN(rf_vec_sigmoid)(real *out, const real *x, int64_t n)
+static void FN(vec_sigmoid)(real *out, const real *x, int64_t n)
 {
-    const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
+    const struct FN(vm_limits) lim = FN(vm_limits_load)();
     for (int64_t k = 0; k < n; k++)
-        out[k] = FN(rf_vsigmoid)(x[k], lim);
+        out[k] = FN(vsigmoid)(x[k], lim);
 }
 
 /* db (G) += column sums of dA (R, G), summed in double per column block so float32 gradients
  * lose nothing over thousands of rows. */
-RF_VECTOR_CLONES
 static void FN(colsum_add)(real *db, const real *dA, int64_t R, int G)
 {
     enum { BLOCK = 128 };
@@ -99,16 +94,15 @@ static void FN(weight_grads)(real *dX, real *dW_x, real *dW_h, real *db, const r
 
 /* ---- vanilla RNN ---------------------------------------------------------------------------- */
 
-RF_VECTOR_CLONES
-void FN(rf_rnn_forward)(real *hs, real *pack, const int64_t *ids, const real *X,
+static void FN(rnn_forward)(real *hs, real *pack, const int64_t *ids, const real *X,
                         const real *W_x, const real *W_h, const real *b, const real *h0, int T,
                         int B, int I, int H)
 {
     const int64_t step = (int64_t)B * H;
-    const int packed = FN(pg_use)(B);
+    const int packed = rf_use_packed(B);
     if (packed)
         FN(pg_pack)(pack, W_h, H, H, 0);
-    FN(rf_project)(hs, ids, X, W_x, b, T * B, I, H);
+    FN(project)(hs, ids, X, W_x, b, T * B, I, H);
     for (int t = 0; t < T; t++) {
         real *a = hs + t * step;
         const real *h_prev = t ? a - step : h0;
@@ -116,7 +110,7 @@ void FN(rf_rnn_forward)(real *hs, real *pack, const int64_t *ids, const real *X,
             FN(pg_gemm)(a, h_prev, pack, B, H, H, 1);
         else
             GEMM(0, 0, B, H, H, 1, h_prev, H, W_h, H, 1, a, H);
-        FN(rf_tanh_inplace)(a, step);
+        FN(tanh_inplace)(a, step);
     }
 }
 
@@ -128,14 +122,13 @@ static void FN(rnn_step_back)(real *restrict da, const real *restrict dh,
         da[k] = (dh[k] + carry[k]) * ((real)1 - h[k] * h[k]);
 }
 
-RF_VECTOR_CLONES
-void FN(rf_rnn_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, real *dA,
+static void FN(rnn_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, real *dA,
                          real *pack, const real *dH, const int64_t *ids, const real *X,
                          const real *hs, const real *W_x, const real *W_h, const real *h0, int T,
                          int B, int I, int H)
 {
     const int64_t step = (int64_t)B * H;
-    const int packed = FN(pg_use)(B);
+    const int packed = rf_use_packed(B);
     if (packed)
         FN(pg_pack)(pack, W_h, H, H, 1);
     memset(dh0, 0, sizeof(real) * (size_t)step); /* the carry into step T-1 */
@@ -150,37 +143,27 @@ void FN(rf_rnn_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, 
     FN(weight_grads)(dX, dW_x, dW_h, db, dA, ids, X, hs, W_x, h0, T, B, I, H, H);
 }
 
-/* Bytes of A per chunk of the LSTM forward's in-loop input projection, and of dA per chunk of
- * its backward's in-loop weight-gradient GEMMs.  Measured at charrnn-default (B=50, H=128:
- * 5 steps a chunk) against whole-sequence GEMMs outside the loop: backward 1.015-1.033x,
- * forward projection a further 1.014-1.015x training speed; 256 KiB and 1 MiB were no better
- * than 512 KiB for the backward. */
-#ifndef LSTM_GRAD_CHUNK_BYTES
-#define LSTM_GRAD_CHUNK_BYTES (512 * 1024)
-#endif
 
 /* ---- LSTM ----------------------------------------------------------------------------------- */
 
-RF_VECTOR_CLONES
-void FN(rf_lstm_forward)(real *hs, real *cs, real *tcs, real *gates, real *pack,
+static void FN(lstm_forward)(real *hs, real *cs, real *tcs, real *gates, real *pack,
                          const int64_t *ids, const real *X, const real *W_x, const real *W_h,
                          const real *b, const real *h0, const real *c0, int T, int B, int I,
                          int H)
 {
     const int G = 4 * H;
     const int64_t step = (int64_t)B * H, gstep = (int64_t)B * G;
-    const int packed = FN(pg_use)(B);
+    const int packed = rf_use_packed(B);
     if (packed)
         FN(pg_pack)(pack, W_h, H, G, 0);
     /* the input projection per chunk of steps, just before the loop reads it */
-    int chunk = (int)(LSTM_GRAD_CHUNK_BYTES / ((int64_t)gstep * (int64_t)sizeof(real)));
-    chunk = chunk < 1 ? 1 : chunk;
+    const int chunk = rf_chunk_steps(gstep * (int64_t)sizeof(real));
     for (int t = 0; t < T; t++) {
         real *a = gates + t * gstep;
         if (t % chunk == 0) {
             const int64_t r0 = (int64_t)t * B;
             const int n = (T - t < chunk ? T - t : chunk) * B;
-            FN(rf_project)(a, ids ? ids + r0 : NULL, X ? X + r0 * I : NULL, W_x, b, n, I, G);
+            FN(project)(a, ids ? ids + r0 : NULL, X ? X + r0 * I : NULL, W_x, b, n, I, G);
         }
         const real *h_prev = t ? hs + (t - 1) * step : h0;
         const real *c_prev = t ? cs + (t - 1) * step : c0;
@@ -188,7 +171,7 @@ void FN(rf_lstm_forward)(real *hs, real *cs, real *tcs, real *gates, real *pack,
             FN(pg_gemm)(a, h_prev, pack, B, G, H, 1);
         else
             GEMM(0, 0, B, G, H, 1, h_prev, H, W_h, G, 1, a, G);
-        FN(rf_lstm_cell)(hs + t * step, cs + t * step, tcs + t * step, a, c_prev, B, H);
+        FN(lstm_cell)(hs + t * step, cs + t * step, tcs + t * step, a, c_prev, B, H);
     }
 }
 
@@ -215,8 +198,7 @@ static inline void FN(lstm_row_back)(real *restrict da_i, real *restrict da_f,
     }
 }
 
-RF_VECTOR_CLONES
-void FN(rf_lstm_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, real *dc0,
+static void FN(lstm_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, real *dc0,
                           real *dA, real *pack, const real *dH, const int64_t *ids,
                           const real *X, const real *hs, const real *cs, const real *tcs,
                           const real *gates, const real *W_x, const real *W_h, const real *h0,
@@ -224,14 +206,13 @@ void FN(rf_lstm_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0,
 {
     const int G = 4 * H;
     const int64_t step = (int64_t)B * H, gstep = (int64_t)B * G;
-    const int packed = FN(pg_use)(B);
+    const int packed = rf_use_packed(B);
     if (packed)
         FN(pg_pack)(pack, W_h, G, H, 1);
     memset(dh0, 0, sizeof(real) * (size_t)step); /* carries into step T-1 */
     memset(dc0, 0, sizeof(real) * (size_t)step);
-    /* steps per chunk of weight-gradient GEMMs: dA chunks of about LSTM_GRAD_CHUNK_BYTES */
-    int chunk = (int)(LSTM_GRAD_CHUNK_BYTES / ((int64_t)gstep * (int64_t)sizeof(real)));
-    chunk = chunk < 1 ? 1 : chunk;
+    /* steps per chunk of weight-gradient GEMMs: dA chunks of about rf_paths.chunk_bytes */
+    const int chunk = rf_chunk_steps(gstep * (int64_t)sizeof(real));
     int t_hi = T;
     for (int t = T - 1; t >= 0; t--) {
         real *da = dA + t * gstep;

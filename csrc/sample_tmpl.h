@@ -42,8 +42,7 @@ static int64_t FN(draw_row)(const real *z, double u, double temperature, int top
     return V - 1;
 }
 
-RF_VECTOR_CLONES /* for the cell pass inlined here */
-void FN(rf_sample)(int64_t *out, const double *uniforms, const int64_t *first_ids, real *h,
+static void FN(sample)(int64_t *out, const double *uniforms, const int64_t *first_ids, real *h,
                    real *c, const real *const *W_x, const real *const *W_h,
                    const real *const *b, const real *W_y, const real *b_y, double temperature,
                    int top_k, int argmax, int N, int S, int L, int H, int V, real *act,
@@ -56,16 +55,16 @@ void FN(rf_sample)(int64_t *out, const double *uniforms, const int64_t *first_id
         for (int l = 0; l < L; l++) {
             real *hl = h + l * slab;
             if (l == 0) /* act = W_x[ids] + b,  or  h_below W_x + b */
-                FN(rf_project)(act, ids, NULL, W_x[0], b[0], S, V, G);
+                FN(project)(act, ids, NULL, W_x[0], b[0], S, V, G);
             else
-                FN(rf_project)(act, NULL, hl - slab, W_x[l], b[l], S, H, G);
+                FN(project)(act, NULL, hl - slab, W_x[l], b[l], S, H, G);
             GEMM(0, 0, S, G, H, 1, hl, H, W_h[l], G, 1, act, G); /* act += h W_h */
             if (c) {
                 real *cl = c + l * slab;
-                FN(rf_lstm_cell)(hl, cbuf, tcbuf, act, cl, S, H);
+                FN(lstm_cell)(hl, cbuf, tcbuf, act, cl, S, H);
                 memcpy(cl, cbuf, sizeof(real) * (size_t)slab);
             } else {
-                FN(rf_tanh_pass)(hl, act, slab);
+                FN(tanh_pass)(hl, act, slab);
             }
         }
         for (int s = 0; s < S; s++) /* logits = h_top W_y + b_y */
