@@ -2,6 +2,7 @@
  * static functions written once in terms of
  *   real           the element type
  *   FN(name)       name_f32_base, name_f64_avx2, ... (dtype and RF_VARIANT suffixes)
+ *   DT(name)       name_f32 / name_f64, for the descriptor structs (recurrent.h)
  *   EXP, LOG, TANH, SQRT   libm functions of that type
  *   GEMM           rf_gemm_f32 / rf_gemm_f64
  * A .c file instantiates its templates once per dtype and variant (paths.h), each time
@@ -17,6 +18,7 @@
 #if RF_DTYPE == 32
 #define real float
 #define FN(name) RF_CAT3(name, _f32, RF_VARIANT)
+#define DT(name) name##_f32
 #define EXP expf
 #define LOG logf
 #define TANH tanhf
@@ -26,6 +28,7 @@
 #elif RF_DTYPE == 64
 #define real double
 #define FN(name) RF_CAT3(name, _f64, RF_VARIANT)
+#define DT(name) name##_f64
 #define EXP exp
 #define LOG log
 #define TANH tanh

@@ -1,5 +1,6 @@
 #undef real
 #undef FN
+#undef DT
 #undef EXP
 #undef LOG
 #undef TANH

@@ -62,52 +62,108 @@ cdef extern from "linear.h" nogil:
                                 const double *X, const double *W, int N, int In, int Out)
 
 cdef extern from "recurrent.h" nogil:
-    void rf_rnn_forward_f32(float *hs, float *pack, const int64_t *ids, const float *X,
-                            const float *W_x, const float *W_h, const float *b,
-                            const float *h0, int T, int B, int I, int H)
-    void rf_rnn_forward_f64(double *hs, double *pack, const int64_t *ids, const double *X,
-                            const double *W_x, const double *W_h, const double *b,
-                            const double *h0, int T, int B, int I, int H)
-    void rf_rnn_backward_f32(float *dX, float *dW_x, float *dW_h, float *db, float *dh0,
-                             float *dA, float *pack, const float *dH, const int64_t *ids,
-                             const float *X, const float *hs, const float *W_x,
-                             const float *W_h, const float *h0, int T, int B, int I, int H)
-    void rf_rnn_backward_f64(double *dX, double *dW_x, double *dW_h, double *db, double *dh0,
-                             double *dA, double *pack, const double *dH, const int64_t *ids,
-                             const double *X, const double *hs, const double *W_x,
-                             const double *W_h, const double *h0, int T, int B, int I, int H)
-    void rf_lstm_forward_f32(float *hs, float *cs, float *tcs, float *gates, float *pack,
-                             const int64_t *ids, const float *X, const float *W_x,
-                             const float *W_h, const float *b, const float *h0,
-                             const float *c0, int T, int B, int I, int H)
-    void rf_lstm_forward_f64(double *hs, double *cs, double *tcs, double *gates, double *pack,
-                             const int64_t *ids, const double *X, const double *W_x,
-                             const double *W_h, const double *b, const double *h0,
-                             const double *c0, int T, int B, int I, int H)
-    void rf_lstm_backward_f32(float *dX, float *dW_x, float *dW_h, float *db, float *dh0,
-                              float *dc0, float *dA, float *pack, const float *dH,
-                              const int64_t *ids, const float *X, const float *hs,
-                              const float *cs, const float *tcs, const float *gates,
-                              const float *W_x, const float *W_h, const float *h0,
-                              const float *c0, int T, int B, int I, int H)
-    void rf_lstm_backward_f64(double *dX, double *dW_x, double *dW_h, double *db, double *dh0,
-                              double *dc0, double *dA, double *pack, const double *dH,
-                              const int64_t *ids, const double *X, const double *hs,
-                              const double *cs, const double *tcs, const double *gates,
-                              const double *W_x, const double *W_h, const double *h0,
-                              const double *c0, int T, int B, int I, int H)
-    void rf_sample_f32(int64_t *out, const double *uniforms, const int64_t *first_ids, float *h,
-                       float *c, const float *const *W_x, const float *const *W_h,
-                       const float *const *b, const float *W_y, const float *b_y,
-                       double temperature, int top_k, int argmax, int N, int S, int L, int H,
-                       int V, float *act, float *cbuf, float *tcbuf, float *logits, double *w,
-                       double *sel, int64_t *ids)
-    void rf_sample_f64(int64_t *out, const double *uniforms, const int64_t *first_ids,
-                       double *h, double *c, const double *const *W_x,
-                       const double *const *W_h, const double *const *b, const double *W_y,
-                       const double *b_y, double temperature, int top_k, int argmax, int N,
-                       int S, int L, int H, int V, double *act, double *cbuf, double *tcbuf,
-                       double *logits, double *w, double *sel, int64_t *ids)
+    struct rf_layer_f32:
+        int T, B, In, H
+        const int64_t *ids
+        const float *X
+        const float *W_x
+        const float *W_h
+        const float *b
+        const float *h0
+        const float *c0
+        float *hs
+        float *cs
+        float *tcs
+        float *gates
+    struct rf_layer_grads_f32:
+        float *dX
+        float *dW_x
+        float *dW_h
+        float *db
+        float *dh0
+        float *dc0
+        const float *dH
+    struct rf_workspace_f32:
+        float *dA
+        float *pack
+    struct rf_sampler_f32:
+        int L, S, H, V
+        const float *const *W_x
+        const float *const *W_h
+        const float *const *b
+        const float *W_y
+        const float *b_y
+        float *h
+        float *c
+        double temperature
+        int top_k
+        int argmax
+        float *act
+        float *cbuf
+        float *tcbuf
+        float *logits
+        double *w
+        double *sel
+        int64_t *ids
+    struct rf_layer_f64:
+        int T, B, In, H
+        const int64_t *ids
+        const double *X
+        const double *W_x
+        const double *W_h
+        const double *b
+        const double *h0
+        const double *c0
+        double *hs
+        double *cs
+        double *tcs
+        double *gates
+    struct rf_layer_grads_f64:
+        double *dX
+        double *dW_x
+        double *dW_h
+        double *db
+        double *dh0
+        double *dc0
+        const double *dH
+    struct rf_workspace_f64:
+        double *dA
+        double *pack
+    struct rf_sampler_f64:
+        int L, S, H, V
+        const double *const *W_x
+        const double *const *W_h
+        const double *const *b
+        const double *W_y
+        const double *b_y
+        double *h
+        double *c
+        double temperature
+        int top_k
+        int argmax
+        double *act
+        double *cbuf
+        double *tcbuf
+        double *logits
+        double *w
+        double *sel
+        int64_t *ids
+    void rf_rnn_forward_f32(const rf_layer_f32 *layer, const rf_workspace_f32 *ws)
+    void rf_rnn_backward_f32(const rf_layer_grads_f32 *grads, const rf_workspace_f32 *ws,
+                             const rf_layer_f32 *layer)
+    void rf_lstm_forward_f32(const rf_layer_f32 *layer, const rf_workspace_f32 *ws)
+    void rf_lstm_backward_f32(const rf_layer_grads_f32 *grads, const rf_workspace_f32 *ws,
+                              const rf_layer_f32 *layer)
+    void rf_sample_f32(int64_t *out, const rf_sampler_f32 *sampler, const double *uniforms,
+                       const int64_t *first_ids, int N)
+    void rf_rnn_forward_f64(const rf_layer_f64 *layer, const rf_workspace_f64 *ws)
+    void rf_rnn_backward_f64(const rf_layer_grads_f64 *grads, const rf_workspace_f64 *ws,
+                             const rf_layer_f64 *layer)
+    void rf_lstm_forward_f64(const rf_layer_f64 *layer, const rf_workspace_f64 *ws)
+    void rf_lstm_backward_f64(const rf_layer_grads_f64 *grads, const rf_workspace_f64 *ws,
+                              const rf_layer_f64 *layer)
+    void rf_sample_f64(int64_t *out, const rf_sampler_f64 *sampler, const double *uniforms,
+                       const int64_t *first_ids, int N)
     int64_t rf_recurrent_pack_size_f32(int H, int G)
     int64_t rf_recurrent_pack_size_f64(int H, int G)
     void rf_vec_tanh_f32(float *out, const float *x, int64_t n)
@@ -204,75 +260,62 @@ cdef inline void rf_linear_backward(floating *dX, floating *dW, floating *db,
         rf_linear_backward_f64(dX, dW, db, dout, X, W, N, In, Out)
 
 
-cdef inline void rf_rnn_forward(floating *hs, floating *pack, const int64_t *ids,
-                                const floating *X, const floating *W_x, const floating *W_h,
-                                const floating *b, const floating *h0, int T, int B, int I,
-                                int H) noexcept nogil:
-    if floating is float:
-        rf_rnn_forward_f32(hs, pack, ids, X, W_x, W_h, b, h0, T, B, I, H)
+# What the bridge fills for one recurrent call: the C descriptors of one dtype side by side, so a
+# body fused over rf_recurrent gets the layer, gradient and workspace structs of the same dtype
+# (Cython ties no two fused types together).
+cdef struct rf_recurrent_f32:
+    rf_layer_f32 layer
+    rf_layer_grads_f32 grads
+    rf_workspace_f32 ws
+
+cdef struct rf_recurrent_f64:
+    rf_layer_f64 layer
+    rf_layer_grads_f64 grads
+    rf_workspace_f64 ws
+
+ctypedef fused rf_recurrent:
+    rf_recurrent_f32
+    rf_recurrent_f64
+
+ctypedef fused rf_sampler:
+    rf_sampler_f32
+    rf_sampler_f64
+
+
+cdef inline void rf_rnn_forward(const rf_recurrent *d) noexcept nogil:
+    if rf_recurrent is rf_recurrent_f32:
+        rf_rnn_forward_f32(&d.layer, &d.ws)
     else:
-        rf_rnn_forward_f64(hs, pack, ids, X, W_x, W_h, b, h0, T, B, I, H)
+        rf_rnn_forward_f64(&d.layer, &d.ws)
 
 
-cdef inline void rf_rnn_backward(floating *dX, floating *dW_x, floating *dW_h, floating *db,
-                                 floating *dh0, floating *dA, floating *pack,
-                                 const floating *dH, const int64_t *ids, const floating *X,
-                                 const floating *hs, const floating *W_x, const floating *W_h,
-                                 const floating *h0, int T, int B, int I, int H) noexcept nogil:
-    if floating is float:
-        rf_rnn_backward_f32(dX, dW_x, dW_h, db, dh0, dA, pack, dH, ids, X, hs, W_x, W_h, h0,
-                            T, B, I, H)
+cdef inline void rf_rnn_backward(const rf_recurrent *d) noexcept nogil:
+    if rf_recurrent is rf_recurrent_f32:
+        rf_rnn_backward_f32(&d.grads, &d.ws, &d.layer)
     else:
-        rf_rnn_backward_f64(dX, dW_x, dW_h, db, dh0, dA, pack, dH, ids, X, hs, W_x, W_h, h0,
-                            T, B, I, H)
+        rf_rnn_backward_f64(&d.grads, &d.ws, &d.layer)
 
 
-cdef inline void rf_lstm_forward(floating *hs, floating *cs, floating *tcs, floating *gates,
-                                 floating *pack, const int64_t *ids, const floating *X,
-                                 const floating *W_x, const floating *W_h, const floating *b,
-                                 const floating *h0, const floating *c0, int T, int B, int I,
-                                 int H) noexcept nogil:
-    if floating is float:
-        rf_lstm_forward_f32(hs, cs, tcs, gates, pack, ids, X, W_x, W_h, b, h0, c0, T, B, I, H)
+cdef inline void rf_lstm_forward(const rf_recurrent *d) noexcept nogil:
+    if rf_recurrent is rf_recurrent_f32:
+        rf_lstm_forward_f32(&d.layer, &d.ws)
     else:
-        rf_lstm_forward_f64(hs, cs, tcs, gates, pack, ids, X, W_x, W_h, b, h0, c0, T, B, I, H)
+        rf_lstm_forward_f64(&d.layer, &d.ws)
 
 
-cdef inline void rf_lstm_backward(floating *dX, floating *dW_x, floating *dW_h, floating *db,
-                                  floating *dh0, floating *dc0, floating *dA, floating *pack,
-                                  const floating *dH, const int64_t *ids, const floating *X,
-                                  const floating *hs, const floating *cs, const floating *tcs,
-                                  const floating *gates, const floating *W_x,
-                                  const floating *W_h, const floating *h0, const floating *c0,
-                                  int T, int B, int I, int H) noexcept nogil:
-    if floating is float:
-        rf_lstm_backward_f32(dX, dW_x, dW_h, db, dh0, dc0, dA, pack, dH, ids, X, hs, cs, tcs,
-                             gates, W_x, W_h, h0, c0, T, B, I, H)
+cdef inline void rf_lstm_backward(const rf_recurrent *d) noexcept nogil:
+    if rf_recurrent is rf_recurrent_f32:
+        rf_lstm_backward_f32(&d.grads, &d.ws, &d.layer)
     else:
-        rf_lstm_backward_f64(dX, dW_x, dW_h, db, dh0, dc0, dA, pack, dH, ids, X, hs, cs, tcs,
-                             gates, W_x, W_h, h0, c0, T, B, I, H)
+        rf_lstm_backward_f64(&d.grads, &d.ws, &d.layer)
 
 
-cdef inline void rf_sample(int64_t *out, const double *uniforms, const int64_t *first_ids,
-                           floating *h, floating *c, const floating *const *W_x,
-                           const floating *const *W_h, const floating *const *b,
-                           const floating *W_y, const floating *b_y, double temperature,
-                           int top_k, int argmax, int N, int S, int L, int H, int V,
-                           floating *act, floating *cbuf, floating *tcbuf, floating *logits,
-                           double *w, double *sel, int64_t *ids) noexcept nogil:
-    if floating is float:
-        rf_sample_f32(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature,
-                      top_k, argmax, N, S, L, H, V, act, cbuf, tcbuf, logits, w, sel, ids)
+cdef inline void rf_sample(int64_t *out, const rf_sampler *sampler, const double *uniforms,
+                           const int64_t *first_ids, int N) noexcept nogil:
+    if rf_sampler is rf_sampler_f32:
+        rf_sample_f32(out, sampler, uniforms, first_ids, N)
     else:
-        rf_sample_f64(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature,
-                      top_k, argmax, N, S, L, H, V, act, cbuf, tcbuf, logits, w, sel, ids)
-
-
-cdef inline int64_t rf_recurrent_pack_size(floating *like, int H, int G) noexcept nogil:
-    if floating is float:
-        return rf_recurrent_pack_size_f32(H, G)
-    else:
-        return rf_recurrent_pack_size_f64(H, G)
+        rf_sample_f64(out, sampler, uniforms, first_ids, N)
 
 
 cdef inline void rf_vec_tanh(floating *out, const floating *x, int64_t n) noexcept nogil:

@@ -19,6 +19,7 @@ from cython cimport floating
 from libc.limits cimport INT_MAX
 from libc.math cimport INFINITY, isfinite
 from libc.stdint cimport int64_t
+from libc.string cimport memset
 
 import math
 
@@ -468,30 +469,46 @@ cdef _check_no_input_gradient(object dX, bint ids):
                          "got an array")
 
 
-cdef object _pack_scratch(floating *like, int H, int G):
-    """The kernels' scratch for W_h packed once per call (csrc/pgemm_tmpl.h); a new array per
-    call, so concurrent calls from several threads never share one."""
-    n = rf_recurrent_pack_size(like, H, G)
-    return np.empty(max(n, 1), _F32 if floating is float else _F64)
+cdef inline void _in(const floating **field, object a):
+    """Point a descriptor's input field at a checked array (None: NULL)."""
+    field[0] = <const floating *>_data(a)
 
 
-cdef _rnn_forward(floating kind, object H, object X, object W_x, object W_h, object b, object h0,
-                  int T, int B, int I, int n, bint ids):
-    pack = _pack_scratch(<floating *>NULL, n, n)
-    cdef floating *hs = <floating *>_data(H)
-    cdef floating *pk = <floating *>_data(pack)
-    cdef const int64_t *idp = NULL
-    cdef const floating *xp = NULL
+cdef inline void _out(floating **field, object a):
+    """Point a descriptor's output field at a checked array (None: NULL)."""
+    field[0] = <floating *>_data(a)
+
+
+cdef object _fill_layer(rf_recurrent *d, object X, object W_x, object W_h, object b, object h0,
+                        object c0, int T, int B, int I, int H, bint ids, int G):
+    """Zero the descriptors, fill the layer's sizes and inputs and give the workspace a fresh
+    pack (csrc/pgemm_tmpl.h; a new array per call, so concurrent calls never share one).
+    Returns the pack, which must outlive the C call."""
+    memset(d, 0, sizeof(d[0]))
+    d.layer.T, d.layer.B, d.layer.In, d.layer.H = T, B, I, H
     if ids:
-        idp = <const int64_t *>_data(X)
+        d.layer.ids = <const int64_t *>_data(X)
     else:
-        xp = <const floating *>_data(X)
-    cdef const floating *wx = <const floating *>_data(W_x)
-    cdef const floating *wh = <const floating *>_data(W_h)
-    cdef const floating *bp = <const floating *>_data(b)
-    cdef const floating *h0p = <const floating *>_data(h0)
+        _in(&d.layer.X, X)
+    _in(&d.layer.W_x, W_x)
+    _in(&d.layer.W_h, W_h)
+    _in(&d.layer.b, b)
+    _in(&d.layer.h0, h0)
+    _in(&d.layer.c0, c0)
+    if rf_recurrent is rf_recurrent_f32:
+        pack = np.empty(max(rf_recurrent_pack_size_f32(H, G), 1), _F32)
+    else:
+        pack = np.empty(max(rf_recurrent_pack_size_f64(H, G), 1), _F64)
+    _out(&d.ws.pack, pack)
+    return pack
+
+
+cdef _rnn_forward(rf_recurrent *d, object H, object X, object W_x, object W_h, object b,
+                  object h0, int T, int B, int I, int n, bint ids):
+    pack = _fill_layer(d, X, W_x, W_h, b, h0, None, T, B, I, n, ids, n)
+    _out(&d.layer.hs, H)
     with nogil:
-        rf_rnn_forward(hs, pk, idp, xp, wx, wh, bp, h0p, T, B, I, n)
+        rf_rnn_forward(d)
 
 
 def rnn_forward(H, X, W_x, W_h, b, h0):
@@ -501,37 +518,34 @@ def rnn_forward(H, X, W_x, W_h, b, h0):
     dtype, T, B, I, n, ids = _check_layer("rnn", X, W_x, W_h, b, h0, None)
     _check_output("H", H, dtype, (T, B, n))
     _check_no_overlap(("H", "X", "W_x", "W_h", "b", "h0"), (H, X, W_x, W_h, b, h0), 1)
+    cdef rf_recurrent_f32 d32
+    cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _rnn_forward(<float>0, H, X, W_x, W_h, b, h0, T, B, I, n, ids)
+        _rnn_forward(&d32, H, X, W_x, W_h, b, h0, T, B, I, n, ids)
     else:
-        _rnn_forward(<double>0, H, X, W_x, W_h, b, h0, T, B, I, n, ids)
+        _rnn_forward(&d64, H, X, W_x, W_h, b, h0, T, B, I, n, ids)
 
 
-cdef _rnn_backward(floating kind, object dX, object dW_x, object dW_h, object db, object dh0, object
-                   dA, object dH, object X, object H, object W_x, object W_h, object h0, int T, int
-                   B, int I, int n, bint ids):
-    pack = _pack_scratch(<floating *>NULL, n, n)
-    cdef floating *pk = <floating *>_data(pack)
-    cdef floating *dxp = <floating *>_data(dX)
-    cdef floating *dwx = <floating *>_data(dW_x)
-    cdef floating *dwh = <floating *>_data(dW_h)
-    cdef floating *dbp = <floating *>_data(db)
-    cdef floating *dh0p = <floating *>_data(dh0)
-    cdef floating *dap = <floating *>_data(dA)
-    cdef const floating *dhp = <const floating *>_data(dH)
-    cdef const int64_t *idp = NULL
-    cdef const floating *xp = NULL
-    if ids:
-        idp = <const int64_t *>_data(X)
-    else:
-        xp = <const floating *>_data(X)
-    cdef const floating *hs = <const floating *>_data(H)
-    cdef const floating *wx = <const floating *>_data(W_x)
-    cdef const floating *wh = <const floating *>_data(W_h)
-    cdef const floating *h0p = <const floating *>_data(h0)
+cdef _fill_grads(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
+                 object dc0, object dA, object dH):
+    _out(&d.grads.dX, dX)
+    _out(&d.grads.dW_x, dW_x)
+    _out(&d.grads.dW_h, dW_h)
+    _out(&d.grads.db, db)
+    _out(&d.grads.dh0, dh0)
+    _out(&d.grads.dc0, dc0)
+    _in(&d.grads.dH, dH)
+    _out(&d.ws.dA, dA)
+
+
+cdef _rnn_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
+                   object dA, object dH, object X, object H, object W_x, object W_h, object h0,
+                   int T, int B, int I, int n, bint ids):
+    pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, n)
+    _out(&d.layer.hs, H)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH)
     with nogil:
-        rf_rnn_backward(dxp, dwx, dwh, dbp, dh0p, dap, pk, dhp, idp, xp, hs, wx, wh, h0p, T, B,
-                        I, n)
+        rf_rnn_backward(d)
 
 
 def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0):
@@ -551,36 +565,28 @@ def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0):
     _check_output("dA", dA, dtype, (T, B, n))
     _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dA", "dH", "X", "H", "W_x", "W_h",
                        "h0"), (dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0), 6)
+    cdef rf_recurrent_f32 d32
+    cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _rnn_backward(<float>0, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, T, B, I, n,
-                      ids)
+        _rnn_backward(&d32, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, T, B, I, n, ids)
     else:
-        _rnn_backward(<double>0, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, T, B, I, n,
-                      ids)
+        _rnn_backward(&d64, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, T, B, I, n, ids)
 
 
-cdef _lstm_forward(floating kind, object H, object C, object tanhC, object gates, object X, object
-                   W_x, object W_h, object b, object h0, object c0, int T, int B, int I, int n, bint
-                   ids):
-    pack = _pack_scratch(<floating *>NULL, n, 4 * n)
-    cdef floating *pk = <floating *>_data(pack)
-    cdef floating *hs = <floating *>_data(H)
-    cdef floating *cs = <floating *>_data(C)
-    cdef floating *tcs = <floating *>_data(tanhC)
-    cdef floating *gp = <floating *>_data(gates)
-    cdef const int64_t *idp = NULL
-    cdef const floating *xp = NULL
-    if ids:
-        idp = <const int64_t *>_data(X)
-    else:
-        xp = <const floating *>_data(X)
-    cdef const floating *wx = <const floating *>_data(W_x)
-    cdef const floating *wh = <const floating *>_data(W_h)
-    cdef const floating *bp = <const floating *>_data(b)
-    cdef const floating *h0p = <const floating *>_data(h0)
-    cdef const floating *c0p = <const floating *>_data(c0)
+cdef _fill_lstm_cache(rf_recurrent *d, object H, object C, object tanhC, object gates):
+    _out(&d.layer.hs, H)
+    _out(&d.layer.cs, C)
+    _out(&d.layer.tcs, tanhC)
+    _out(&d.layer.gates, gates)
+
+
+cdef _lstm_forward(rf_recurrent *d, object H, object C, object tanhC, object gates, object X,
+                   object W_x, object W_h, object b, object h0, object c0, int T, int B, int I,
+                   int n, bint ids):
+    pack = _fill_layer(d, X, W_x, W_h, b, h0, c0, T, B, I, n, ids, 4 * n)
+    _fill_lstm_cache(d, H, C, tanhC, gates)
     with nogil:
-        rf_lstm_forward(hs, cs, tcs, gp, pk, idp, xp, wx, wh, bp, h0p, c0p, T, B, I, n)
+        rf_lstm_forward(d)
 
 
 def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0):
@@ -596,43 +602,23 @@ def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0):
     _check_output("gates", gates, dtype, (T, B, 4 * n))
     _check_no_overlap(("H", "C", "tanhC", "gates", "X", "W_x", "W_h", "b", "h0", "c0"),
                       (H, C, tanhC, gates, X, W_x, W_h, b, h0, c0), 4)
+    cdef rf_recurrent_f32 d32
+    cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _lstm_forward(<float>0, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, T, B, I, n, ids)
+        _lstm_forward(&d32, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, T, B, I, n, ids)
     else:
-        _lstm_forward(<double>0, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, T, B, I, n, ids)
+        _lstm_forward(&d64, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, T, B, I, n, ids)
 
 
-cdef _lstm_backward(floating kind, object dX, object dW_x, object dW_h, object db, object dh0,
-                    object dc0, object dA, object dH, object X, object H, object C, object tanhC,
-                    object gates, object W_x, object W_h, object h0, object c0, int T, int B, int I,
-                    int n, bint ids):
-    pack = _pack_scratch(<floating *>NULL, n, 4 * n)
-    cdef floating *pk = <floating *>_data(pack)
-    cdef floating *dxp = <floating *>_data(dX)
-    cdef floating *dwx = <floating *>_data(dW_x)
-    cdef floating *dwh = <floating *>_data(dW_h)
-    cdef floating *dbp = <floating *>_data(db)
-    cdef floating *dh0p = <floating *>_data(dh0)
-    cdef floating *dc0p = <floating *>_data(dc0)
-    cdef floating *dap = <floating *>_data(dA)
-    cdef const floating *dhp = <const floating *>_data(dH)
-    cdef const int64_t *idp = NULL
-    cdef const floating *xp = NULL
-    if ids:
-        idp = <const int64_t *>_data(X)
-    else:
-        xp = <const floating *>_data(X)
-    cdef const floating *hs = <const floating *>_data(H)
-    cdef const floating *cs = <const floating *>_data(C)
-    cdef const floating *tcs = <const floating *>_data(tanhC)
-    cdef const floating *gp = <const floating *>_data(gates)
-    cdef const floating *wx = <const floating *>_data(W_x)
-    cdef const floating *wh = <const floating *>_data(W_h)
-    cdef const floating *h0p = <const floating *>_data(h0)
-    cdef const floating *c0p = <const floating *>_data(c0)
+cdef _lstm_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
+                    object dc0, object dA, object dH, object X, object H, object C,
+                    object tanhC, object gates, object W_x, object W_h, object h0, object c0,
+                    int T, int B, int I, int n, bint ids):
+    pack = _fill_layer(d, X, W_x, W_h, None, h0, c0, T, B, I, n, ids, 4 * n)
+    _fill_lstm_cache(d, H, C, tanhC, gates)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, dc0, dA, dH)
     with nogil:
-        rf_lstm_backward(dxp, dwx, dwh, dbp, dh0p, dc0p, dap, pk, dhp, idp, xp, hs, cs, tcs, gp,
-                         wx, wh, h0p, c0p, T, B, I, n)
+        rf_lstm_backward(d)
 
 
 def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h, h0,
@@ -659,11 +645,13 @@ def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W
                        "tanhC", "gates", "W_x", "W_h", "h0", "c0"),
                       (dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h,
                        h0, c0), 7)
+    cdef rf_recurrent_f32 d32
+    cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _lstm_backward(<float>0, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
+        _lstm_backward(&d32, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
                        W_h, h0, c0, T, B, I, n, ids)
     else:
-        _lstm_backward(<double>0, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
+        _lstm_backward(&d64, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
                        W_h, h0, c0, T, B, I, n, ids)
 
 
@@ -679,10 +667,13 @@ cdef list _check_layer_list(str name, object arrays, int L):
     return list(arrays)
 
 
-cdef _sample(floating kind, object out, object uniforms, object first_ids, object h, object c, list
-             W_x, list W_h, list b, object W_y, object b_y, double temperature, int top_k, bint
-             argmax, int N, int S, int L, int n, int V):
-    dtype = _F32 if floating is float else _F64
+cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, object h, object c,
+             list W_x, list W_h, list b, object W_y, object b_y, double temperature, int top_k,
+             bint argmax, int N, int S, int L, int n, int V):
+    if rf_sampler is rf_sampler_f32:
+        dtype = _F32
+    else:
+        dtype = _F64
     G = (4 if c is not None else 1) * n
     # scratch for the whole call, never per step
     act = np.empty((S, G), dtype)
@@ -694,24 +685,31 @@ cdef _sample(floating kind, object out, object uniforms, object first_ids, objec
     ids = np.empty(S, _INDEX_DTYPE)
     pointers = np.array([a.ctypes.data for arrays in (W_x, W_h, b) for a in arrays],
                         dtype=np.uintp)  # W_x[0..L-1], W_h[0..L-1], b[0..L-1]
-    cdef const floating *const *layer_ptrs = <const floating *const *>_data(pointers)
+    memset(m, 0, sizeof(m[0]))
+    m.L, m.S, m.H, m.V = L, S, n, V
+    if rf_sampler is rf_sampler_f32:
+        m.W_x = <const float *const *>_data(pointers)
+    else:
+        m.W_x = <const double *const *>_data(pointers)
+    m.W_h = m.W_x + L
+    m.b = m.W_x + 2 * L
+    _in(&m.W_y, W_y)
+    _in(&m.b_y, b_y)
+    _out(&m.h, h)
+    _out(&m.c, c)
+    m.temperature, m.top_k, m.argmax = temperature, top_k, argmax
+    _out(&m.act, act)
+    _out(&m.cbuf, cbuf)
+    _out(&m.tcbuf, tcbuf)
+    _out(&m.logits, logits)
+    m.w = <double *>_data(w)
+    m.sel = <double *>_data(sel)
+    m.ids = <int64_t *>_data(ids)
     cdef int64_t *op = <int64_t *>_data(out)
     cdef const double *up = <const double *>_data(uniforms)
     cdef const int64_t *fp = <const int64_t *>_data(first_ids)
-    cdef floating *hp = <floating *>_data(h)
-    cdef floating *cp = <floating *>_data(c)
-    cdef const floating *wy = <const floating *>_data(W_y)
-    cdef const floating *by = <const floating *>_data(b_y)
-    cdef floating *actp = <floating *>_data(act)
-    cdef floating *cbp = <floating *>_data(cbuf)
-    cdef floating *tcp = <floating *>_data(tcbuf)
-    cdef floating *lp = <floating *>_data(logits)
-    cdef double *wp = <double *>_data(w)
-    cdef double *sp = <double *>_data(sel)
-    cdef int64_t *ip = <int64_t *>_data(ids)
     with nogil:
-        rf_sample(op, up, fp, hp, cp, layer_ptrs, layer_ptrs + L, layer_ptrs + 2 * L, wy, by,
-                  temperature, top_k, argmax, N, S, L, n, V, actp, cbp, tcp, lp, wp, sp, ip)
+        rf_sample(op, m, up, fp, N)
 
 
 def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax):
@@ -765,11 +763,13 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
     cdef int cN = N, cS = S, cL = L, cH = n, cV = V
     cdef double temp = temperature
     cdef bint am = argmax
+    cdef rf_sampler_f32 m32
+    cdef rf_sampler_f64 m64
     if dtype == _F32:
-        _sample(<float>0, out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temp, k, am, cN,
+        _sample(&m32, out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temp, k, am, cN,
                 cS, cL, cH, cV)
     else:
-        _sample(<double>0, out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temp, k, am, cN,
+        _sample(&m64, out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temp, k, am, cN,
                 cS, cL, cH, cV)
 
 
