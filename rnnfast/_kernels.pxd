@@ -16,6 +16,22 @@ cdef extern from "blas.h" nogil:
     void rf_blas_init(rf_sgemm_fn sgemm, rf_dgemm_fn dgemm, rf_sgemv_fn sgemv,
                       rf_dgemv_fn dgemv)
 
+cdef extern from "paths.h" nogil:
+    enum:
+        RF_ISA_BASELINE
+        RF_ISA_AVX2
+        RF_ISA_AVX512
+        RF_PACKED_AUTO
+        RF_PACKED_OFF
+        RF_PACKED_ON
+    struct rf_paths:
+        int isa
+        int packed
+        int64_t chunk_bytes
+    int rf_isa_available(int isa)
+    int rf_paths_set(const rf_paths *paths)
+    rf_paths rf_paths_get()
+
 cdef extern from "rnnfast.h" nogil:
     double rf_softmax_xent_f32(float *dlogits, const float *logits, const int64_t *targets,
                                int N, int V)

@@ -22,6 +22,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memset
 
 import math
+import os
 
 import numpy as np
 from scipy.linalg import cython_blas
@@ -41,6 +42,72 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _INDEX_DTYPE = np.dtype(np.int64)
 _GATES = {"rnn": 1, "lstm": 4}
+
+
+# ---- the code paths: machine-chosen by default, forceable (csrc/paths.h) ---------------------
+
+_ISAS = {"baseline": RF_ISA_BASELINE, "avx2": RF_ISA_AVX2, "avx512": RF_ISA_AVX512}
+_PACKED = {"auto": RF_PACKED_AUTO, False: RF_PACKED_OFF, True: RF_PACKED_ON}
+
+
+def _available_isas():
+    """The instruction-set variants this build has and this CPU runs, best first."""
+    return tuple(name for name in ("avx512", "avx2", "baseline") if rf_isa_available(_ISAS[name]))
+
+
+def _paths():
+    """The paths in force: {"isa": name, "packed": "auto" | True | False, "chunk_bytes": int}."""
+    cdef rf_paths p = rf_paths_get()
+    isa = next(name for name, value in _ISAS.items() if value == p.isa)
+    packed = next(key for key, value in _PACKED.items() if value == p.packed)
+    return {"isa": isa, "packed": packed, "chunk_bytes": p.chunk_bytes}
+
+
+def _set_paths(isa=None, packed=None, chunk_bytes=None):
+    """Force the kernels' paths (tests; None leaves a setting as it is).  isa: "avx512", "avx2"
+    or "baseline" (the elementwise loops' variant; ValueError if this build or CPU lacks it);
+    packed: True (the packed per-step kernel at every B), False (BLAS), "auto" (packed on AVX-512
+    for B >= 2); chunk_bytes: the size of the recurrent drivers' chunks (>= 1: one step per chunk
+    at least).  Not thread-safe against running kernels."""
+    cdef rf_paths p = rf_paths_get()
+    if isa is not None:
+        if isa not in _ISAS:
+            raise ValueError(f"isa: expected one of {tuple(_ISAS)}, got {isa!r}")
+        if not rf_isa_available(_ISAS[isa]):
+            raise ValueError(f"isa: {isa!r} is not available here (this build and CPU run "
+                             f"{_available_isas()})")
+        p.isa = _ISAS[isa]
+    if packed is not None:
+        if isinstance(packed, str) and packed != "auto" or packed not in _PACKED:
+            raise ValueError(f"packed: expected True, False or 'auto', got {packed!r}")
+        p.packed = _PACKED[packed]
+    if chunk_bytes is not None:
+        if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, (int, np.integer)) \
+                or chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes: expected an integer >= 1, got {chunk_bytes!r}")
+        p.chunk_bytes = chunk_bytes
+    if rf_paths_set(&p) != 0:
+        raise ValueError(f"paths: rejected by the C library: {_paths()} unchanged")
+
+
+def _paths_from_environment(environ):
+    """RNNFAST_ISA caps the variant (the best available at or below it); RNNFAST_PACKED=0|1
+    forces the per-step products through BLAS or the packed kernel."""
+    isa = environ.get("RNNFAST_ISA")
+    if isa is not None:
+        order = ("baseline", "avx2", "avx512")
+        if isa not in order:
+            raise ValueError(f"RNNFAST_ISA: expected one of {order}, got {isa!r}")
+        available = _available_isas()
+        _set_paths(isa=next(n for n in reversed(order[:order.index(isa) + 1]) if n in available))
+    packed = environ.get("RNNFAST_PACKED")
+    if packed is not None:
+        if packed not in ("0", "1"):
+            raise ValueError(f"RNNFAST_PACKED: expected 0 or 1, got {packed!r}")
+        _set_paths(packed=packed == "1")
+
+
+_paths_from_environment(os.environ)
 
 
 # ---- the checks: one function per invariant -------------------------------------------------
@@ -483,7 +550,7 @@ cdef object _fill_layer(rf_recurrent *d, object X, object W_x, object W_h, objec
                         object c0, int T, int B, int I, int H, bint ids, int G):
     """Zero the descriptors, fill the layer's sizes and inputs and give the workspace a fresh
     pack (csrc/pgemm_tmpl.h; a new array per call, so concurrent calls never share one).
-    Returns the pack, which must outlive the C call."""
+    Returns the pack, which the caller keeps alive through the C call."""
     memset(d, 0, sizeof(d[0]))
     d.layer.T, d.layer.B, d.layer.In, d.layer.H = T, B, I, H
     if ids:
@@ -505,7 +572,7 @@ cdef object _fill_layer(rf_recurrent *d, object X, object W_x, object W_h, objec
 
 cdef _rnn_forward(rf_recurrent *d, object H, object X, object W_x, object W_h, object b,
                   object h0, int T, int B, int I, int n, bint ids):
-    pack = _fill_layer(d, X, W_x, W_h, b, h0, None, T, B, I, n, ids, n)
+    _pack = _fill_layer(d, X, W_x, W_h, b, h0, None, T, B, I, n, ids, n)
     _out(&d.layer.hs, H)
     with nogil:
         rf_rnn_forward(d)
@@ -541,7 +608,7 @@ cdef _fill_grads(rf_recurrent *d, object dX, object dW_x, object dW_h, object db
 cdef _rnn_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
                    object dA, object dH, object X, object H, object W_x, object W_h, object h0,
                    int T, int B, int I, int n, bint ids):
-    pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, n)
+    _pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, n)
     _out(&d.layer.hs, H)
     _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH)
     with nogil:
@@ -583,7 +650,7 @@ cdef _fill_lstm_cache(rf_recurrent *d, object H, object C, object tanhC, object 
 cdef _lstm_forward(rf_recurrent *d, object H, object C, object tanhC, object gates, object X,
                    object W_x, object W_h, object b, object h0, object c0, int T, int B, int I,
                    int n, bint ids):
-    pack = _fill_layer(d, X, W_x, W_h, b, h0, c0, T, B, I, n, ids, 4 * n)
+    _pack = _fill_layer(d, X, W_x, W_h, b, h0, c0, T, B, I, n, ids, 4 * n)
     _fill_lstm_cache(d, H, C, tanhC, gates)
     with nogil:
         rf_lstm_forward(d)
@@ -614,7 +681,7 @@ cdef _lstm_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object
                     object dc0, object dA, object dH, object X, object H, object C,
                     object tanhC, object gates, object W_x, object W_h, object h0, object c0,
                     int T, int B, int I, int n, bint ids):
-    pack = _fill_layer(d, X, W_x, W_h, None, h0, c0, T, B, I, n, ids, 4 * n)
+    _pack = _fill_layer(d, X, W_x, W_h, None, h0, c0, T, B, I, n, ids, 4 * n)
     _fill_lstm_cache(d, H, C, tanhC, gates)
     _fill_grads(d, dX, dW_x, dW_h, db, dh0, dc0, dA, dH)
     with nogil:

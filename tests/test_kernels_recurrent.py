@@ -155,8 +155,9 @@ def assert_all_close(actual, expected, dtype):
 @pytest.mark.parametrize("inputs", ["ids", "float"])
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
 @pytest.mark.parametrize("cell", CELLS)
-def test_forward_matches_reference(rng, dtype, cell, shape, inputs, init):
+def test_forward_matches_reference(rng, dtype, cell, shape, inputs, init, kernel_path):
     layer = make_layer(rng, cell, shape, dtype, inputs, init)
+    kernel_path.fit_chunk(shape[1], GATES[cell] * shape[3], dtype)
     assert_all_close(run_forward(K, cell, layer), run_forward(ref, cell, layer), dtype)
 
 
@@ -176,8 +177,9 @@ def test_forward_negative_control(rng, dtype, cell):
 @pytest.mark.parametrize("inputs", ["ids", "float"])
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
 @pytest.mark.parametrize("cell", CELLS)
-def test_backward_matches_reference(rng, dtype, cell, shape, inputs, init):
+def test_backward_matches_reference(rng, dtype, cell, shape, inputs, init, kernel_path):
     layer = make_layer(rng, cell, shape, dtype, inputs, init)
+    kernel_path.fit_chunk(shape[1], GATES[cell] * shape[3], dtype)
     fwd = run_forward(ref, cell, layer)
     dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
     dH_before = dH.copy()
