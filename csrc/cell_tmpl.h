@@ -3,8 +3,8 @@
  * Each inner loop runs over one row of H with restrict pointers, so it vectorizes. */
 
 /* A (R, G) = X W_x + b with X (R, I), or the row gather W_x[ids] + b with ids (R). */
-static inline void FN(project)(real *A, const int64_t *ids, const real *X, const real *W_x,
-                                  const real *b, int R, int I, int G)
+static RF_NOINLINE void FN(project)(real *A, const int64_t *ids, const real *X, const real *W_x,
+                                    const real *b, int R, int I, int G)
 {
     for (int64_t r = 0; r < R; r++) {
         real *restrict a = A + r * G;
@@ -22,7 +22,7 @@ static inline void FN(project)(real *A, const int64_t *ids, const real *X, const
 }
 
 /* out (n) = tanh(a (n)) */
-static inline void FN(tanh_pass)(real *restrict out, const real *restrict a, int64_t n)
+static RF_NOINLINE void FN(tanh_pass)(real *restrict out, const real *restrict a, int64_t n)
 {
     const struct FN(vm_limits) lim = FN(vm_limits_load)();
     for (int64_t k = 0; k < n; k++)
@@ -30,7 +30,7 @@ static inline void FN(tanh_pass)(real *restrict out, const real *restrict a, int
 }
 
 /* The RNN cell, in place on the pre-activations:  a (n) = h = tanh(a) */
-static inline void FN(tanh_inplace)(real *restrict a, int64_t n)
+static RF_NOINLINE void FN(tanh_inplace)(real *restrict a, int64_t n)
 {
     const struct FN(vm_limits) lim = FN(vm_limits_load)();
     for (int64_t k = 0; k < n; k++)
@@ -64,8 +64,8 @@ static inline void FN(lstm_row)(real *restrict h, real *restrict c, real *restri
 
 /* The LSTM cell over B rows.  h, c, tc, c_prev (B, H); gates (B, 4H) in/out.  c must not be
  * c_prev. */
-static inline void FN(lstm_cell)(real *h, real *c, real *tc, real *gates, const real *c_prev,
-                                    int B, int H)
+static RF_NOINLINE void FN(lstm_cell)(real *h, real *c, real *tc, real *gates, const real *c_prev,
+                                      int B, int H)
 {
     for (int64_t r = 0; r < B; r++) {
         real *a = gates + r * 4 * H;

@@ -51,7 +51,7 @@ static void FN(pg_pack)(real *P, const real *W, int K, int N, int trans)
 /* C (M,N) += A (M,K) op(W) (accumulate) or C = A op(W), P from pg_pack, MR rows of C at a time
  * (a constant at each call: inlined, the block loops unroll and acc lives in registers). */
 #define PG_MR_MAX 6
-static inline __attribute__((always_inline)) void FN(pg_gemm_rows)(
+static RF_ALWAYS_INLINE void FN(pg_gemm_rows)(
     real *restrict C, const real *restrict A, const real *restrict P, int M, int N, int K,
     int accumulate, const int MR)
 {

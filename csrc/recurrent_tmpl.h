@@ -87,7 +87,7 @@ static void FN(sum_grads)(const struct DT(rf_layer_grads) *g, const real *dA,
 }
 
 /* The forward driver; `cell` is a constant at each call (inlined: one loop per cell). */
-static inline __attribute__((always_inline)) void FN(recurrent_forward)(
+static RF_ALWAYS_INLINE void FN(recurrent_forward)(
     const struct DT(rf_layer) *L, const struct DT(rf_workspace) *ws, const int cell)
 {
     const int T = L->T, B = L->B, I = L->In, H = L->H;
@@ -121,7 +121,7 @@ static inline __attribute__((always_inline)) void FN(recurrent_forward)(
 }
 
 /* The backward driver; `cell` as in recurrent_forward. */
-static inline __attribute__((always_inline)) void FN(recurrent_backward)(
+static RF_ALWAYS_INLINE void FN(recurrent_backward)(
     const struct DT(rf_layer_grads) *g, const struct DT(rf_workspace) *ws,
     const struct DT(rf_layer) *L, const int cell)
 {

@@ -6,8 +6,8 @@
  *   w_v = exp((z_v - max z) / temperature) in double; with top_k, w_v = 0 where z_v is below the
  *   k-th largest z;  the first v with  w_0 + ... + w_v > u sum(w)  (sequential sums, like
  *   np.cumsum), or V-1 if none;  argmax: the first largest z. */
-static int64_t FN(draw_row)(const real *z, double u, double temperature, int top_k, int argmax,
-                            int V, double *w, double *sel)
+static RF_NOINLINE int64_t FN(draw_row)(const real *z, double u, double temperature, int top_k,
+                                        int argmax, int V, double *w, double *sel)
 {
     if (argmax) {
         int best = 0;
