@@ -2,10 +2,10 @@
 
 RNNFAST_NATIVE=1 compiles for the host's vector width (-march=native); the default build is
 portable, with AVX2 and AVX-512 variants of the elementwise loops next to the baseline, picked at
-first use from the CPU (csrc/paths.h) on GCC for x86-64 (RNNFAST_NO_CLONES=1 leaves them out).  RNNFAST_SANITIZE=1 builds with AddressSanitizer and
-UndefinedBehaviorSanitizer (run Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so); see
-the README).  Never fast-math flags: the comparison with the NumPy reference depends on IEEE
-behaviour.
+first use from the CPU (csrc/paths.h) on GCC for x86-64 (RNNFAST_NO_CLONES=1 leaves them out).
+RNNFAST_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer (run Python with
+LD_PRELOAD=$(gcc -print-file-name=libasan.so); see the README).  Never fast-math flags: the
+comparison with the NumPy reference depends on IEEE behaviour.
 """
 
 import os
