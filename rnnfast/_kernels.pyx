@@ -107,6 +107,7 @@ def _paths_from_environment(environ):
         _set_paths(packed=packed == "1")
 
 
+rf_paths_get()  # the machine's choice is made here, at import, before threads run kernels
 _paths_from_environment(os.environ)
 
 
