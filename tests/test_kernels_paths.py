@@ -7,6 +7,7 @@ compared with one another, bit for bit, where the design promises it: the same o
 same order at every vector width, no FMA contraction, the packed kernel's fma one rounding.
 """
 
+import os
 import subprocess
 import sys
 
@@ -52,7 +53,8 @@ def assert_same_bits(results):
 
 def test_paths_round_trip_and_defaults():
     before = K._paths()
-    assert before["isa"] == ISAS[0] and before["packed"] == "auto"
+    if not {"RNNFAST_ISA", "RNNFAST_PACKED"} & set(os.environ):  # the machine's own choice
+        assert before["isa"] == ISAS[0] and before["packed"] == "auto"
     try:
         K._set_paths(isa="baseline", packed=True, chunk_bytes=3)
         assert K._paths() == {"isa": "baseline", "packed": True, "chunk_bytes": 3}
