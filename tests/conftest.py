@@ -95,12 +95,25 @@ def _kernel_paths():
 KERNEL_PATHS = _kernel_paths()
 
 
+_ACTIVE_PATH = [KernelPath()]
+
+
+def fit_chunk(B, G, dtype):
+    """KernelPath.fit_chunk of the path in force (none forced: nothing to do), for tests that run
+    under the kernel_path fixture and are also called directly (tests/test_negative_controls.py)."""
+    _ACTIVE_PATH[0].fit_chunk(B, G, dtype)
+
+
 def _forced(path):
     """Set ``path`` for the test, restore what was in force after it."""
     saved = _kernels._paths()
     _kernels._set_paths(isa=path.isa, packed=path.packed)
-    yield path
-    _kernels._set_paths(**saved)
+    _ACTIVE_PATH[0] = path
+    try:
+        yield path
+    finally:
+        _ACTIVE_PATH[0] = KernelPath()
+        _kernels._set_paths(**saved)
 
 
 @pytest.fixture(params=KERNEL_PATHS, ids=repr)
