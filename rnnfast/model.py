@@ -64,9 +64,7 @@ def kernels(backend: str) -> SimpleNamespace:
         module = reference
     else:
         module = _kernels
-    return SimpleNamespace(
-        **{name: getattr(module, name) for name in KERNEL_NAMES if hasattr(module, name)}
-    )
+    return SimpleNamespace(**{name: getattr(module, name) for name in KERNEL_NAMES})
 
 
 class State(NamedTuple):

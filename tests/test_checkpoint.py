@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import skip_c_gru, subprocess_env
+from conftest import subprocess_env
 
 from rnnfast import CharLM, Vocab, checkpoint
 from rnnfast.checkpoint import CheckpointError
@@ -48,7 +48,6 @@ def saved(tmp_path, **kw) -> Path:
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "rmsprop", "adam"])
 @pytest.mark.parametrize("cell", ["lstm", "rnn", "gru"])
 def test_round_trip(tmp_path, cell, optimizer):
-    skip_c_gru(cell, "c")
     model, opt, state = make(cell=cell, optimizer=optimizer)
     path = checkpoint.save(
         tmp_path / "sub" / "ck.npz",

@@ -165,14 +165,14 @@ def test_gru_trains_resumes_exactly_and_samples(tmp_path, data, capsys):
     run = tmp_path / "gru"
     assert main(["train", "--resume", str(run), "--steps", "40", "--sample-length", "0"]) == 0
     assert train(tmp_path, data, "--cell", "gru", out="straight", steps="40") == 0
-    resumed = checkpoint.load(run, backend="numpy")
+    resumed = checkpoint.load(run)
     assert resumed.model.cell == "gru" and resumed.state.c is None and resumed.step == 40
     straight = checkpoint.load(tmp_path / "straight")
     np.testing.assert_array_equal(resumed.model.flat_params, straight.model.flat_params)
     capsys.readouterr()
-    code, out, _ = sample(capsys, run, "--seed", 3, "--length", 50, "--backend", "numpy")
+    code, out, _ = sample(capsys, run, "--seed", 3, "--length", 50)
     assert code == 0 and out == resumed.model.sample(50, seed=3) + "\n"
-    code, out, _ = sample(capsys, run, "--seed", 4, "--length", 50, "--backend", "numpy")
+    code, out, _ = sample(capsys, run, "--seed", 4, "--length", 50)
     assert code == 0 and out != resumed.model.sample(50, seed=3) + "\n"
 
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import assert_close, skip_c_gru, subprocess_env
+from conftest import assert_close, subprocess_env
 from test_reference_gradcheck import numeric_gradient
 
 import rnnfast
@@ -57,7 +57,6 @@ def run(layer, x, state, dout, dstate):
 @pytest.mark.parametrize("batch_first", [False, True], ids=["time_major", "batch_first"])
 @pytest.mark.parametrize("cell, I, H, num_layers, T, B", SHAPES)
 def test_c_matches_numpy(cell, I, H, num_layers, T, B, batch_first, dtype, rng):  # noqa: E741
-    skip_c_gru(cell, "c")
     made = {
         backend: CLASSES[cell](
             I, H, num_layers, dtype=dtype, backend=backend, batch_first=batch_first, seed=5

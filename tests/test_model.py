@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import assert_close, skip_c_gru
+from conftest import assert_close
 
 import rnnfast
 from rnnfast import reference
@@ -41,7 +41,6 @@ def test_training_learns_more_than_the_previous_character(vocab, backend, cell):
     exactly; after 4 epochs the last epoch's mean loss must be below half of what the best
     predictor from the previous character alone scores (0.64 nats; measured: 0.07 RNN, 0.15
     LSTM, 0.10 GRU).  The first loss is that of an untrained, near-uniform model: ln V."""
-    skip_c_gru(cell, backend)
     model = small_model(vocab, cell, backend=backend)
     batches = rnnfast.Batches(vocab.encode(TEXT), batch_size=4, seq_length=16)
     opt = rnnfast.Adam(model, lr=2e-2)
@@ -277,7 +276,6 @@ def cell_equations(cell, p, xs):
 def test_step_api_follows_the_equations_step_by_step(backend, cell, output_size, dtype, rng):
     """Six steps of a batch of 3 carry the state from step to step (every output checked
     against the equations), for float32 and float64 with the kernel tolerance table."""
-    skip_c_gru(cell, backend)
     step_cell = make_cell(cell, backend, 4, 7, output_size, dtype=dtype, seed=1)
     xs = rng.normal(size=(6, 3, 4)).astype(dtype)
     expected, h, c = cell_equations(cell, step_cell.params, xs)
@@ -296,7 +294,6 @@ def test_step_api_follows_the_equations_step_by_step(backend, cell, output_size,
 def test_step_api_c_matches_numpy_step_by_step(cell, dtype, rng):
     """The same seed gives both backends the same weights; their outputs agree at every step
     of a 1-d input (returned 1-d) and of a batch, within the kernel tolerance table."""
-    skip_c_gru(cell, "c")
     c_cell = make_cell(cell, "c", 6, 9, 4, dtype=dtype, seed=2)
     numpy_cell = make_cell(cell, "numpy", 6, 9, 4, dtype=dtype, seed=2)
     np.testing.assert_array_equal(c_cell.params.flat, numpy_cell.params.flat)
@@ -313,7 +310,6 @@ def test_step_api_c_matches_numpy_step_by_step(cell, dtype, rng):
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_reset_starts_again_from_zeros_and_allows_a_new_batch(backend, cell, rng):
-    skip_c_gru(cell, backend)
     step_cell = make_cell(cell, backend, 3, 8, 2, dtype=np.float64, seed=0)
     xs = rng.normal(size=(3, 4, 3))
     first = [step_cell.step(x) for x in xs]
@@ -408,7 +404,6 @@ def test_sampler_is_the_same_on_both_backends_and_continues_in_chunks(vocab, cel
     """Drawing 12 steps at once gives the ids of drawing 5 then 7 (the second chunk carries on
     from the first's state and last id); both backends draw the same ids in float64; the state
     the sampler started from is not modified."""
-    skip_c_gru(cell, "c")
     kwargs = {"hidden_size": 12, "num_layers": 2, "dtype": np.float64, "seed": 4}
     models = [rnnfast.CharLM(vocab, cell, backend=b, **kwargs) for b in BACKENDS]
     first = rng.integers(0, len(vocab), 3)

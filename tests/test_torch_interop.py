@@ -68,8 +68,6 @@ def torch_loss_and_grads(rnn, linear, x, y, state):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cell, V, H, layers, T, B", SHAPES)
 def test_same_loss_state_and_gradients_as_autograd(cell, V, H, layers, T, B, dtype, backend):
-    if cell == "gru" and backend == "c":
-        pytest.skip("the C GRU kernels are not in yet")
     rnn, linear = torch_pair(cell, V, H, layers, dtype)
     model = rnnfast.CharLM.from_torch(rnn, linear, backend=backend)
     assert (model.cell, model.num_layers, model.dtype) == (cell, layers, dtype)
@@ -189,8 +187,6 @@ def torch_layer_grads(module, x, h0, c0, dout, dh_T, dc_T):
 @pytest.mark.parametrize("cell, I, H, num_layers, T, B", LAYER_SHAPES)
 def test_layer_matches_autograd(cell, I, H, num_layers, T, B, with_dstate, given_state,  # noqa: E741
                                 batch_first, backend):  # fmt: skip
-    if cell == "gru" and backend == "c":
-        pytest.skip("the C GRU kernels are not in yet")
     torch.manual_seed(3)
     module = TORCH_CLASSES[cell](I, H, num_layers=num_layers, batch_first=batch_first,
                                  dtype=torch.float64)  # fmt: skip
@@ -244,8 +240,7 @@ def test_layer_negative_control_a_dropped_final_state_gradient_is_caught():
 @pytest.mark.parametrize("cls", [layers.RNN, layers.LSTM, layers.GRU])
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_layer_round_trip_through_torch(cls, batch_first):
-    layer = cls(3, 5, num_layers=2, dtype=np.float64, batch_first=batch_first, seed=1,
-                backend="numpy")  # fmt: skip
+    layer = cls(3, 5, num_layers=2, dtype=np.float64, batch_first=batch_first, seed=1)
     module = layer.to_torch()
     merged = module.bias_hh_l1[:10] if cls is layers.GRU else module.bias_hh_l1
     assert module.batch_first == batch_first and merged.abs().sum().item() == 0
