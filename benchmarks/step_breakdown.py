@@ -12,6 +12,10 @@ step calls are listed, one row each; so are the instance's ``_inputs`` and ``_fi
 in the same rounds, is the last row: the figure the rows add up to.  Per-step microseconds are
 medians over ``--rounds`` rounds of ``--steps`` steps.
 
+The clock is the calling thread's CPU time by default (``--clock cpu``): with BLAS at one thread
+all of a step's work runs on that thread, and time spent descheduled on a shared machine does
+not count.  ``--clock wall`` uses ``time.perf_counter_ns``.
+
 ``--smoke`` runs one short round (CI checks that the script runs).
 """
 
@@ -31,9 +35,11 @@ from bench_configs import CONFIGS, batch, blas_summary, vocab  # noqa: E402
 SHIMMED_METHODS = ("_inputs", "_final_state")
 
 
-def timed(fn, name: str, totals: dict):
-    """fn, adding its wall time in ns to totals[name] and 1 to totals[name, "calls"]."""
-    clock = time.perf_counter_ns
+CLOCKS = {"cpu": time.thread_time_ns, "wall": time.perf_counter_ns}
+
+
+def timed(fn, name: str, totals: dict, clock):
+    """fn, adding its time on ``clock`` (ns) to totals[name] and 1 to totals[name, "calls"]."""
 
     def shim(*args, **kwargs):
         t0 = clock()
@@ -45,22 +51,22 @@ def timed(fn, name: str, totals: dict):
     return shim
 
 
-def shim_cost_ns(calls: int = 20000) -> float:
-    """Wall time one shimmed call adds around a call, in ns: the shim around a no-op, less the
-    bare no-op."""
+def shim_cost_ns(clock, calls: int = 20000) -> float:
+    """Time one shimmed call adds around a call, in ns: the shim around a no-op, less the bare
+    no-op."""
     totals = defaultdict(int)
 
     def noop(*args):
         return None
 
-    shim = timed(noop, "noop", totals)
-    best = []
+    shim = timed(noop, "noop", totals, clock)
+    spent = []
     for fn in (shim, noop):
-        t0 = time.perf_counter_ns()
+        t0 = clock()
         for _ in range(calls):
             fn(1, 2)
-        best.append(time.perf_counter_ns() - t0)
-    return max(0.0, (best[0] - best[1]) / calls)
+        spent.append(clock() - t0)
+    return max(0.0, (spent[0] - spent[1]) / calls)
 
 
 def make_model(dtype, cfg):
@@ -71,25 +77,25 @@ def make_model(dtype, cfg):
     return model, rnnfast.Adam(model, lr=2e-3)
 
 
-def breakdown(dtype, cfg, rounds: int, steps: int) -> tuple[dict, dict]:
+def breakdown(dtype, cfg, rounds: int, steps: int, clock) -> tuple[dict, dict]:
     """Per-step microseconds of each row (medians over rounds) and calls per step."""
     x, y = batch(cfg)
     plain, plain_opt = make_model(dtype, cfg)
     model, opt = make_model(dtype, cfg)
     totals = defaultdict(int)
     model._ops = SimpleNamespace(
-        **{name: timed(fn, name, totals) for name, fn in vars(model._ops).items()}
+        **{name: timed(fn, name, totals, clock) for name, fn in vars(model._ops).items()}
     )
     for name in SHIMMED_METHODS:
-        setattr(model, name, timed(getattr(model, name), name, totals))
-    cost = shim_cost_ns()
+        setattr(model, name, timed(getattr(model, name), name, totals, clock))
+    cost = shim_cost_ns(clock)
 
     def run(m, o):
         state = None
-        t0 = time.perf_counter_ns()
+        t0 = clock()
         for _ in range(steps):
             _, state = m.train_step(x, y, o, state)
-        return time.perf_counter_ns() - t0
+        return clock() - t0
 
     per_round = defaultdict(list)
     for round_ in range(rounds + 1):  # round 0 warms up
@@ -115,6 +121,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--steps", type=int, default=500, help="training steps per round")
+    parser.add_argument("--clock", choices=CLOCKS, default="cpu", help="see above")
     parser.add_argument("--smoke", action="store_true", help="one round of 20 steps")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -126,8 +133,11 @@ def main(argv=None):
     import rnnfast  # noqa: F401 -- loads SciPy's OpenBLAS before threadpool_limits
 
     with threadpool_limits(limits=1):
-        print(f"mincharrnn {tuple(cfg)}, Adam, clip 5; BLAS: {blas_summary()}")
-        results = {dt: breakdown(dt, cfg, args.rounds, args.steps) for dt in ("float32", "float64")}
+        print(f"mincharrnn {tuple(cfg)}, Adam, clip 5; {args.clock} clock; BLAS: {blas_summary()}")
+        results = {
+            dt: breakdown(dt, cfg, args.rounds, args.steps, CLOCKS[args.clock])
+            for dt in ("float32", "float64")
+        }
     (us32, calls), (us64, _) = results["float32"], results["float64"]
     tail = ["rest of Python", "shims (removed above)", "step, shimmed", "step, untimed"]
     rows = [k for k in us32 if k not in tail] + tail
