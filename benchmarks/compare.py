@@ -426,6 +426,12 @@ def main(argv=None):
                             f"  C/{other:13s} train {c['train'] / o['train']:6.2f}x   "
                             f"sample {c['sample'] / o['sample']:6.2f}x"
                         )
+                if "jax" in res and "torch" in res:
+                    j, t = res["jax"], res["torch"]
+                    print(
+                        f"  jax/torch       train {j['train'] / t['train']:6.2f}x   "
+                        f"sample {j['sample'] / t['sample']:6.2f}x"
+                    )
                 results["runs"].append(
                     {
                         "config": name,
