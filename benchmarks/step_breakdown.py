@@ -4,8 +4,8 @@ and final-state copy, and the rest of its Python, float32 next to float64, BLAS 
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/step_breakdown.py
 
-The model's kernel namespace (``model._ops``, which ``_forward``, ``_backward``, the clip and the
-optimizer call) is replaced by timing shims around the same functions, so whatever kernels the
+The model's kernel namespace (``model.kernels``, which ``_forward``, ``_backward``, the clip and
+the optimizer call) is replaced by timing shims around the same functions, so whatever kernels the
 step calls are listed, one row each; so are the instance's ``_inputs`` and ``_final_state``.
 "rest of Python" is the shimmed step's time minus the rows above and minus the shims' own cost
 (measured by the same shims around a function that does nothing).  The untimed step, measured
@@ -83,8 +83,8 @@ def breakdown(dtype, cfg, rounds: int, steps: int, clock) -> tuple[dict, dict]:
     plain, plain_opt = make_model(dtype, cfg)
     model, opt = make_model(dtype, cfg)
     totals = defaultdict(int)
-    model._ops = SimpleNamespace(
-        **{name: timed(fn, name, totals, clock) for name, fn in vars(model._ops).items()}
+    model.kernels = SimpleNamespace(
+        **{name: timed(fn, name, totals, clock) for name, fn in vars(model.kernels).items()}
     )
     for name in SHIMMED_METHODS:
         setattr(model, name, timed(getattr(model, name), name, totals, clock))
