@@ -176,7 +176,6 @@ C_PLANTS = [
         "csrc/cell_tmpl.h",
         "const real rn = rec_n[j] + b_hn[j];",
         "const real rn = rec_n[j];",
-        False,
     ),
     (
         "packed panel drops its last partial column",
