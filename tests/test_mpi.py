@@ -57,9 +57,9 @@ def worker_train(out: str) -> None:
             fed = []
             original = trainer.model.loss_and_grads
 
-            def spy(x, y, state=None, original=original, fed=fed):
+            def spy(x, y, state=None, original=original, fed=fed, **kw):
                 fed.append(np.array(x))
-                return original(x, y, state)
+                return original(x, y, state, **kw)
 
             trainer.model.loss_and_grads = spy
             trainer.train(steps=STEPS)

@@ -190,6 +190,8 @@ def test_bad_settings_are_value_errors():
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match=r"momentum: expected a number in \[0, 1\)"):
         TrainConfig(optimizer="sgd", momentum=1.0)
+    with pytest.raises(ValueError, match=r"dropout: expected a finite number in \[0, 1\)"):
+        TrainConfig(dropout=1.0)
     with pytest.raises(ValueError, match="shorter than one batch"):
         Trainer("tiny text", tiny())
 
