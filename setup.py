@@ -1,11 +1,11 @@
 """Build of the C extension: plain C99 kernels from csrc/ behind the Cython bridge.
 
 RNNFAST_NATIVE=1 compiles for the host's vector width (-march=native); the default build is
-portable, with AVX2/AVX-512 clones of the elementwise loops picked at load time on glibc x86-64
-(RNNFAST_NO_CLONES=1 leaves them out).  RNNFAST_SANITIZE=1 builds with AddressSanitizer and
-UndefinedBehaviorSanitizer (run Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so); see
-the README).  Never fast-math flags: the comparison with the NumPy reference depends on IEEE
-behaviour.
+portable, with AVX2 and AVX-512 variants of the elementwise loops next to the baseline, picked at
+first use from the CPU (csrc/paths.h) on GCC for x86-64 (RNNFAST_NO_CLONES=1 leaves them out).
+RNNFAST_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer (run Python with
+LD_PRELOAD=$(gcc -print-file-name=libasan.so); see the README).  Never fast-math flags: the
+comparison with the NumPy reference depends on IEEE behaviour.
 """
 
 import os
@@ -18,7 +18,17 @@ from setuptools import Extension, setup
 # -fno-math-errno and -fno-trapping-math change no computed value (no reassociation, NaN and
 # signed zeros kept; they are clang's defaults): they let GCC vectorize loops with sqrt and
 # branch-free selects, which errno and FP-exception flags would otherwise keep scalar.
-compile_args = ["-O3", "-std=c99", "-Wall", "-Wextra", "-fno-math-errno", "-fno-trapping-math"]
+# -ffp-contract=off: no fused multiply-add where the source has none, so the ISA variants give the
+# same bits (GCC's ISO C mode implies it; clang's default would contract).
+compile_args = [
+    "-O3",
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-ffp-contract=off",
+]
 link_args = []
 if os.environ.get("RNNFAST_NATIVE") == "1":
     compile_args.append("-march=native")
@@ -27,7 +37,7 @@ if os.environ.get("RNNFAST_SANITIZE") == "1":
     compile_args += [*sanitize, "-fno-omit-frame-pointer", "-g"]
     link_args += sanitize
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
-if os.environ.get("RNNFAST_NO_CLONES") == "1":  # no per-ISA clones of the elementwise loops
+if os.environ.get("RNNFAST_NO_CLONES") == "1":  # the baseline variant alone
     macros.append(("RNNFAST_NO_CLONES", "1"))
 
 kernels = Extension(

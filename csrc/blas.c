@@ -1,3 +1,5 @@
+#include <string.h>
+
 #include "blas.h"
 
 static rf_sgemm_fn sgemm_ptr;
@@ -19,13 +21,19 @@ void rf_blas_init(rf_sgemm_fn sgemm, rf_dgemm_fn dgemm, rf_sgemv_fn sgemv, rf_dg
 
 /* A row-major matrix is its column-major transpose with the same leading dimension, so the
  * row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T: swap the operands.
- * For M == 1 that is a matrix-vector product: C^T (N) = op(B)^T a, with a = A's only row. */
+ * For M == 1 that is a matrix-vector product: C^T (N) = op(B)^T a, with a = A's only row.
+ * The one NaN guard of the kernels: with beta = 0, C is zeroed first, since BLAS may still
+ * multiply the old C by 0 (OpenBLAS's gemv scales y, and NaN * 0 is NaN) and callers pass
+ * uninitialized outputs. */
 #define DEFINE_GEMM(NAME, REAL, GEMM_PTR, GEMV_PTR)                                            \
     void NAME(int trans_a, int trans_b, int M, int N, int K, REAL alpha, const REAL *A,        \
               int lda, const REAL *B, int ldb, REAL beta, REAL *C, int ldc)                    \
     {                                                                                          \
         if (M == 0 || N == 0)                                                                  \
             return;                                                                            \
+        if (beta == 0)                                                                         \
+            for (int r = 0; r < M; r++)                                                        \
+                memset(C + (long)r * ldc, 0, sizeof(REAL) * (size_t)N);                        \
         if (M == 1 && !trans_a && (long)N * K >= GEMV_MIN_ELEMENTS) {                          \
             char t = trans_b ? 'T' : 'N';                                                      \
             int rows = trans_b ? K : N, cols = trans_b ? N : K, one = 1;                       \

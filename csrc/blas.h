@@ -19,7 +19,8 @@ typedef void (*rf_dgemv_fn)(char *trans, int *m, int *n, double *alpha, double *
 /* Called once by the bridge at import, before any kernel runs. */
 void rf_blas_init(rf_sgemm_fn sgemm, rf_dgemm_fn dgemm, rf_sgemv_fn sgemv, rf_dgemv_fn dgemv);
 
-/* C (M,N) = alpha * op(A) op(B) + beta * C, row-major; op(A) is (M,K), op(B) is (K,N);
+/* C (M,N) = alpha * op(A) op(B) + beta * C, row-major (beta = 0: C is assigned, whatever it
+ * held, NaN included); op(A) is (M,K), op(B) is (K,N);
  * trans_a / trans_b nonzero means op(X) = X^T; ld* are row strides in elements. */
 void rf_gemm_f32(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc);

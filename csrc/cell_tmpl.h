@@ -1,12 +1,10 @@
-/* Elementwise passes of the recurrent cells, shared by the sequence kernels (recurrent.c) and the
- * sampling loop (sample.c); a template (see real_begin.h), included after vmath_tmpl.h.
- * Each inner loop runs over one row of H with restrict pointers, so it vectorizes; the passes
- * over whole arrays are RF_VECTOR_CLONES (vector_clones.h), as GCC does not inline them. */
+/* Elementwise passes of the recurrent cells, shared by the sequence kernels and the
+ * sampling loop (recurrent.c); a template (see real_begin.h), included after vmath_tmpl.h.
+ * Each inner loop runs over one row of H with restrict pointers, so it vectorizes. */
 
 /* A (R, G) = X W_x + b with X (R, I), or the row gather W_x[ids] + b with ids (R). */
-RF_VECTOR_CLONES
-static inline void FN(rf_project)(real *A, const int64_t *ids, const real *X, const real *W_x,
-                                  const real *b, int R, int I, int G)
+static RF_NOINLINE void FN(project)(real *A, const int64_t *ids, const real *X, const real *W_x,
+                                    const real *b, int R, int I, int G)
 {
     for (int64_t r = 0; r < R; r++) {
         real *restrict a = A + r * G;
@@ -24,42 +22,40 @@ static inline void FN(rf_project)(real *A, const int64_t *ids, const real *X, co
 }
 
 /* out (n) = tanh(a (n)) */
-RF_VECTOR_CLONES
-static inline void FN(rf_tanh_pass)(real *restrict out, const real *restrict a, int64_t n)
+static RF_NOINLINE void FN(tanh_pass)(real *restrict out, const real *restrict a, int64_t n)
 {
-    const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
+    const struct FN(vm_limits) lim = FN(vm_limits_load)();
     for (int64_t k = 0; k < n; k++)
-        out[k] = FN(rf_vtanh)(a[k], lim);
+        out[k] = FN(vtanh)(a[k], lim);
 }
 
-/* a (n) = tanh(a) */
-RF_VECTOR_CLONES
-static inline void FN(rf_tanh_inplace)(real *restrict a, int64_t n)
+/* The RNN cell, in place on the pre-activations:  a (n) = h = tanh(a) */
+static RF_NOINLINE void FN(tanh_inplace)(real *restrict a, int64_t n)
 {
-    const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
+    const struct FN(vm_limits) lim = FN(vm_limits_load)();
     for (int64_t k = 0; k < n; k++)
-        a[k] = FN(rf_vtanh)(a[k], lim);
+        a[k] = FN(vtanh)(a[k], lim);
 }
 
 /* One row of the LSTM cell; a_i, a_f, a_g, a_o (H) hold the pre-activations and get the
  * activated gates i, f, g, o:
  *   c = f * c_prev + i * g,   tc = tanh(c),   h = o * tc */
-static inline void FN(rf_lstm_row)(real *restrict h, real *restrict c, real *restrict tc,
+static inline void FN(lstm_row)(real *restrict h, real *restrict c, real *restrict tc,
                                    real *restrict a_i, real *restrict a_f, real *restrict a_g,
                                    real *restrict a_o, const real *restrict c_prev, int H)
 {
-    const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
+    const struct FN(vm_limits) lim = FN(vm_limits_load)();
     for (int j = 0; j < H; j++) {
-        const real i = FN(rf_vsigmoid)(a_i[j], lim);
-        const real f = FN(rf_vsigmoid)(a_f[j], lim);
-        const real g = FN(rf_vtanh)(a_g[j], lim);
-        const real o = FN(rf_vsigmoid)(a_o[j], lim);
+        const real i = FN(vsigmoid)(a_i[j], lim);
+        const real f = FN(vsigmoid)(a_f[j], lim);
+        const real g = FN(vtanh)(a_g[j], lim);
+        const real o = FN(vsigmoid)(a_o[j], lim);
         a_i[j] = i;
         a_f[j] = f;
         a_g[j] = g;
         a_o[j] = o;
         const real cj = f * c_prev[j] + i * g;
-        const real t = FN(rf_vtanh)(cj, lim);
+        const real t = FN(vtanh)(cj, lim);
         c[j] = cj;
         tc[j] = t;
         h[j] = o * t;
@@ -68,13 +64,58 @@ static inline void FN(rf_lstm_row)(real *restrict h, real *restrict c, real *res
 
 /* The LSTM cell over B rows.  h, c, tc, c_prev (B, H); gates (B, 4H) in/out.  c must not be
  * c_prev. */
-RF_VECTOR_CLONES
-static inline void FN(rf_lstm_cell)(real *h, real *c, real *tc, real *gates, const real *c_prev,
-                                    int B, int H)
+static RF_NOINLINE void FN(lstm_cell)(real *h, real *c, real *tc, real *gates, const real *c_prev,
+                                      int B, int H)
 {
     for (int64_t r = 0; r < B; r++) {
         real *a = gates + r * 4 * H;
-        FN(rf_lstm_row)(h + r * H, c + r * H, tc + r * H, a, a + H, a + 2 * H, a + 3 * H,
+        FN(lstm_row)(h + r * H, c + r * H, tc + r * H, a, a + H, a + 2 * H, a + 3 * H,
                         c_prev + r * H, H);
+    }
+}
+
+/* Backward of the RNN cell over n = B H elements; carry (B, H) = dh_t from step t+1:
+ *   da = (dH_t + carry) (1 - h_t^2) */
+static inline void FN(rnn_cell_back)(real *restrict da, const real *restrict dh,
+                                     const real *restrict carry, const real *restrict h, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++)
+        da[k] = (dh[k] + carry[k]) * ((real)1 - h[k] * h[k]);
+}
+
+/* One row of the LSTM step backward; carry_h, carry_c (H) in, carry_c out (dc f):
+ *   dh = dH_t + carry_h;  dc = carry_c + dh o (1 - tc^2)
+ *   da_i = dc g i (1-i);  da_f = dc c_prev f (1-f);  da_g = dc i (1-g^2);  da_o = dh tc o (1-o) */
+static inline void FN(lstm_row_back)(real *restrict da_i, real *restrict da_f,
+                                     real *restrict da_g, real *restrict da_o,
+                                     real *restrict carry_c, const real *restrict dH,
+                                     const real *restrict carry_h, const real *restrict a_i,
+                                     const real *restrict a_f, const real *restrict a_g,
+                                     const real *restrict a_o, const real *restrict tc,
+                                     const real *restrict c_prev, int H)
+{
+    for (int j = 0; j < H; j++) {
+        const real i = a_i[j], f = a_f[j], g = a_g[j], o = a_o[j], t = tc[j];
+        const real dh = dH[j] + carry_h[j];
+        const real dc = carry_c[j] + dh * o * ((real)1 - t * t);
+        da_i[j] = dc * g * i * ((real)1 - i);
+        da_f[j] = dc * c_prev[j] * f * ((real)1 - f);
+        da_g[j] = dc * i * ((real)1 - g * g);
+        da_o[j] = dh * t * o * ((real)1 - o);
+        carry_c[j] = dc * f;
+    }
+}
+
+/* Backward of the LSTM cell over B rows.  da, gates (B, 4H); carry_c (B, H) in/out; dH,
+ * carry_h, tc, c_prev (B, H). */
+static inline void FN(lstm_cell_back)(real *da, real *carry_c, const real *dH,
+                                      const real *carry_h, const real *gates, const real *tc,
+                                      const real *c_prev, int B, int H)
+{
+    for (int64_t r = 0; r < B; r++) {
+        const int64_t o = r * H, g = 4 * o;
+        FN(lstm_row_back)(da + g, da + g + H, da + g + 2 * H, da + g + 3 * H, carry_c + o, dH + o,
+                          carry_h + o, gates + g, gates + g + H, gates + g + 2 * H,
+                          gates + g + 3 * H, tc + o, c_prev + o, H);
     }
 }

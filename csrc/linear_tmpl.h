@@ -1,6 +1,6 @@
 /* out (N,O) = X (N,I) W (I,O) + b (O): the bias is broadcast into every row, then one GEMM
  * accumulates onto it (beta = 1). */
-void FN(rf_linear_forward)(real *restrict out, const real *X, const real *W, const real *b,
+static void FN(linear_forward)(real *restrict out, const real *X, const real *W, const real *b,
                            int N, int I, int O)
 {
     for (int n = 0; n < N; n++) {
@@ -15,7 +15,7 @@ void FN(rf_linear_forward)(real *restrict out, const real *X, const real *W, con
 }
 
 /* Backward of linear_forward: dW += X^T dout, db += column sums of dout, dX = dout W^T. */
-void FN(rf_linear_backward)(real *dX, real *dW, real *restrict db, const real *dout,
+static void FN(linear_backward)(real *dX, real *dW, real *restrict db, const real *dout,
                             const real *X, const real *W, int N, int I, int O)
 {
     if (N == 0) {

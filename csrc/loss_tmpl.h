@@ -2,7 +2,7 @@
  *   p_v = exp(z_v - m) / s,  m = max_v z_v,  s = sum_v exp(z_v - m)
  *   loss_n = -log p_y = log s - (z_y - m)
  *   dz_v = (p_v - [v == y]) / N
- * exp is the vectorizable FN(rf_exp) of vmath_tmpl.h.  The row's max and sum use LANES partial
+ * exp is the vectorizable FN(exp) of vmath_tmpl.h.  The row's max and sum use LANES partial
  * results in a fixed order: deterministic, and vectorizable under strict IEEE semantics. */
 
 #define LANES 8
@@ -27,10 +27,10 @@ static inline real FN(row_max)(const real *restrict z, int V)
 
 /* e_v = exp(z_v - m) for v < V; returns sum_v e_v. */
 static inline real FN(exp_shifted_sum)(real *restrict e, const real *restrict z, real m, int V,
-                                       struct FN(rf_vm_limits) lim)
+                                       struct FN(vm_limits) lim)
 {
     for (int v = 0; v < V; v++)
-        e[v] = FN(rf_exp)(z[v] - m, lim);
+        e[v] = FN(exp)(z[v] - m, lim);
     real acc[LANES] = {0};
     int v = 0;
     for (; v + LANES <= V; v += LANES)
@@ -44,10 +44,10 @@ static inline real FN(exp_shifted_sum)(real *restrict e, const real *restrict z,
     return s;
 }
 
-RF_VECTOR_CLONES
-double FN(rf_softmax_xent)(real *dlogits, const real *logits, const int64_t *targets, int N, int V)
+static double FN(softmax_xent)(real *dlogits, const real *logits, const int64_t *targets, int N,
+                                int V)
 {
-    const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
+    const struct FN(vm_limits) lim = FN(vm_limits_load)();
     double total = 0.0;
     real scratch[XENT_CHUNK];
     for (int n = 0; n < N; n++) {
@@ -74,12 +74,11 @@ double FN(rf_softmax_xent)(real *dlogits, const real *logits, const int64_t *tar
 }
 
 /* Test hook: the exp above, elementwise. */
-RF_VECTOR_CLONES
-void FN(rf_exp_array)(real *restrict out, const real *restrict x, int64_t n)
+static void FN(exp_array)(real *restrict out, const real *restrict x, int64_t n)
 {
-    const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
+    const struct FN(vm_limits) lim = FN(vm_limits_load)();
     for (int64_t k = 0; k < n; k++)
-        out[k] = FN(rf_exp)(x[k], lim);
+        out[k] = FN(exp)(x[k], lim);
 }
 
 #undef LANES

@@ -2,8 +2,7 @@
  * branch-free arithmetic on restrict pointers so the compiler vectorizes it (sqrt and division
  * included: both are exact IEEE operations, so vectorizing them changes no result). */
 
-RF_VECTOR_CLONES
-void FN(rf_sgd_update)(real *restrict param, const real *restrict grad, real *restrict velocity,
+static void FN(sgd_update)(real *restrict param, const real *restrict grad, real *restrict velocity,
                        double lr, double momentum, int64_t n)
 {
     const real lr_ = (real)lr, mu = (real)momentum;
@@ -19,8 +18,7 @@ void FN(rf_sgd_update)(real *restrict param, const real *restrict grad, real *re
     }
 }
 
-RF_VECTOR_CLONES
-void FN(rf_adagrad_update)(real *restrict param, const real *restrict grad,
+static void FN(adagrad_update)(real *restrict param, const real *restrict grad,
                            real *restrict memory, double lr, double eps, int64_t n)
 {
     const real lr_ = (real)lr, eps_ = (real)eps;
@@ -32,8 +30,7 @@ void FN(rf_adagrad_update)(real *restrict param, const real *restrict grad,
     }
 }
 
-RF_VECTOR_CLONES
-void FN(rf_rmsprop_update)(real *restrict param, const real *restrict grad,
+static void FN(rmsprop_update)(real *restrict param, const real *restrict grad,
                            real *restrict mean_square, double lr, double alpha, double eps,
                            int64_t n)
 {
@@ -47,8 +44,7 @@ void FN(rf_rmsprop_update)(real *restrict param, const real *restrict grad,
     }
 }
 
-RF_VECTOR_CLONES
-void FN(rf_adam_update)(real *restrict param, const real *restrict grad, real *restrict m,
+static void FN(adam_update)(real *restrict param, const real *restrict grad, real *restrict m,
                         real *restrict v, double lr, double beta1, double beta2, double eps,
                         int64_t step, int64_t n)
 {
@@ -68,8 +64,7 @@ void FN(rf_adam_update)(real *restrict param, const real *restrict grad, real *r
     }
 }
 
-RF_VECTOR_CLONES
-void FN(rf_clip_by_value)(real *restrict grad, double limit, int64_t n)
+static void FN(clip_by_value)(real *restrict grad, double limit, int64_t n)
 {
     const real hi = (real)limit, lo = -hi;
     for (int64_t k = 0; k < n; k++) {
@@ -81,8 +76,7 @@ void FN(rf_clip_by_value)(real *restrict grad, double limit, int64_t n)
 /* Eight independent partial sums (a fixed order, so the result is deterministic) let the
  * compiler vectorize a reduction that strict IEEE semantics would otherwise keep serial. */
 #define NORM_LANES 8
-RF_VECTOR_CLONES
-double FN(rf_global_norm)(const real *restrict grad, int64_t n)
+static double FN(global_norm)(const real *restrict grad, int64_t n)
 {
     double acc[NORM_LANES] = {0};
     int64_t k = 0;
@@ -102,8 +96,7 @@ double FN(rf_global_norm)(const real *restrict grad, int64_t n)
 }
 #undef NORM_LANES
 
-RF_VECTOR_CLONES
-void FN(rf_scale)(real *restrict grad, double factor, int64_t n)
+static void FN(scale)(real *restrict grad, double factor, int64_t n)
 {
     const real f = (real)factor;
     for (int64_t k = 0; k < n; k++)

@@ -1,5 +1,5 @@
 /* The per-step recurrent products over a weight matrix packed once per sequence (a template: see
- * real_begin.h), included in recurrent.c before recurrent_tmpl.h.
+ * real_begin.h):
  *
  *   C (M,N) += A (M,K) op(W)   or   C = A op(W)       op(W) = W_h (K=H, N=G) forward,
  *                                                     W_h^T (K=G, N=H) for the backward carry
@@ -8,31 +8,18 @@
  * per-step product at B=50, H=128 (measured: sgemm_itcopy/oncopy 10% of a charrnn-default
  * train_step).  Here op(W) is copied once into panels of NR columns, each (K, NR) contiguous
  * and zero-padded, and a register-blocked loop (MR = 6 or 4 rows x NR columns of C held in vector
- * registers, one fma per element of the block and k) streams the panels.  It needs fused
- * multiply-add to keep up with OpenBLAS's kernel, so it is compiled for AVX-512F+FMA only and
- * used when the CPU has both (GCC on x86-64 picks at run time, like RF_VECTOR_CLONES; a build
- * with -march=native that has them uses it directly); elsewhere the products go to BLAS.
- * fma is an exact IEEE operation (one rounding), so the result does not depend on the
- * vector width, and differs from BLAS's only in the order of the sum over k, as BLAS's own
- * kernels do between CPUs.  Measured with a standalone prototype at 1 thread, GFLOP/s against
- * OpenBLAS sgemm on the same shapes: B=50 H=128  ~100 vs ~78;  B=32 H=512  ~100-110 vs ~62. */
+ * registers, one fma per element of the block and k) streams the panels.  It keeps up with
+ * OpenBLAS only with AVX-512F+FMA, where rf_use_packed (paths.c) picks it by default; the AVX2 and
+ * baseline instances exist so the path can be forced and tested anywhere (the baseline's fma is
+ * libm's, slow but exact).  fma is one IEEE rounding, so every instance gives the same bits, and
+ * the result differs from BLAS's only in the order of the sum over k, as BLAS's own kernels do
+ * between CPUs.  Measured with a standalone prototype at 1 thread, GFLOP/s against OpenBLAS
+ * sgemm on the same shapes: B=50 H=128  ~100 vs ~78;  B=32 H=512  ~100-110 vs ~62. */
 
-#if defined(__AVX512F__) && defined(__FMA__)
-#define RF_PG_TARGET
-#define RF_PG_CPU_OK() 1
-#elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) \
-    && !defined(RNNFAST_NO_CLONES)
-#define RF_PG_TARGET __attribute__((target("avx512f,fma")))
-#define RF_PG_CPU_OK() (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
-#endif
-
-#ifdef RF_PG_TARGET
 #if RF_DTYPE == 32
 #define PG_NR 64 /* four 16-float vectors */
-#define PG_FMA fmaf
 #else
 #define PG_NR 32
-#define PG_FMA fma
 #endif
 
 /* Elements of the packed op(W) for K, N. */
@@ -61,63 +48,80 @@ static void FN(pg_pack)(real *P, const real *W, int K, int N, int trans)
     }
 }
 
-#define PG_MR 6
-#define PG_KERNEL FN(pg_gemm6)
-#include "pgemm_kernel_tmpl.h"
-#undef PG_MR
-#undef PG_KERNEL
-#define PG_MR 4
-#define PG_KERNEL FN(pg_gemm4)
-#include "pgemm_kernel_tmpl.h"
-#undef PG_MR
-#undef PG_KERNEL
+/* C (M,N) += A (M,K) op(W) (accumulate) or C = A op(W), P from pg_pack, MR rows of C at a time
+ * (a constant at each call: inlined, the block loops unroll and acc lives in registers). */
+#define PG_MR_MAX 6
+static RF_ALWAYS_INLINE void FN(pg_gemm_rows)(
+    real *restrict C, const real *restrict A, const real *restrict P, int M, int N, int K,
+    int accumulate, const int MR)
+{
+    for (int j0 = 0; j0 < N; j0 += PG_NR) {
+        const int w = N - j0 < PG_NR ? N - j0 : PG_NR;
+        const real *restrict panel = P + (int64_t)j0 * K;
+        int r0 = 0;
+        for (; r0 + MR <= M; r0 += MR) {
+            real acc[PG_MR_MAX][PG_NR];
+            for (int i = 0; i < MR; i++)
+                for (int j = 0; j < PG_NR; j++)
+                    acc[i][j] = 0;
+            const real *restrict a = A + (int64_t)r0 * K;
+            for (int k = 0; k < K; k++) {
+                const real *restrict wk = panel + (int64_t)k * PG_NR;
+                for (int i = 0; i < MR; i++) {
+                    const real ai = a[(int64_t)i * K + k];
+                    for (int j = 0; j < PG_NR; j++)
+                        acc[i][j] = FMA(ai, wk[j], acc[i][j]);
+                }
+            }
+            for (int i = 0; i < MR; i++) {
+                real *restrict c = C + (int64_t)(r0 + i) * N + j0;
+                if (accumulate)
+                    for (int j = 0; j < w; j++)
+                        c[j] += acc[i][j];
+                else
+                    for (int j = 0; j < w; j++)
+                        c[j] = acc[i][j];
+            }
+        }
+        for (; r0 < M; r0++) {
+            real acc[PG_NR];
+            for (int j = 0; j < PG_NR; j++)
+                acc[j] = 0;
+            const real *restrict a = A + (int64_t)r0 * K;
+            for (int k = 0; k < K; k++) {
+                const real *restrict wk = panel + (int64_t)k * PG_NR;
+                for (int j = 0; j < PG_NR; j++)
+                    acc[j] = FMA(a[k], wk[j], acc[j]);
+            }
+            real *restrict c = C + (int64_t)r0 * N + j0;
+            if (accumulate)
+                for (int j = 0; j < w; j++)
+                    c[j] += acc[j];
+            else
+                for (int j = 0; j < w; j++)
+                    c[j] = acc[j];
+        }
+    }
+}
 
 /* 6-row blocks where a panel (K, NR) stays in L1 (K <= 192), 4-row blocks past that: measured
  * (1 thread, GFLOP/s) at B=50 H=128 6 rows ~100, 4 rows ~98-104 but the train step 2% slower;
  * at B=32 H=512 6 rows ~97, 4 rows ~111; at B=64 H=1024 6 rows ~81-85, 4 rows ~99-108. */
-RF_PG_TARGET
 static void FN(pg_gemm)(real *restrict C, const real *restrict A, const real *restrict P, int M,
                         int N, int K, int accumulate)
 {
     if (K <= 192)
-        FN(pg_gemm6)(C, A, P, M, N, K, accumulate);
+        FN(pg_gemm_rows)(C, A, P, M, N, K, accumulate, 6);
     else
-        FN(pg_gemm4)(C, A, P, M, N, K, accumulate);
+        FN(pg_gemm_rows)(C, A, P, M, N, K, accumulate, 4);
 }
-
-/* Whether the per-step products of M rows use the packed path: one row stays a BLAS gemv. */
-static int FN(pg_use)(int M)
-{
-    return M >= 2 && RF_PG_CPU_OK();
-}
-
-#undef PG_NR
-#undef PG_FMA
-#else
-static int64_t FN(pg_size)(int K, int N)
-{
-    (void)K;
-    (void)N;
-    return 0;
-}
-static void FN(pg_pack)(real *P, const real *W, int K, int N, int trans)
-{
-    (void)P, (void)W, (void)K, (void)N, (void)trans;
-}
-static void FN(pg_gemm)(real *C, const real *A, const real *P, int M, int N, int K, int acc)
-{
-    (void)C, (void)A, (void)P, (void)M, (void)N, (void)K, (void)acc;
-}
-static int FN(pg_use)(int M)
-{
-    (void)M;
-    return 0;
-}
-#endif
 
 /* Scratch elements the recurrent kernels need for packing W_h (H, G), forward and backward. */
-int64_t FN(rf_recurrent_pack_size)(int H, int G)
+static int64_t FN(recurrent_pack_size)(int H, int G)
 {
     const int64_t fwd = FN(pg_size)(H, G), bwd = FN(pg_size)(G, H);
     return fwd > bwd ? fwd : bwd;
 }
+
+#undef PG_NR
+#undef PG_MR_MAX

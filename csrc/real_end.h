@@ -1,8 +1,12 @@
 #undef real
 #undef FN
+#undef DT
 #undef EXP
 #undef LOG
 #undef TANH
 #undef SQRT
+#undef FMA
 #undef GEMM
 #undef RF_DTYPE
+#undef RF_CAT3
+#undef RF_CAT3_

@@ -2,21 +2,198 @@
 #include <string.h>
 
 #include "blas.h"
+#include "paths.h"
 #include "recurrent.h"
-#include "vector_clones.h"
 
+/* The two cells of the one recurrent driver (recurrent_tmpl.h). */
+enum { CELL_RNN = 0, CELL_LSTM = 1 };
+
+/* The value at position k (0-based) of a (n) sorted in descending order; reorders a.
+ * Quickselect with Hoare partitioning: the value is unique whatever the order of equal ones. */
+static double rf_kth_largest(double *a, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const double pivot = a[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > pivot)
+                i++;
+            while (a[j] < pivot)
+                j--;
+            if (i <= j) {
+                const double tmp = a[i];
+                a[i] = a[j];
+                a[j] = tmp;
+                i++;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return a[k];
+    }
+    return a[k];
+}
+
+#define RF_VARIANT _base
 #define RF_DTYPE 32
 #include "real_begin.h"
 #include "vmath_tmpl.h"
 #include "cell_tmpl.h"
 #include "pgemm_tmpl.h"
 #include "recurrent_tmpl.h"
+#include "sample_tmpl.h"
 #include "real_end.h"
-
 #define RF_DTYPE 64
 #include "real_begin.h"
 #include "vmath_tmpl.h"
 #include "cell_tmpl.h"
 #include "pgemm_tmpl.h"
 #include "recurrent_tmpl.h"
+#include "sample_tmpl.h"
 #include "real_end.h"
+#undef RF_VARIANT
+
+#if RF_ISA_VARIANTS
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define RF_VARIANT _avx2
+#define RF_DTYPE 32
+#include "real_begin.h"
+#include "vmath_tmpl.h"
+#include "cell_tmpl.h"
+#include "pgemm_tmpl.h"
+#include "recurrent_tmpl.h"
+#include "sample_tmpl.h"
+#include "real_end.h"
+#define RF_DTYPE 64
+#include "real_begin.h"
+#include "vmath_tmpl.h"
+#include "cell_tmpl.h"
+#include "pgemm_tmpl.h"
+#include "recurrent_tmpl.h"
+#include "sample_tmpl.h"
+#include "real_end.h"
+#undef RF_VARIANT
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,fma")
+#define RF_VARIANT _avx512
+#define RF_DTYPE 32
+#include "real_begin.h"
+#include "vmath_tmpl.h"
+#include "cell_tmpl.h"
+#include "pgemm_tmpl.h"
+#include "recurrent_tmpl.h"
+#include "sample_tmpl.h"
+#include "real_end.h"
+#define RF_DTYPE 64
+#include "real_begin.h"
+#include "vmath_tmpl.h"
+#include "cell_tmpl.h"
+#include "pgemm_tmpl.h"
+#include "recurrent_tmpl.h"
+#include "sample_tmpl.h"
+#include "real_end.h"
+#undef RF_VARIANT
+#pragma GCC pop_options
+#endif
+
+void rf_rnn_forward_f32(const struct rf_layer_f32 *layer,
+                        const struct rf_workspace_f32 *ws)
+{
+    RF_BY_ISA(, rnn_forward_f32, (layer, ws))
+}
+
+void rf_rnn_backward_f32(const struct rf_layer_grads_f32 *grads,
+                         const struct rf_workspace_f32 *ws, const struct rf_layer_f32 *layer)
+{
+    RF_BY_ISA(, rnn_backward_f32, (grads, ws, layer))
+}
+
+void rf_lstm_forward_f32(const struct rf_layer_f32 *layer,
+                         const struct rf_workspace_f32 *ws)
+{
+    RF_BY_ISA(, lstm_forward_f32, (layer, ws))
+}
+
+void rf_lstm_backward_f32(const struct rf_layer_grads_f32 *grads,
+                          const struct rf_workspace_f32 *ws, const struct rf_layer_f32 *layer)
+{
+    RF_BY_ISA(, lstm_backward_f32, (grads, ws, layer))
+}
+
+void rf_sample_f32(int64_t *out, const struct rf_sampler_f32 *sampler,
+                   const double *uniforms, const int64_t *first_ids, int N)
+{
+    RF_BY_ISA(, sample_f32, (out, sampler, uniforms, first_ids, N))
+}
+
+void rf_rnn_forward_f64(const struct rf_layer_f64 *layer,
+                        const struct rf_workspace_f64 *ws)
+{
+    RF_BY_ISA(, rnn_forward_f64, (layer, ws))
+}
+
+void rf_rnn_backward_f64(const struct rf_layer_grads_f64 *grads,
+                         const struct rf_workspace_f64 *ws, const struct rf_layer_f64 *layer)
+{
+    RF_BY_ISA(, rnn_backward_f64, (grads, ws, layer))
+}
+
+void rf_lstm_forward_f64(const struct rf_layer_f64 *layer,
+                         const struct rf_workspace_f64 *ws)
+{
+    RF_BY_ISA(, lstm_forward_f64, (layer, ws))
+}
+
+void rf_lstm_backward_f64(const struct rf_layer_grads_f64 *grads,
+                          const struct rf_workspace_f64 *ws, const struct rf_layer_f64 *layer)
+{
+    RF_BY_ISA(, lstm_backward_f64, (grads, ws, layer))
+}
+
+void rf_sample_f64(int64_t *out, const struct rf_sampler_f64 *sampler,
+                   const double *uniforms, const int64_t *first_ids, int N)
+{
+    RF_BY_ISA(, sample_f64, (out, sampler, uniforms, first_ids, N))
+}
+
+int64_t rf_recurrent_pack_size_f32(int H, int G)
+{
+    int64_t result;
+    RF_BY_ISA(result =, recurrent_pack_size_f32, (H, G))
+    return result;
+}
+
+int64_t rf_recurrent_pack_size_f64(int H, int G)
+{
+    int64_t result;
+    RF_BY_ISA(result =, recurrent_pack_size_f64, (H, G))
+    return result;
+}
+
+void rf_vec_tanh_f32(float *out, const float *x, int64_t n)
+{
+    RF_BY_ISA(, vec_tanh_f32, (out, x, n))
+}
+
+void rf_vec_tanh_f64(double *out, const double *x, int64_t n)
+{
+    RF_BY_ISA(, vec_tanh_f64, (out, x, n))
+}
+
+void rf_vec_sigmoid_f32(float *out, const float *x, int64_t n)
+{
+    RF_BY_ISA(, vec_sigmoid_f32, (out, x, n))
+}
+
+void rf_vec_sigmoid_f64(double *out, const double *x, int64_t n)
+{
+    RF_BY_ISA(, vec_sigmoid_f64, (out, x, n))
+}

@@ -1,32 +1,33 @@
-/* The RNN and LSTM layers over a sequence, forward and backward (a template: see real_begin.h).
- * Each forward: the input projection of all T steps at once into the output buffer (one GEMM or
- * a row gather; the LSTM projects per chunk of steps inside the loop), then per step one GEMM
- * A_t += h_{t-1} W_h  and one fused elementwise pass.
- * Each backward: per step, last to first, one fused pass into dA_t and one GEMM for the carry
- * dh = dA_t W_h^T (dh0 is the carry buffer), then the weight gradients as whole-sequence GEMMs
- * (the LSTM runs them per chunk of steps inside the loop, while that chunk of dA is in cache).
- * The per-step products go through pgemm_tmpl.h's kernel over W_h packed once into pack
- * (rf_recurrent_pack_size elements) where the CPU allows, else through BLAS.
- * The entry points are RF_VECTOR_CLONES: the cell passes inlined into them run at the CPU's
- * vector width (the same operations in the same order in every clone, so the same results). */
+/* The RNN and LSTM layers over a sequence, forward and backward (a template: see real_begin.h):
+ * one driver for both cells, which differ only in the gate count and the fused elementwise
+ * passes of cell_tmpl.h.
+ *
+ * Forward, per step t:  if t starts a chunk, the input projection A = X W_x + b of the chunk's
+ * steps (one GEMM or a row gather), just before the loop reads it;  A_t += h_{t-1} W_h  (one
+ * per-step product);  the cell pass (RNN: h_t = tanh(A_t) in place in hs; LSTM: the gates in
+ * place in gates, c_t, tanh c_t, h_t).
+ * Backward, per step t from the last:  the cell's backward pass into dA_t;  the carry
+ * dh = dA_t W_h^T (one per-step product; dh0 is the carry buffer);  if t starts a chunk, the
+ * weight-gradient GEMMs of the chunk's steps while its dA is in cache;  after the loop
+ * db += sum dA and, for ids, the scatter-add into dW_x.
+ * Chunks hold about rf_paths.chunk_bytes of A (rf_chunk_steps); the per-step products go
+ * through pgemm_tmpl.h's kernel over W_h packed once per call into ws->pack, or through BLAS,
+ * as rf_use_packed says (paths.h). */
 
-RF_VECTOR_CLONES
-void FN(rf_vec_tanh)(real *out, const real *x, int64_t n)
+static void FN(vec_tanh)(real *out, const real *x, int64_t n)
 {
-    FN(rf_tanh_pass)(out, x, n);
+    FN(tanh_pass)(out, x, n);
 }
 
-RF_VECTOR_CLONES
-void FN(rf_vec_sigmoid)(real *out, const real *x, int64_t n)
+static void FN(vec_sigmoid)(real *out, const real *x, int64_t n)
 {
-    const struct FN(rf_vm_limits) lim = FN(rf_vm_limits_load)();
+    const struct FN(vm_limits) lim = FN(vm_limits_load)();
     for (int64_t k = 0; k < n; k++)
-        out[k] = FN(rf_vsigmoid)(x[k], lim);
+        out[k] = FN(vsigmoid)(x[k], lim);
 }
 
 /* db (G) += column sums of dA (R, G), summed in double per column block so float32 gradients
  * lose nothing over thousands of rows. */
-RF_VECTOR_CLONES
 static void FN(colsum_add)(real *db, const real *dA, int64_t R, int G)
 {
     enum { BLOCK = 128 };
@@ -45,40 +46,39 @@ static void FN(colsum_add)(real *db, const real *dA, int64_t R, int G)
     }
 }
 
-/* The GEMM parts of the gradients below for steps [t0, t1) only (rows t0*B .. t1*B of dA):
- * dW_h += H_prev^T dA,  dW_x += X^T dA (X non-NULL),  dX = dA W_x^T (dX non-NULL). */
-static void FN(gemm_grads)(real *dX, real *dW_x, real *dW_h, const real *dA, const real *X,
-                           const real *hs, const real *W_x, const real *h0, int t0, int t1,
-                           int B, int I, int H, int G)
+/* The GEMM parts of the weight gradients for steps [t0, t1) only (rows t0*B .. t1*B of dA):
+ * dW_h += H_prev^T dA with H_prev = h0, hs[0 .. T-2];  dW_x += X^T dA (float input);
+ * dX = dA W_x^T (dX non-NULL). */
+static void FN(gemm_grads)(const struct DT(rf_layer_grads) *g, const real *dA,
+                           const struct DT(rf_layer) *L, int G, int t0, int t1)
 {
+    const int B = L->B, I = L->In, H = L->H;
     const int64_t r0 = (int64_t)t0 * B;
     const int R = (t1 - t0) * B;
     const real *da = dA + r0 * G;
     if (t0 == 0) { /* dW_h += h0^T dA_0 + hs[:t1-1]^T dA[1:t1] */
-        GEMM(1, 0, H, G, B, 1, h0, H, da, G, 1, dW_h, G);
+        GEMM(1, 0, H, G, B, 1, L->h0, H, da, G, 1, g->dW_h, G);
         if (t1 > 1)
-            GEMM(1, 0, H, G, R - B, 1, hs, H, da + (int64_t)B * G, G, 1, dW_h, G);
+            GEMM(1, 0, H, G, R - B, 1, L->hs, H, da + (int64_t)B * G, G, 1, g->dW_h, G);
     } else {
-        GEMM(1, 0, H, G, R, 1, hs + (r0 - B) * H, H, da, G, 1, dW_h, G);
+        GEMM(1, 0, H, G, R, 1, L->hs + (r0 - B) * H, H, da, G, 1, g->dW_h, G);
     }
-    if (X)
-        GEMM(1, 0, I, G, R, 1, X + r0 * I, I, da, G, 1, dW_x, G); /* dW_x += X^T dA */
-    if (dX) {
-        /* zeroed first: a BLAS call with beta = 0 may still read (NaN) garbage for one row */
-        memset(dX + r0 * I, 0, sizeof(real) * (size_t)R * (size_t)I);
-        GEMM(0, 1, R, I, G, 1, da, G, W_x, G, 0, dX + r0 * I, I); /* dX = dA W_x^T */
-    }
+    if (L->X) /* dW_x += X^T dA */
+        GEMM(1, 0, I, G, R, 1, L->X + r0 * I, I, da, G, 1, g->dW_x, G);
+    if (g->dX) /* dX = dA W_x^T */
+        GEMM(0, 1, R, I, G, 1, da, G, L->W_x, G, 0, g->dX + r0 * I, I);
 }
 
-/* The rest: db += sum dA, and for ids the one-hot product dW_x += X^T dA, a scatter-add of rows. */
-static void FN(sum_grads)(real *dW_x, real *db, const real *dA, const int64_t *ids, int64_t R,
-                          int G)
+/* The rest of the weight gradients over all R = T B rows: db += sum dA, and for ids the
+ * one-hot product dW_x += X^T dA, a scatter-add of rows in row order (np.add.at). */
+static void FN(sum_grads)(const struct DT(rf_layer_grads) *g, const real *dA,
+                          const struct DT(rf_layer) *L, int G)
 {
-    FN(colsum_add)(db, dA, R, G);
-    if (ids) {
-        /* the one-hot product: row ids[r] of dW_x gets row r of dA, in row order (np.add.at) */
+    const int64_t R = (int64_t)L->T * L->B;
+    FN(colsum_add)(g->db, dA, R, G);
+    if (L->ids) {
         for (int64_t r = 0; r < R; r++) {
-            real *restrict w = dW_x + ids[r] * G;
+            real *restrict w = g->dW_x + L->ids[r] * G;
             const real *restrict d = dA + r * G;
             for (int j = 0; j < G; j++)
                 w[j] += d[j];
@@ -86,173 +86,96 @@ static void FN(sum_grads)(real *dW_x, real *db, const real *dA, const int64_t *i
     }
 }
 
-/* The gradients of A = X W_x + b (A, dA (R,G)):  dW_x += X^T dA (a scatter-add of rows for
- * ids),  db += sum dA,  dX = dA W_x^T (skipped when dX is NULL); and of the recurrent product:
- * dW_h += H_prev^T dA with H_prev = h0, hs[0 .. T-2]. */
-static void FN(weight_grads)(real *dX, real *dW_x, real *dW_h, real *db, const real *dA,
-                             const int64_t *ids, const real *X, const real *hs, const real *W_x,
-                             const real *h0, int T, int B, int I, int H, int G)
+/* The forward driver; `cell` is a constant at each call (inlined: one loop per cell). */
+static RF_ALWAYS_INLINE void FN(recurrent_forward)(
+    const struct DT(rf_layer) *L, const struct DT(rf_workspace) *ws, const int cell)
 {
-    FN(gemm_grads)(dX, dW_x, dW_h, dA, ids ? NULL : X, hs, W_x, h0, 0, T, B, I, H, G);
-    FN(sum_grads)(dW_x, db, dA, ids, (int64_t)T * B, G);
-}
-
-/* ---- vanilla RNN ---------------------------------------------------------------------------- */
-
-RF_VECTOR_CLONES
-void FN(rf_rnn_forward)(real *hs, real *pack, const int64_t *ids, const real *X,
-                        const real *W_x, const real *W_h, const real *b, const real *h0, int T,
-                        int B, int I, int H)
-{
-    const int64_t step = (int64_t)B * H;
-    const int packed = FN(pg_use)(B);
-    if (packed)
-        FN(pg_pack)(pack, W_h, H, H, 0);
-    FN(rf_project)(hs, ids, X, W_x, b, T * B, I, H);
-    for (int t = 0; t < T; t++) {
-        real *a = hs + t * step;
-        const real *h_prev = t ? a - step : h0;
-        if (packed) /* a += h_{t-1} W_h */
-            FN(pg_gemm)(a, h_prev, pack, B, H, H, 1);
-        else
-            GEMM(0, 0, B, H, H, 1, h_prev, H, W_h, H, 1, a, H);
-        FN(rf_tanh_inplace)(a, step);
-    }
-}
-
-/* dA_t = (dH_t + carry) (1 - h_t^2);  carry = dA_t W_h^T */
-static void FN(rnn_step_back)(real *restrict da, const real *restrict dh,
-                              const real *restrict carry, const real *restrict h, int64_t n)
-{
-    for (int64_t k = 0; k < n; k++)
-        da[k] = (dh[k] + carry[k]) * ((real)1 - h[k] * h[k]);
-}
-
-RF_VECTOR_CLONES
-void FN(rf_rnn_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, real *dA,
-                         real *pack, const real *dH, const int64_t *ids, const real *X,
-                         const real *hs, const real *W_x, const real *W_h, const real *h0, int T,
-                         int B, int I, int H)
-{
-    const int64_t step = (int64_t)B * H;
-    const int packed = FN(pg_use)(B);
-    if (packed)
-        FN(pg_pack)(pack, W_h, H, H, 1);
-    memset(dh0, 0, sizeof(real) * (size_t)step); /* the carry into step T-1 */
-    for (int t = T - 1; t >= 0; t--) {
-        real *da = dA + t * step;
-        FN(rnn_step_back)(da, dH + t * step, dh0, hs + t * step, step);
-        if (packed) /* carry = dA_t W_h^T */
-            FN(pg_gemm)(dh0, da, pack, B, H, H, 0);
-        else
-            GEMM(0, 1, B, H, H, 1, da, H, W_h, H, 0, dh0, H);
-    }
-    FN(weight_grads)(dX, dW_x, dW_h, db, dA, ids, X, hs, W_x, h0, T, B, I, H, H);
-}
-
-/* Bytes of A per chunk of the LSTM forward's in-loop input projection, and of dA per chunk of
- * its backward's in-loop weight-gradient GEMMs.  Measured at charrnn-default (B=50, H=128:
- * 5 steps a chunk) against whole-sequence GEMMs outside the loop: backward 1.015-1.033x,
- * forward projection a further 1.014-1.015x training speed; 256 KiB and 1 MiB were no better
- * than 512 KiB for the backward. */
-#ifndef LSTM_GRAD_CHUNK_BYTES
-#define LSTM_GRAD_CHUNK_BYTES (512 * 1024)
-#endif
-
-/* ---- LSTM ----------------------------------------------------------------------------------- */
-
-RF_VECTOR_CLONES
-void FN(rf_lstm_forward)(real *hs, real *cs, real *tcs, real *gates, real *pack,
-                         const int64_t *ids, const real *X, const real *W_x, const real *W_h,
-                         const real *b, const real *h0, const real *c0, int T, int B, int I,
-                         int H)
-{
-    const int G = 4 * H;
+    const int T = L->T, B = L->B, I = L->In, H = L->H;
+    const int G = cell == CELL_LSTM ? 4 * H : H;
     const int64_t step = (int64_t)B * H, gstep = (int64_t)B * G;
-    const int packed = FN(pg_use)(B);
+    real *A = cell == CELL_LSTM ? L->gates : L->hs; /* (T, B, G) pre-activations */
+    const int packed = rf_use_packed(B);
     if (packed)
-        FN(pg_pack)(pack, W_h, H, G, 0);
-    /* the input projection per chunk of steps, just before the loop reads it */
-    int chunk = (int)(LSTM_GRAD_CHUNK_BYTES / ((int64_t)gstep * (int64_t)sizeof(real)));
-    chunk = chunk < 1 ? 1 : chunk;
+        FN(pg_pack)(ws->pack, L->W_h, H, G, 0);
+    const int chunk = rf_chunk_steps(gstep * (int64_t)sizeof(real));
     for (int t = 0; t < T; t++) {
-        real *a = gates + t * gstep;
+        real *a = A + t * gstep;
         if (t % chunk == 0) {
             const int64_t r0 = (int64_t)t * B;
-            const int n = (T - t < chunk ? T - t : chunk) * B;
-            FN(rf_project)(a, ids ? ids + r0 : NULL, X ? X + r0 * I : NULL, W_x, b, n, I, G);
+            const int rows = (T - t < chunk ? T - t : chunk) * B;
+            FN(project)(a, L->ids ? L->ids + r0 : NULL, L->X ? L->X + r0 * I : NULL, L->W_x, L->b,
+                        rows, I, G);
         }
-        const real *h_prev = t ? hs + (t - 1) * step : h0;
-        const real *c_prev = t ? cs + (t - 1) * step : c0;
+        const real *h_prev = t ? L->hs + (t - 1) * step : L->h0;
         if (packed) /* a += h_{t-1} W_h */
-            FN(pg_gemm)(a, h_prev, pack, B, G, H, 1);
+            FN(pg_gemm)(a, h_prev, ws->pack, B, G, H, 1);
         else
-            GEMM(0, 0, B, G, H, 1, h_prev, H, W_h, G, 1, a, G);
-        FN(rf_lstm_cell)(hs + t * step, cs + t * step, tcs + t * step, a, c_prev, B, H);
+            GEMM(0, 0, B, G, H, 1, h_prev, H, L->W_h, G, 1, a, G);
+        if (cell == CELL_LSTM) {
+            const real *c_prev = t ? L->cs + (t - 1) * step : L->c0;
+            FN(lstm_cell)(L->hs + t * step, L->cs + t * step, L->tcs + t * step, a, c_prev, B, H);
+        } else {
+            FN(tanh_inplace)(a, step);
+        }
     }
 }
 
-/* One row of the LSTM step backward; carry_h, carry_c (H) in, carry_c out (dc f):
- *   dh = dH_t + carry_h;  dc = carry_c + dh o (1 - tc^2)
- *   da_i = dc g i (1-i);  da_f = dc c_prev f (1-f);  da_g = dc i (1-g^2);  da_o = dh tc o (1-o) */
-static inline void FN(lstm_row_back)(real *restrict da_i, real *restrict da_f,
-                                     real *restrict da_g, real *restrict da_o,
-                                     real *restrict carry_c, const real *restrict dH,
-                                     const real *restrict carry_h, const real *restrict a_i,
-                                     const real *restrict a_f, const real *restrict a_g,
-                                     const real *restrict a_o, const real *restrict tc,
-                                     const real *restrict c_prev, int H)
+/* The backward driver; `cell` as in recurrent_forward. */
+static RF_ALWAYS_INLINE void FN(recurrent_backward)(
+    const struct DT(rf_layer_grads) *g, const struct DT(rf_workspace) *ws,
+    const struct DT(rf_layer) *L, const int cell)
 {
-    for (int j = 0; j < H; j++) {
-        const real i = a_i[j], f = a_f[j], g = a_g[j], o = a_o[j], t = tc[j];
-        const real dh = dH[j] + carry_h[j];
-        const real dc = carry_c[j] + dh * o * ((real)1 - t * t);
-        da_i[j] = dc * g * i * ((real)1 - i);
-        da_f[j] = dc * c_prev[j] * f * ((real)1 - f);
-        da_g[j] = dc * i * ((real)1 - g * g);
-        da_o[j] = dh * t * o * ((real)1 - o);
-        carry_c[j] = dc * f;
-    }
-}
-
-RF_VECTOR_CLONES
-void FN(rf_lstm_backward)(real *dX, real *dW_x, real *dW_h, real *db, real *dh0, real *dc0,
-                          real *dA, real *pack, const real *dH, const int64_t *ids,
-                          const real *X, const real *hs, const real *cs, const real *tcs,
-                          const real *gates, const real *W_x, const real *W_h, const real *h0,
-                          const real *c0, int T, int B, int I, int H)
-{
-    const int G = 4 * H;
+    const int T = L->T, B = L->B, H = L->H;
+    const int G = cell == CELL_LSTM ? 4 * H : H;
     const int64_t step = (int64_t)B * H, gstep = (int64_t)B * G;
-    const int packed = FN(pg_use)(B);
+    const int packed = rf_use_packed(B);
     if (packed)
-        FN(pg_pack)(pack, W_h, G, H, 1);
-    memset(dh0, 0, sizeof(real) * (size_t)step); /* carries into step T-1 */
-    memset(dc0, 0, sizeof(real) * (size_t)step);
-    /* steps per chunk of weight-gradient GEMMs: dA chunks of about LSTM_GRAD_CHUNK_BYTES */
-    int chunk = (int)(LSTM_GRAD_CHUNK_BYTES / ((int64_t)gstep * (int64_t)sizeof(real)));
-    chunk = chunk < 1 ? 1 : chunk;
+        FN(pg_pack)(ws->pack, L->W_h, G, H, 1);
+    memset(g->dh0, 0, sizeof(real) * (size_t)step); /* the carries into step T-1 */
+    if (cell == CELL_LSTM)
+        memset(g->dc0, 0, sizeof(real) * (size_t)step);
+    const int chunk = rf_chunk_steps(gstep * (int64_t)sizeof(real));
     int t_hi = T;
     for (int t = T - 1; t >= 0; t--) {
-        real *da = dA + t * gstep;
-        const real *a = gates + t * gstep;
-        const real *c_prev = t ? cs + (t - 1) * step : c0;
-        for (int64_t r = 0; r < B; r++) {
-            const int64_t o = r * H;
-            FN(lstm_row_back)(da + 4 * o, da + 4 * o + H, da + 4 * o + 2 * H, da + 4 * o + 3 * H,
-                              dc0 + o, dH + t * step + o, dh0 + o, a + 4 * o, a + 4 * o + H,
-                              a + 4 * o + 2 * H, a + 4 * o + 3 * H, tcs + t * step + o,
-                              c_prev + o, H);
+        real *da = ws->dA + t * gstep;
+        const real *dH = g->dH + t * step;
+        if (cell == CELL_LSTM) {
+            const real *c_prev = t ? L->cs + (t - 1) * step : L->c0;
+            FN(lstm_cell_back)(da, g->dc0, dH, g->dh0, L->gates + t * gstep, L->tcs + t * step,
+                               c_prev, B, H);
+        } else {
+            FN(rnn_cell_back)(da, dH, g->dh0, L->hs + t * step, step);
         }
-        if (packed) /* carry_h = dA_t W_h^T */
-            FN(pg_gemm)(dh0, da, pack, B, H, G, 0);
+        if (packed) /* carry dh = dA_t W_h^T */
+            FN(pg_gemm)(g->dh0, da, ws->pack, B, H, G, 0);
         else
-            GEMM(0, 1, B, H, G, 1, da, G, W_h, G, 0, dh0, H);
-        /* the weight-gradient GEMMs of the last chunk of steps, while its dA is in cache */
+            GEMM(0, 1, B, H, G, 1, da, G, L->W_h, G, 0, g->dh0, H);
         if (t % chunk == 0) {
-            FN(gemm_grads)(dX, dW_x, dW_h, dA, ids ? NULL : X, hs, W_x, h0, t, t_hi, B, I, H, G);
+            FN(gemm_grads)(g, ws->dA, L, G, t, t_hi);
             t_hi = t;
         }
     }
-    FN(sum_grads)(dW_x, db, dA, ids, (int64_t)T * B, G);
+    FN(sum_grads)(g, ws->dA, L, G);
+}
+
+static void FN(rnn_forward)(const struct DT(rf_layer) *L, const struct DT(rf_workspace) *ws)
+{
+    FN(recurrent_forward)(L, ws, CELL_RNN);
+}
+
+static void FN(rnn_backward)(const struct DT(rf_layer_grads) *g,
+                             const struct DT(rf_workspace) *ws, const struct DT(rf_layer) *L)
+{
+    FN(recurrent_backward)(g, ws, L, CELL_RNN);
+}
+
+static void FN(lstm_forward)(const struct DT(rf_layer) *L, const struct DT(rf_workspace) *ws)
+{
+    FN(recurrent_forward)(L, ws, CELL_LSTM);
+}
+
+static void FN(lstm_backward)(const struct DT(rf_layer_grads) *g,
+                              const struct DT(rf_workspace) *ws, const struct DT(rf_layer) *L)
+{
+    FN(recurrent_backward)(g, ws, L, CELL_LSTM);
 }

@@ -6,8 +6,8 @@
  *   w_v = exp((z_v - max z) / temperature) in double; with top_k, w_v = 0 where z_v is below the
  *   k-th largest z;  the first v with  w_0 + ... + w_v > u sum(w)  (sequential sums, like
  *   np.cumsum), or V-1 if none;  argmax: the first largest z. */
-static int64_t FN(draw_row)(const real *z, double u, double temperature, int top_k, int argmax,
-                            int V, double *w, double *sel)
+static RF_NOINLINE int64_t FN(draw_row)(const real *z, double u, double temperature, int top_k,
+                                        int argmax, int V, double *w, double *sel)
 {
     if (argmax) {
         int best = 0;
@@ -42,38 +42,37 @@ static int64_t FN(draw_row)(const real *z, double u, double temperature, int top
     return V - 1;
 }
 
-RF_VECTOR_CLONES /* for the cell pass inlined here */
-void FN(rf_sample)(int64_t *out, const double *uniforms, const int64_t *first_ids, real *h,
-                   real *c, const real *const *W_x, const real *const *W_h,
-                   const real *const *b, const real *W_y, const real *b_y, double temperature,
-                   int top_k, int argmax, int N, int S, int L, int H, int V, real *act,
-                   real *cbuf, real *tcbuf, real *logits, double *w, double *sel, int64_t *ids)
+static void FN(sample)(int64_t *out, const struct DT(rf_sampler) *m, const double *uniforms,
+                       const int64_t *first_ids, int N)
 {
-    const int G = c ? 4 * H : H;
+    const int S = m->S, L = m->L, H = m->H, V = m->V;
+    const int G = m->c ? 4 * H : H;
     const int64_t slab = (int64_t)S * H; /* one layer of h, c (S,H) */
+    real *act = m->act, *logits = m->logits;
+    int64_t *ids = m->ids;
     memcpy(ids, first_ids, sizeof(int64_t) * (size_t)S);
     for (int t = 0; t < N; t++) {
         for (int l = 0; l < L; l++) {
-            real *hl = h + l * slab;
+            real *hl = m->h + l * slab;
             if (l == 0) /* act = W_x[ids] + b,  or  h_below W_x + b */
-                FN(rf_project)(act, ids, NULL, W_x[0], b[0], S, V, G);
+                FN(project)(act, ids, NULL, m->W_x[0], m->b[0], S, V, G);
             else
-                FN(rf_project)(act, NULL, hl - slab, W_x[l], b[l], S, H, G);
-            GEMM(0, 0, S, G, H, 1, hl, H, W_h[l], G, 1, act, G); /* act += h W_h */
-            if (c) {
-                real *cl = c + l * slab;
-                FN(rf_lstm_cell)(hl, cbuf, tcbuf, act, cl, S, H);
-                memcpy(cl, cbuf, sizeof(real) * (size_t)slab);
+                FN(project)(act, NULL, hl - slab, m->W_x[l], m->b[l], S, H, G);
+            GEMM(0, 0, S, G, H, 1, hl, H, m->W_h[l], G, 1, act, G); /* act += h W_h */
+            if (m->c) {
+                real *cl = m->c + l * slab;
+                FN(lstm_cell)(hl, m->cbuf, m->tcbuf, act, cl, S, H);
+                memcpy(cl, m->cbuf, sizeof(real) * (size_t)slab);
             } else {
-                FN(rf_tanh_pass)(hl, act, slab);
+                FN(tanh_pass)(hl, act, slab);
             }
         }
         for (int s = 0; s < S; s++) /* logits = h_top W_y + b_y */
-            memcpy(logits + (int64_t)s * V, b_y, sizeof(real) * (size_t)V);
-        GEMM(0, 0, S, V, H, 1, h + (L - 1) * slab, H, W_y, V, 1, logits, V);
+            memcpy(logits + (int64_t)s * V, m->b_y, sizeof(real) * (size_t)V);
+        GEMM(0, 0, S, V, H, 1, m->h + (L - 1) * slab, H, m->W_y, V, 1, logits, V);
         for (int s = 0; s < S; s++) {
             ids[s] = FN(draw_row)(logits + (int64_t)s * V, uniforms[(int64_t)t * S + s],
-                                  temperature, top_k, argmax, V, w, sel);
+                                  m->temperature, m->top_k, m->argmax, V, m->w, m->sel);
             out[(int64_t)t * S + s] = ids[s];
         }
     }

@@ -17,7 +17,7 @@
  *     sigmoid(x) = 1 / (1 + exp(-x))
  *     tanh(x)    = sign(x) * -e / (2 + e),  e = expm1(-2|x|)   (relative accuracy near 0 too)
  * sigmoid and tanh clamp their argument so that 2^n stays a normal number and build it as one
- * factor; FN(rf_exp) (the softmax's) covers the whole range with 2^n as two exactly
+ * factor; FN(exp) (the softmax's) covers the whole range with 2^n as two exactly
  * representable factors 2^n1 2^n2 (n1 = floor(n/2), n2 = n - n1), so results that overflow or
  * fall into the subnormals round once, as libm's do.
  *
@@ -29,7 +29,7 @@
  * normal range: sigmoid(x) for x < -87 (float) / -708 (double) returns sigmoid(-87) /
  * sigmoid(-708) (absolute error below 1e-37 / 1e-307); tanh saturates at +-1
  * exactly as libm does in the dtype.  NaN propagates.
- * FN(rf_exp), against libm's double exp on dense grids (tests/test_kernels_loss.py asserts the
+ * FN(exp), against libm's double exp on dense grids (tests/test_kernels_loss.py asserts the
  * bounds in brackets): float max relative error under 1.5 2^-24 (1.0e-7) wherever the result is
  * a normal float, x in [-87.3, 88.7]; x > 89 gives +inf, x < -104 gives 0.  double max relative
  * error 2^-52 (3e-16), x in [-708, 709.7]; x > 710 gives +inf, x < -746 gives 0.  Subnormal
@@ -68,7 +68,7 @@
 
 /* q = expm1(r) for x = n ln2 + r, and *nbits = n + bits(SHIFT) (n in the low mantissa bits);
  * x must lie within [FULL_LO, FULL_HI]. */
-static inline real FN(rf_vm_reduce_n)(real x, RF_VM_UINT *nbits)
+static inline real FN(vm_reduce_n)(real x, RF_VM_UINT *nbits)
 {
     real kd = x * RF_VM_LOG2E + RF_VM_SHIFT;
     memcpy(nbits, &kd, sizeof *nbits);
@@ -99,10 +99,10 @@ static inline real FN(rf_vm_reduce_n)(real x, RF_VM_UINT *nbits)
 }
 
 /* q = expm1(r) and *scale = 2^n for x = n ln2 + r; x must lie within [EXP_LO, EXP_HI]. */
-static inline real FN(rf_vm_reduce)(real x, real *scale)
+static inline real FN(vm_reduce)(real x, real *scale)
 {
     RF_VM_UINT ki;
-    const real q = FN(rf_vm_reduce_n)(x, &ki);
+    const real q = FN(vm_reduce_n)(x, &ki);
     /* 2^n = (n + bias) << mantissa bits; the bits of SHIFT above n fall off the top */
     const RF_VM_UINT sbits = (RF_VM_UINT)(ki + RF_VM_BIAS) << RF_VM_MANT;
     memcpy(scale, &sbits, sizeof sbits);
@@ -112,32 +112,32 @@ static inline real FN(rf_vm_reduce)(real x, real *scale)
 /* The clamp limits, read once per loop through a volatile: a clamp "y = y < lo ? lo : y" with a
  * compile-time lo lets GCC fold the arithmetic that follows into the branch where y == lo, and
  * under the default -ftrapping-math it then refuses to if-convert the loop, which therefore does
- * not vectorize.  Hot loops call FN(rf_vm_limits_load)() before the loop and pass the result. */
-struct FN(rf_vm_limits) {
+ * not vectorize.  Hot loops call FN(vm_limits_load)() before the loop and pass the result. */
+struct FN(vm_limits) {
     real exp_lo, exp_hi, tanh_lo, full_lo, full_hi;
 };
 
-static volatile const real FN(rf_vm_limit_values)[5] = {RF_VM_EXP_LO, RF_VM_EXP_HI, RF_VM_TANH_LO,
+static volatile const real FN(vm_limit_values)[5] = {RF_VM_EXP_LO, RF_VM_EXP_HI, RF_VM_TANH_LO,
                                                         RF_VM_FULL_LO, RF_VM_FULL_HI};
 
-static inline struct FN(rf_vm_limits) FN(rf_vm_limits_load)(void)
+static inline struct FN(vm_limits) FN(vm_limits_load)(void)
 {
-    struct FN(rf_vm_limits) lim;
-    lim.exp_lo = FN(rf_vm_limit_values)[0];
-    lim.exp_hi = FN(rf_vm_limit_values)[1];
-    lim.tanh_lo = FN(rf_vm_limit_values)[2];
-    lim.full_lo = FN(rf_vm_limit_values)[3];
-    lim.full_hi = FN(rf_vm_limit_values)[4];
+    struct FN(vm_limits) lim;
+    lim.exp_lo = FN(vm_limit_values)[0];
+    lim.exp_hi = FN(vm_limit_values)[1];
+    lim.tanh_lo = FN(vm_limit_values)[2];
+    lim.full_lo = FN(vm_limit_values)[3];
+    lim.full_hi = FN(vm_limit_values)[4];
     return lim;
 }
 
 /* exp(x) over the whole range, 2^n as 2^n1 2^n2 */
-static inline real FN(rf_exp)(real x, struct FN(rf_vm_limits) lim)
+static inline real FN(exp)(real x, struct FN(vm_limits) lim)
 {
     x = x < lim.full_lo ? lim.full_lo : x; /* comparisons with NaN are false: NaN passes */
     x = x > lim.full_hi ? lim.full_hi : x;
     RF_VM_UINT ki, shb;
-    const real q = FN(rf_vm_reduce_n)(x, &ki);
+    const real q = FN(vm_reduce_n)(x, &ki);
     const real shift = RF_VM_SHIFT;
     memcpy(&shb, &shift, sizeof shb);
     const RF_VM_SINT n = (RF_VM_SINT)(ki - shb);
@@ -153,18 +153,18 @@ static inline real FN(rf_exp)(real x, struct FN(rf_vm_limits) lim)
 }
 
 /* sigmoid(x) = 1 / (1 + exp(-x)) */
-static inline real FN(rf_vsigmoid)(real x, struct FN(rf_vm_limits) lim)
+static inline real FN(vsigmoid)(real x, struct FN(vm_limits) lim)
 {
     real y = -x;
     y = y < lim.exp_lo ? lim.exp_lo : y; /* NaN stays NaN */
     y = y > lim.exp_hi ? lim.exp_hi : y;
     real scale;
-    const real q = FN(rf_vm_reduce)(y, &scale);
+    const real q = FN(vm_reduce)(y, &scale);
     return (real)1 / ((real)1 + scale * ((real)1 + q));
 }
 
 /* tanh(x) = sign(x) (-e) / (2 + e),  e = expm1(-2|x|); |x| and the sign by bit operations */
-static inline real FN(rf_vtanh)(real x, struct FN(rf_vm_limits) lim)
+static inline real FN(vtanh)(real x, struct FN(vm_limits) lim)
 {
     const RF_VM_UINT sign = (RF_VM_UINT)1 << (8 * sizeof(real) - 1);
     RF_VM_UINT xb;
@@ -175,7 +175,7 @@ static inline real FN(rf_vtanh)(real x, struct FN(rf_vm_limits) lim)
     real y = (real)-2 * ax;
     y = y < lim.tanh_lo ? lim.tanh_lo : y;
     real scale;
-    const real q = FN(rf_vm_reduce)(y, &scale);
+    const real q = FN(vm_reduce)(y, &scale);
     const real e = scale * q + (scale - (real)1);
     const real t = -e / ((real)2 + e); /* >= 0 */
     RF_VM_UINT tb;

@@ -1,4 +1,7 @@
-# The C contract of csrc/: declarations only; the checks and calls live in _kernels.pyx.
+# The C contract of csrc/, all of it: the extern declarations, then one fused inline dispatcher
+# per kernel pair (name_f32 / name_f64 -> name over ``floating``), so the bridge in _kernels.pyx
+# is written once for both dtypes and the compiler picks the C function by the pointer type.
+from cython cimport floating
 from libc.stdint cimport int64_t
 
 cdef extern from "blas.h" nogil:
@@ -13,8 +16,333 @@ cdef extern from "blas.h" nogil:
     void rf_blas_init(rf_sgemm_fn sgemm, rf_dgemm_fn dgemm, rf_sgemv_fn sgemv,
                       rf_dgemv_fn dgemv)
 
+cdef extern from "paths.h" nogil:
+    enum:
+        RF_ISA_BASELINE
+        RF_ISA_AVX2
+        RF_ISA_AVX512
+        RF_PACKED_AUTO
+        RF_PACKED_OFF
+        RF_PACKED_ON
+    struct rf_paths:
+        int isa
+        int packed
+        int64_t chunk_bytes
+    int rf_isa_available(int isa)
+    int rf_paths_set(const rf_paths *paths)
+    rf_paths rf_paths_get()
+
 cdef extern from "rnnfast.h" nogil:
     double rf_softmax_xent_f32(float *dlogits, const float *logits, const int64_t *targets,
                                int N, int V)
     double rf_softmax_xent_f64(double *dlogits, const double *logits, const int64_t *targets,
                                int N, int V)
+
+cdef extern from "loss.h" nogil:
+    void rf_exp_array_f32(float *out, const float *x, int64_t n)
+    void rf_exp_array_f64(double *out, const double *x, int64_t n)
+
+cdef extern from "optim.h" nogil:
+    void rf_sgd_update_f32(float *param, const float *grad, float *velocity, double lr,
+                           double momentum, int64_t n)
+    void rf_sgd_update_f64(double *param, const double *grad, double *velocity, double lr,
+                           double momentum, int64_t n)
+    void rf_adagrad_update_f32(float *param, const float *grad, float *memory, double lr,
+                               double eps, int64_t n)
+    void rf_adagrad_update_f64(double *param, const double *grad, double *memory, double lr,
+                               double eps, int64_t n)
+    void rf_rmsprop_update_f32(float *param, const float *grad, float *mean_square, double lr,
+                               double alpha, double eps, int64_t n)
+    void rf_rmsprop_update_f64(double *param, const double *grad, double *mean_square,
+                               double lr, double alpha, double eps, int64_t n)
+    void rf_adam_update_f32(float *param, const float *grad, float *m, float *v, double lr,
+                            double beta1, double beta2, double eps, int64_t step, int64_t n)
+    void rf_adam_update_f64(double *param, const double *grad, double *m, double *v,
+                            double lr, double beta1, double beta2, double eps, int64_t step,
+                            int64_t n)
+    void rf_clip_by_value_f32(float *grad, double limit, int64_t n)
+    void rf_clip_by_value_f64(double *grad, double limit, int64_t n)
+    double rf_global_norm_f32(const float *grad, int64_t n)
+    double rf_global_norm_f64(const double *grad, int64_t n)
+    void rf_scale_f32(float *grad, double factor, int64_t n)
+    void rf_scale_f64(double *grad, double factor, int64_t n)
+
+cdef extern from "linear.h" nogil:
+    void rf_linear_forward_f32(float *out, const float *X, const float *W, const float *b,
+                               int N, int In, int Out)
+    void rf_linear_forward_f64(double *out, const double *X, const double *W, const double *b,
+                               int N, int In, int Out)
+    void rf_linear_backward_f32(float *dX, float *dW, float *db, const float *dout,
+                                const float *X, const float *W, int N, int In, int Out)
+    void rf_linear_backward_f64(double *dX, double *dW, double *db, const double *dout,
+                                const double *X, const double *W, int N, int In, int Out)
+
+cdef extern from "recurrent.h" nogil:
+    struct rf_layer_f32:
+        int T, B, In, H
+        const int64_t *ids
+        const float *X
+        const float *W_x
+        const float *W_h
+        const float *b
+        const float *h0
+        const float *c0
+        float *hs
+        float *cs
+        float *tcs
+        float *gates
+    struct rf_layer_grads_f32:
+        float *dX
+        float *dW_x
+        float *dW_h
+        float *db
+        float *dh0
+        float *dc0
+        const float *dH
+    struct rf_workspace_f32:
+        float *dA
+        float *pack
+    struct rf_sampler_f32:
+        int L, S, H, V
+        const float *const *W_x
+        const float *const *W_h
+        const float *const *b
+        const float *W_y
+        const float *b_y
+        float *h
+        float *c
+        double temperature
+        int top_k
+        int argmax
+        float *act
+        float *cbuf
+        float *tcbuf
+        float *logits
+        double *w
+        double *sel
+        int64_t *ids
+    struct rf_layer_f64:
+        int T, B, In, H
+        const int64_t *ids
+        const double *X
+        const double *W_x
+        const double *W_h
+        const double *b
+        const double *h0
+        const double *c0
+        double *hs
+        double *cs
+        double *tcs
+        double *gates
+    struct rf_layer_grads_f64:
+        double *dX
+        double *dW_x
+        double *dW_h
+        double *db
+        double *dh0
+        double *dc0
+        const double *dH
+    struct rf_workspace_f64:
+        double *dA
+        double *pack
+    struct rf_sampler_f64:
+        int L, S, H, V
+        const double *const *W_x
+        const double *const *W_h
+        const double *const *b
+        const double *W_y
+        const double *b_y
+        double *h
+        double *c
+        double temperature
+        int top_k
+        int argmax
+        double *act
+        double *cbuf
+        double *tcbuf
+        double *logits
+        double *w
+        double *sel
+        int64_t *ids
+    void rf_rnn_forward_f32(const rf_layer_f32 *layer, const rf_workspace_f32 *ws)
+    void rf_rnn_backward_f32(const rf_layer_grads_f32 *grads, const rf_workspace_f32 *ws,
+                             const rf_layer_f32 *layer)
+    void rf_lstm_forward_f32(const rf_layer_f32 *layer, const rf_workspace_f32 *ws)
+    void rf_lstm_backward_f32(const rf_layer_grads_f32 *grads, const rf_workspace_f32 *ws,
+                              const rf_layer_f32 *layer)
+    void rf_sample_f32(int64_t *out, const rf_sampler_f32 *sampler, const double *uniforms,
+                       const int64_t *first_ids, int N)
+    void rf_rnn_forward_f64(const rf_layer_f64 *layer, const rf_workspace_f64 *ws)
+    void rf_rnn_backward_f64(const rf_layer_grads_f64 *grads, const rf_workspace_f64 *ws,
+                             const rf_layer_f64 *layer)
+    void rf_lstm_forward_f64(const rf_layer_f64 *layer, const rf_workspace_f64 *ws)
+    void rf_lstm_backward_f64(const rf_layer_grads_f64 *grads, const rf_workspace_f64 *ws,
+                              const rf_layer_f64 *layer)
+    void rf_sample_f64(int64_t *out, const rf_sampler_f64 *sampler, const double *uniforms,
+                       const int64_t *first_ids, int N)
+    int64_t rf_recurrent_pack_size_f32(int H, int G)
+    int64_t rf_recurrent_pack_size_f64(int H, int G)
+    void rf_vec_tanh_f32(float *out, const float *x, int64_t n)
+    void rf_vec_tanh_f64(double *out, const double *x, int64_t n)
+    void rf_vec_sigmoid_f32(float *out, const float *x, int64_t n)
+    void rf_vec_sigmoid_f64(double *out, const double *x, int64_t n)
+
+
+# ---- one name per kernel pair: the dtype is the pointer type ----------------------------------
+
+cdef inline double rf_softmax_xent(floating *dlogits, const floating *logits,
+                                   const int64_t *targets, int N, int V) noexcept nogil:
+    if floating is float:
+        return rf_softmax_xent_f32(dlogits, logits, targets, N, V)
+    else:
+        return rf_softmax_xent_f64(dlogits, logits, targets, N, V)
+
+
+cdef inline void rf_exp_array(floating *out, const floating *x, int64_t n) noexcept nogil:
+    if floating is float:
+        rf_exp_array_f32(out, x, n)
+    else:
+        rf_exp_array_f64(out, x, n)
+
+
+cdef inline void rf_sgd_update(floating *param, const floating *grad, floating *velocity,
+                               double lr, double momentum, int64_t n) noexcept nogil:
+    if floating is float:
+        rf_sgd_update_f32(param, grad, velocity, lr, momentum, n)
+    else:
+        rf_sgd_update_f64(param, grad, velocity, lr, momentum, n)
+
+
+cdef inline void rf_adagrad_update(floating *param, const floating *grad, floating *memory,
+                                   double lr, double eps, int64_t n) noexcept nogil:
+    if floating is float:
+        rf_adagrad_update_f32(param, grad, memory, lr, eps, n)
+    else:
+        rf_adagrad_update_f64(param, grad, memory, lr, eps, n)
+
+
+cdef inline void rf_rmsprop_update(floating *param, const floating *grad, floating *mean_square,
+                                   double lr, double alpha, double eps, int64_t n) noexcept nogil:
+    if floating is float:
+        rf_rmsprop_update_f32(param, grad, mean_square, lr, alpha, eps, n)
+    else:
+        rf_rmsprop_update_f64(param, grad, mean_square, lr, alpha, eps, n)
+
+
+cdef inline void rf_adam_update(floating *param, const floating *grad, floating *m, floating *v,
+                                double lr, double beta1, double beta2, double eps, int64_t step,
+                                int64_t n) noexcept nogil:
+    if floating is float:
+        rf_adam_update_f32(param, grad, m, v, lr, beta1, beta2, eps, step, n)
+    else:
+        rf_adam_update_f64(param, grad, m, v, lr, beta1, beta2, eps, step, n)
+
+
+cdef inline void rf_clip_by_value(floating *grad, double limit, int64_t n) noexcept nogil:
+    if floating is float:
+        rf_clip_by_value_f32(grad, limit, n)
+    else:
+        rf_clip_by_value_f64(grad, limit, n)
+
+
+cdef inline double rf_global_norm(const floating *grad, int64_t n) noexcept nogil:
+    if floating is float:
+        return rf_global_norm_f32(grad, n)
+    else:
+        return rf_global_norm_f64(grad, n)
+
+
+cdef inline void rf_scale(floating *grad, double factor, int64_t n) noexcept nogil:
+    if floating is float:
+        rf_scale_f32(grad, factor, n)
+    else:
+        rf_scale_f64(grad, factor, n)
+
+
+cdef inline void rf_linear_forward(floating *out, const floating *X, const floating *W,
+                                   const floating *b, int N, int In, int Out) noexcept nogil:
+    if floating is float:
+        rf_linear_forward_f32(out, X, W, b, N, In, Out)
+    else:
+        rf_linear_forward_f64(out, X, W, b, N, In, Out)
+
+
+cdef inline void rf_linear_backward(floating *dX, floating *dW, floating *db,
+                                    const floating *dout, const floating *X, const floating *W,
+                                    int N, int In, int Out) noexcept nogil:
+    if floating is float:
+        rf_linear_backward_f32(dX, dW, db, dout, X, W, N, In, Out)
+    else:
+        rf_linear_backward_f64(dX, dW, db, dout, X, W, N, In, Out)
+
+
+# What the bridge fills for one recurrent call: the C descriptors of one dtype side by side, so a
+# body fused over rf_recurrent gets the layer, gradient and workspace structs of the same dtype
+# (Cython ties no two fused types together).
+cdef struct rf_recurrent_f32:
+    rf_layer_f32 layer
+    rf_layer_grads_f32 grads
+    rf_workspace_f32 ws
+
+cdef struct rf_recurrent_f64:
+    rf_layer_f64 layer
+    rf_layer_grads_f64 grads
+    rf_workspace_f64 ws
+
+ctypedef fused rf_recurrent:
+    rf_recurrent_f32
+    rf_recurrent_f64
+
+ctypedef fused rf_sampler:
+    rf_sampler_f32
+    rf_sampler_f64
+
+
+cdef inline void rf_rnn_forward(const rf_recurrent *d) noexcept nogil:
+    if rf_recurrent is rf_recurrent_f32:
+        rf_rnn_forward_f32(&d.layer, &d.ws)
+    else:
+        rf_rnn_forward_f64(&d.layer, &d.ws)
+
+
+cdef inline void rf_rnn_backward(const rf_recurrent *d) noexcept nogil:
+    if rf_recurrent is rf_recurrent_f32:
+        rf_rnn_backward_f32(&d.grads, &d.ws, &d.layer)
+    else:
+        rf_rnn_backward_f64(&d.grads, &d.ws, &d.layer)
+
+
+cdef inline void rf_lstm_forward(const rf_recurrent *d) noexcept nogil:
+    if rf_recurrent is rf_recurrent_f32:
+        rf_lstm_forward_f32(&d.layer, &d.ws)
+    else:
+        rf_lstm_forward_f64(&d.layer, &d.ws)
+
+
+cdef inline void rf_lstm_backward(const rf_recurrent *d) noexcept nogil:
+    if rf_recurrent is rf_recurrent_f32:
+        rf_lstm_backward_f32(&d.grads, &d.ws, &d.layer)
+    else:
+        rf_lstm_backward_f64(&d.grads, &d.ws, &d.layer)
+
+
+cdef inline void rf_sample(int64_t *out, const rf_sampler *sampler, const double *uniforms,
+                           const int64_t *first_ids, int N) noexcept nogil:
+    if rf_sampler is rf_sampler_f32:
+        rf_sample_f32(out, sampler, uniforms, first_ids, N)
+    else:
+        rf_sample_f64(out, sampler, uniforms, first_ids, N)
+
+
+cdef inline void rf_vec_tanh(floating *out, const floating *x, int64_t n) noexcept nogil:
+    if floating is float:
+        rf_vec_tanh_f32(out, x, n)
+    else:
+        rf_vec_tanh_f64(out, x, n)
+
+
+cdef inline void rf_vec_sigmoid(floating *out, const floating *x, int64_t n) noexcept nogil:
+    if floating is float:
+        rf_vec_sigmoid_f32(out, x, n)
+    else:
+        rf_vec_sigmoid_f64(out, x, n)

@@ -1,15 +1,28 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True
-"""Bridge from Python to the C kernels of csrc/.
+"""Bridge from Python to the C kernels of csrc/ (declared in _kernels.pxd).
 
-Every function here has a twin of the same name and signature in ``rnnfast.reference``.  Each
-checks its arrays (type, dtype, C-contiguity, shape, writeable and non-aliased outputs, index
-range) and raises an exception naming the argument before any C runs; then it releases the GIL
+Every public function here has a twin of the same name and signature in ``rnnfast.reference``.
+Each checks its arrays (type, dtype, C-contiguity, shape, writeable outputs that share no memory
+with any other argument, index range) and raises an exception naming the argument, the expected
+and the actual value before any C runs; then one body, fused over ``floating``, releases the GIL
 and calls C, which may assume valid input.
+
+The bodies take data pointers, not typed memoryviews: acquiring a memoryview costs about 0.55 us
+per array (measured here), some 35 arrays per training step, which at min-char-rnn size is a
+tenth of the step.  The pointer type of each body comes from its ``floating`` specialization,
+chosen once per call from the dtype the checks established.
 """
 
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+from cython cimport floating
+from libc.limits cimport INT_MAX
+from libc.math cimport INFINITY, isfinite
 from libc.stdint cimport int64_t
+from libc.string cimport memset
+
+import math
+import os
 
 import numpy as np
 from scipy.linalg import cython_blas
@@ -25,14 +38,97 @@ cdef void *_blas_function(str name) except NULL:
 rf_blas_init(<rf_sgemm_fn>_blas_function("sgemm"), <rf_dgemm_fn>_blas_function("dgemm"),
              <rf_sgemv_fn>_blas_function("sgemv"), <rf_dgemv_fn>_blas_function("dgemv"))
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
 _INDEX_DTYPE = np.dtype(np.int64)
+_GATES = {"rnn": 1, "lstm": 4}
+
+
+# ---- the code paths: machine-chosen by default, forceable (csrc/paths.h) ---------------------
+
+_ISAS = {"baseline": RF_ISA_BASELINE, "avx2": RF_ISA_AVX2, "avx512": RF_ISA_AVX512}
+_PACKED = {"auto": RF_PACKED_AUTO, False: RF_PACKED_OFF, True: RF_PACKED_ON}
+
+
+def _available_isas():
+    """The instruction-set variants this build has and this CPU runs, best first."""
+    return tuple(name for name in ("avx512", "avx2", "baseline") if rf_isa_available(_ISAS[name]))
+
+
+def _paths():
+    """The paths in force: {"isa": name, "packed": "auto" | True | False, "chunk_bytes": int}."""
+    cdef rf_paths p = rf_paths_get()
+    isa = next(name for name, value in _ISAS.items() if value == p.isa)
+    packed = next(key for key, value in _PACKED.items() if value == p.packed)
+    return {"isa": isa, "packed": packed, "chunk_bytes": p.chunk_bytes}
+
+
+def _set_paths(isa=None, packed=None, chunk_bytes=None):
+    """Force the kernels' paths (tests; None leaves a setting as it is).  isa: "avx512", "avx2"
+    or "baseline" (the elementwise loops' variant; ValueError if this build or CPU lacks it);
+    packed: True (the packed per-step kernel at every B), False (BLAS), "auto" (packed on AVX-512
+    for B >= 2); chunk_bytes: the size of the recurrent drivers' chunks (>= 1: one step per chunk
+    at least).  Not thread-safe against running kernels."""
+    cdef rf_paths p = rf_paths_get()
+    if isa is not None:
+        if isa not in _ISAS:
+            raise ValueError(f"isa: expected one of {tuple(_ISAS)}, got {isa!r}")
+        if not rf_isa_available(_ISAS[isa]):
+            raise ValueError(f"isa: {isa!r} is not available here (this build and CPU run "
+                             f"{_available_isas()})")
+        p.isa = _ISAS[isa]
+    if packed is not None:
+        if isinstance(packed, str) and packed != "auto" or packed not in _PACKED:
+            raise ValueError(f"packed: expected True, False or 'auto', got {packed!r}")
+        p.packed = _PACKED[packed]
+    if chunk_bytes is not None:
+        if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, (int, np.integer)) \
+                or chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes: expected an integer >= 1, got {chunk_bytes!r}")
+        p.chunk_bytes = chunk_bytes
+    if rf_paths_set(&p) != 0:
+        raise ValueError(f"paths: rejected by the C library: {_paths()} unchanged")
+
+
+def _paths_from_environment(environ):
+    """RNNFAST_ISA caps the variant (the best available at or below it); RNNFAST_PACKED=0|1
+    forces the per-step products through BLAS or the packed kernel."""
+    isa = environ.get("RNNFAST_ISA")
+    if isa is not None:
+        order = ("baseline", "avx2", "avx512")
+        if isa not in order:
+            raise ValueError(f"RNNFAST_ISA: expected one of {order}, got {isa!r}")
+        available = _available_isas()
+        _set_paths(isa=next(n for n in reversed(order[:order.index(isa) + 1]) if n in available))
+    packed = environ.get("RNNFAST_PACKED")
+    if packed is not None:
+        if packed not in ("0", "1"):
+            raise ValueError(f"RNNFAST_PACKED: expected 0 or 1, got {packed!r}")
+        _set_paths(packed=packed == "1")
+
+
+rf_paths_get()  # the machine's choice is made here, at import, before threads run kernels
+_paths_from_environment(os.environ)
+
+
+# ---- the checks: one function per invariant -------------------------------------------------
+
+cdef _check_ndarray(str name, object a):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+
+
+cdef _float_dtype(str name, object a):
+    """The dtype of a float32/float64 ndarray, or a TypeError naming ``name``."""
+    _check_ndarray(name, a)
+    if a.dtype != _F32 and a.dtype != _F64:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
+    return a.dtype
 
 
 cdef _check_array(str name, object a, object dtype, tuple shape):
     """Raise unless ``a`` is a C-contiguous ndarray of ``dtype`` and ``shape``."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    _check_ndarray(name, a)
     if a.dtype != dtype:
         raise TypeError(f"{name}: expected dtype {dtype}, got {a.dtype}")
     if a.shape != shape:
@@ -41,23 +137,18 @@ cdef _check_array(str name, object a, object dtype, tuple shape):
         raise ValueError(f"{name}: expected a C-contiguous array, got strides {a.strides}")
 
 
-cdef _check_output(str name, object out, object dtype, tuple shape, tuple inputs):
-    """Like _check_array, and ``out`` must be writeable and share no memory with ``inputs``."""
-    _check_array(name, out, dtype, shape)
-    if not out.flags.writeable:
-        raise ValueError(f"{name}: output array is read-only")
-    for other in inputs:
-        if np.may_share_memory(out, other):
-            raise ValueError(f"{name}: output array overlaps an input array")
+cdef _check_output(str name, object a, object dtype, tuple shape):
+    """_check_array, and ``a`` must be writeable."""
+    _check_array(name, a, dtype, shape)
+    if not a.flags.writeable:
+        raise ValueError(f"{name}: output array is read-only, expected a writeable array")
 
 
-cdef _float_dtype(str name, object a):
-    """The dtype of a float32/float64 ndarray, or a TypeError naming ``name``."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
-    return a.dtype
+cdef _check_ndim(str name, object a, int ndim, str expected):
+    """Raise unless ``a`` is an ndarray with ``ndim`` dimensions (``expected`` names them)."""
+    _check_ndarray(name, a)
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected shape {expected}, got {a.shape}")
 
 
 cdef _check_ids(str name, object ids, tuple shape, Py_ssize_t V):
@@ -68,8 +159,70 @@ cdef _check_ids(str name, object ids, tuple shape, Py_ssize_t V):
         raise ValueError(f"{name}: character id {int(bad[0])} out of range [0, {V})")
 
 
+cdef _check_int_size(str name, tuple shape):
+    """C indexes rows with int: every matrix the kernels see must stay below 2^31 per dim."""
+    for n in shape:
+        if n > INT_MAX:
+            raise ValueError(f"{name}: dimension {n} of shape {shape} exceeds 2^31 - 1")
+
+
+cdef inline bint _overlap(object a, object b):
+    """Whether two C-contiguous arrays share bytes: their address ranges intersect."""
+    cdef char *pa = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+    cdef char *pb = <char *>cnp.PyArray_DATA(<cnp.ndarray>b)
+    cdef Py_ssize_t na = cnp.PyArray_NBYTES(<cnp.ndarray>a)
+    cdef Py_ssize_t nb = cnp.PyArray_NBYTES(<cnp.ndarray>b)
+    return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
+
+
+cdef _check_no_overlap(tuple names, tuple arrays, Py_ssize_t n_outputs):
+    """The one aliasing check.  ``arrays`` (checked C-contiguous ndarrays, or None) start with
+    ``n_outputs`` outputs; each output may share no byte with an input nor with an output before
+    it.  (Address ranges, not np.may_share_memory: at min-char-rnn size an optimizer update
+    takes about a microsecond, and contiguous arrays overlap exactly when their ranges do.)"""
+    cdef Py_ssize_t i, j, count = len(arrays)
+    for i in range(n_outputs):
+        a = arrays[i]
+        if a is None:
+            continue
+        for j in range(n_outputs, count):
+            if arrays[j] is not None and _overlap(a, arrays[j]):
+                raise ValueError(f"{names[i]}: output array overlaps {names[j]}, expected "
+                                 f"no memory shared with another argument")
+        for j in range(i):
+            if arrays[j] is not None and _overlap(a, arrays[j]):
+                raise ValueError(f"{names[i]}: output array overlaps {names[j]}, expected "
+                                 f"no memory shared with another argument")
+
+
+cdef double _hyper(str name, object value, double low, double high, bint low_inclusive) except? -1:
+    """A finite real hyperparameter in (low, high) or [low, high), as a C double."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    cdef double x = float(value)
+    cdef bint ok = isfinite(x) and (x >= low if low_inclusive else x > low) and x < high
+    if not ok:
+        bound = f"{'[' if low_inclusive else '('}{low:g}, {high:g})"
+        raise ValueError(f"{name}: expected a finite number in {bound}, got {value!r}")
+    return x
+
+
 cdef inline void *_data(object a):
-    return cnp.PyArray_DATA(<cnp.ndarray>a)
+    """The data pointer of a checked ndarray; NULL for None."""
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+# ---- loss ------------------------------------------------------------------------------------
+
+cdef double _softmax_xent(floating kind, object dlogits, object logits, object targets, int N, int
+                          V):
+    cdef floating *dz = <floating *>_data(dlogits)
+    cdef const floating *z = <const floating *>_data(logits)
+    cdef const int64_t *y = <const int64_t *>_data(targets)
+    cdef double loss
+    with nogil:
+        loss = rf_softmax_xent(dz, z, y, N, V)
+    return loss
 
 
 def softmax_xent(dlogits, logits, targets):
@@ -83,22 +236,652 @@ def softmax_xent(dlogits, logits, targets):
     _check_array("logits", logits, dtype, (N, V))
     _check_ids("targets", targets, (N,), V)
     if dlogits is not None:
-        _check_output("dlogits", dlogits, dtype, (N, V), (logits, targets))
+        _check_output("dlogits", dlogits, dtype, (N, V))
+        _check_no_overlap(("dlogits", "logits", "targets"), (dlogits, logits, targets), 1)
     if N == 0:
         raise ValueError("logits: the mean loss of zero rows (N = 0) is undefined")
-    cdef void *dz = NULL if dlogits is None else _data(dlogits)
-    cdef void *z = _data(logits)
-    cdef const int64_t *y = <const int64_t *>_data(targets)
-    cdef double loss
-    if dtype == np.float32:
-        with nogil:
-            loss = rf_softmax_xent_f32(<float *>dz, <const float *>z, y, N, V)
+    if dtype == _F32:
+        return _softmax_xent(<float>0, dlogits, logits, targets, N, V)
+    return _softmax_xent(<double>0, dlogits, logits, targets, N, V)
+
+
+# ---- optimizer updates, clipping, norms: flat buffers -----------------------------------------
+
+cdef _flat_buffers(tuple names, tuple arrays, Py_ssize_t n_outputs):
+    """Check the flat buffers of an update: every array a C-contiguous ndarray with the dtype
+    and shape of the first; the first ``n_outputs`` writeable and sharing no memory with any
+    other.  Returns the dtype."""
+    dtype = _float_dtype(names[0], arrays[0])
+    shape = arrays[0].shape
+    cdef Py_ssize_t i
+    for i in range(len(arrays)):
+        if i < n_outputs:
+            _check_output(names[i], arrays[i], dtype, shape)
+        else:
+            _check_array(names[i], arrays[i], dtype, shape)
+    _check_no_overlap(names, arrays, n_outputs)
+    return dtype
+
+
+cdef _sgd_update(floating kind, object param, object grad, object velocity, double lr, double
+                 momentum):
+    cdef floating *p = <floating *>_data(param)
+    cdef const floating *g = <const floating *>_data(grad)
+    cdef floating *vel = <floating *>_data(velocity)
+    cdef int64_t n = param.size
+    with nogil:
+        rf_sgd_update(p, g, vel, lr, momentum, n)
+
+
+def sgd_update(param, grad, velocity, lr, momentum):
+    """SGD with optional momentum on flat buffers, in place; see ``reference.sgd_update``."""
+    cdef double lr_ = _hyper("lr", lr, 0.0, INFINITY, False)
+    cdef double mu = _hyper("momentum", momentum, 0.0, 1.0, True)
+    if mu != 0 and velocity is None:
+        raise ValueError("velocity: expected an array when momentum != 0, got None")
+    if mu == 0:
+        velocity = None
+        dtype = _flat_buffers(("param", "grad"), (param, grad), 1)
     else:
-        with nogil:
-            loss = rf_softmax_xent_f64(<double *>dz, <const double *>z, y, N, V)
-    return loss
+        dtype = _flat_buffers(("param", "velocity", "grad"), (param, velocity, grad), 2)
+    if dtype == _F32:
+        _sgd_update(<float>0, param, grad, velocity, lr_, mu)
+    else:
+        _sgd_update(<double>0, param, grad, velocity, lr_, mu)
 
 
-# The optimizer, clipping and output-layer kernels.
-include "_update.pxi"
-include "_recurrent.pxi"
+cdef _adagrad_update(floating kind, object param, object grad, object memory, double lr, double
+                     eps):
+    cdef floating *p = <floating *>_data(param)
+    cdef const floating *g = <const floating *>_data(grad)
+    cdef floating *mem = <floating *>_data(memory)
+    cdef int64_t n = param.size
+    with nogil:
+        rf_adagrad_update(p, g, mem, lr, eps, n)
+
+
+def adagrad_update(param, grad, memory, lr, eps):
+    """Adagrad on flat buffers, in place; see ``reference.adagrad_update``."""
+    cdef double lr_ = _hyper("lr", lr, 0.0, INFINITY, False)
+    cdef double eps_ = _hyper("eps", eps, 0.0, INFINITY, False)
+    dtype = _flat_buffers(("param", "memory", "grad"), (param, memory, grad), 2)
+    if dtype == _F32:
+        _adagrad_update(<float>0, param, grad, memory, lr_, eps_)
+    else:
+        _adagrad_update(<double>0, param, grad, memory, lr_, eps_)
+
+
+cdef _rmsprop_update(floating kind, object param, object grad, object mean_square, double lr, double
+                     alpha, double eps):
+    cdef floating *p = <floating *>_data(param)
+    cdef const floating *g = <const floating *>_data(grad)
+    cdef floating *ms = <floating *>_data(mean_square)
+    cdef int64_t n = param.size
+    with nogil:
+        rf_rmsprop_update(p, g, ms, lr, alpha, eps, n)
+
+
+def rmsprop_update(param, grad, mean_square, lr, alpha, eps):
+    """RMSProp on flat buffers, in place; see ``reference.rmsprop_update``."""
+    cdef double lr_ = _hyper("lr", lr, 0.0, INFINITY, False)
+    cdef double alpha_ = _hyper("alpha", alpha, 0.0, 1.0, True)
+    cdef double eps_ = _hyper("eps", eps, 0.0, INFINITY, False)
+    dtype = _flat_buffers(("param", "mean_square", "grad"), (param, mean_square, grad), 2)
+    if dtype == _F32:
+        _rmsprop_update(<float>0, param, grad, mean_square, lr_, alpha_, eps_)
+    else:
+        _rmsprop_update(<double>0, param, grad, mean_square, lr_, alpha_, eps_)
+
+
+cdef _adam_update(floating kind, object param, object grad, object m, object v, double lr, double
+                  beta1, double beta2, double eps, int64_t step):
+    cdef floating *p = <floating *>_data(param)
+    cdef const floating *g = <const floating *>_data(grad)
+    cdef floating *m_ = <floating *>_data(m)
+    cdef floating *v_ = <floating *>_data(v)
+    cdef int64_t n = param.size
+    with nogil:
+        rf_adam_update(p, g, m_, v_, lr, beta1, beta2, eps, step, n)
+
+
+def adam_update(param, grad, m, v, lr, beta1, beta2, eps, step):
+    """Adam on flat buffers, in place, ``step`` counting from 1; see ``reference.adam_update``."""
+    cdef double lr_ = _hyper("lr", lr, 0.0, INFINITY, False)
+    cdef double b1 = _hyper("beta1", beta1, 0.0, 1.0, True)
+    cdef double b2 = _hyper("beta2", beta2, 0.0, 1.0, True)
+    cdef double eps_ = _hyper("eps", eps, 0.0, INFINITY, False)
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+        raise ValueError(f"step: expected an integer >= 1 (the update count), got {step!r}")
+    cdef int64_t t = step
+    dtype = _flat_buffers(("param", "m", "v", "grad"), (param, m, v, grad), 3)
+    if dtype == _F32:
+        _adam_update(<float>0, param, grad, m, v, lr_, b1, b2, eps_, t)
+    else:
+        _adam_update(<double>0, param, grad, m, v, lr_, b1, b2, eps_, t)
+
+
+cdef _clip_by_value(floating kind, object grad, double limit):
+    cdef floating *g = <floating *>_data(grad)
+    cdef int64_t n = grad.size
+    with nogil:
+        rf_clip_by_value(g, limit, n)
+
+
+def clip_by_value(grad, limit):
+    """Clamp every element of ``grad`` to [-limit, limit] in place; see the reference."""
+    cdef double lim = _hyper("limit", limit, 0.0, INFINITY, False)
+    if _flat_buffers(("grad",), (grad,), 1) == _F32:
+        _clip_by_value(<float>0, grad, lim)
+    else:
+        _clip_by_value(<double>0, grad, lim)
+
+
+cdef double _global_norm(floating kind, object grad):
+    cdef const floating *g = <const floating *>_data(grad)
+    cdef int64_t n = grad.size
+    cdef double norm
+    with nogil:
+        norm = rf_global_norm(g, n)
+    return norm
+
+
+def global_norm(grad):
+    """sqrt(sum grad^2), accumulated in float64; see ``reference.global_norm``."""
+    if _flat_buffers(("grad",), (grad,), 0) == _F32:
+        return _global_norm(<float>0, grad)
+    return _global_norm(<double>0, grad)
+
+
+cdef _scale(floating kind, object grad, double factor):
+    cdef floating *g = <floating *>_data(grad)
+    cdef int64_t n = grad.size
+    with nogil:
+        rf_scale(g, factor, n)
+
+
+def scale(grad, factor):
+    """grad *= factor in place; see ``reference.scale``."""
+    cdef double f = _hyper("factor", factor, -INFINITY, INFINITY, False)
+    if _flat_buffers(("grad",), (grad,), 1) == _F32:
+        _scale(<float>0, grad, f)
+    else:
+        _scale(<double>0, grad, f)
+
+
+# ---- the output layer ------------------------------------------------------------------------
+
+cdef tuple _matrix_shape(str name, object a, str expected):
+    """The (rows, cols) of a 2-D array, each small enough for a BLAS int."""
+    if a.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array of shape {expected}, got shape {a.shape}")
+    _check_int_size(name, a.shape)
+    return a.shape
+
+
+cdef tuple _check_linear(object X, object W):
+    """dtype, N, I, O of a dense layer's X (N, I) and W (I, O)."""
+    dtype = _float_dtype("X", X)
+    N, n_in = _matrix_shape("X", X, "(N, I)")
+    _float_dtype("W", W)
+    _, n_out = _matrix_shape("W", W, "(I, O)")
+    _check_array("X", X, dtype, (N, n_in))
+    _check_array("W", W, dtype, (n_in, n_out))
+    return dtype, N, n_in, n_out
+
+
+cdef _linear_forward(floating kind, object out, object X, object W, object b, int N, int n_in, int
+                     n_out):
+    cdef floating *o = <floating *>_data(out)
+    cdef const floating *x = <const floating *>_data(X)
+    cdef const floating *w = <const floating *>_data(W)
+    cdef const floating *b_ = <const floating *>_data(b)
+    with nogil:
+        rf_linear_forward(o, x, w, b_, N, n_in, n_out)
+
+
+def linear_forward(out, X, W, b):
+    """out = X W + b.  out (N, O);  X (N, I);  W (I, O);  b (O,).  See the reference."""
+    cdef int N, n_in, n_out
+    dtype, N, n_in, n_out = _check_linear(X, W)
+    _check_array("b", b, dtype, (n_out,))
+    _check_output("out", out, dtype, (N, n_out))
+    _check_no_overlap(("out", "X", "W", "b"), (out, X, W, b), 1)
+    if dtype == _F32:
+        _linear_forward(<float>0, out, X, W, b, N, n_in, n_out)
+    else:
+        _linear_forward(<double>0, out, X, W, b, N, n_in, n_out)
+
+
+cdef _linear_backward(floating kind, object dX, object dW, object db, object dout, object X, object
+                      W, int N, int n_in, int n_out):
+    cdef floating *dx = <floating *>_data(dX)
+    cdef floating *dw = <floating *>_data(dW)
+    cdef floating *db_ = <floating *>_data(db)
+    cdef const floating *dz = <const floating *>_data(dout)
+    cdef const floating *x = <const floating *>_data(X)
+    cdef const floating *w = <const floating *>_data(W)
+    with nogil:
+        rf_linear_backward(dx, dw, db_, dz, x, w, N, n_in, n_out)
+
+
+def linear_backward(dX, dW, db, dout, X, W):
+    """dW += X^T dout;  db += sum dout;  dX = dout W^T (dX may be None).  See the reference."""
+    cdef int N, n_in, n_out
+    dtype, N, n_in, n_out = _check_linear(X, W)
+    _check_array("dout", dout, dtype, (N, n_out))
+    _check_output("dW", dW, dtype, (n_in, n_out))
+    _check_output("db", db, dtype, (n_out,))
+    if dX is not None:
+        _check_output("dX", dX, dtype, (N, n_in))
+    _check_no_overlap(("dW", "db", "dX", "dout", "X", "W"), (dW, db, dX, dout, X, W), 3)
+    if dtype == _F32:
+        _linear_backward(<float>0, dX, dW, db, dout, X, W, N, n_in, n_out)
+    else:
+        _linear_backward(<double>0, dX, dW, db, dout, X, W, N, n_in, n_out)
+
+
+# ---- the recurrent layers --------------------------------------------------------------------
+
+cdef tuple _check_layer(str cell, object X, object W_x, object W_h, object b, object h0,
+                        object c0):
+    """Check a layer's inputs (b, c0: None when the kernel takes none); returns
+    (dtype, T, B, I, H, ids), ids True when X holds character ids."""
+    cdef int gates = _GATES[cell]
+    dtype = _float_dtype("W_h", W_h)
+    g_name = "4H" if gates == 4 else "H"
+    if W_h.ndim != 2 or W_h.shape[0] < 1 or W_h.shape[1] != gates * W_h.shape[0]:
+        raise ValueError(f"W_h: expected shape (H, {g_name}) with H >= 1 for an {cell} layer, "
+                         f"got {W_h.shape}")
+    H = W_h.shape[0]
+    G = gates * H
+    _check_array("W_h", W_h, dtype, (H, G))
+    _check_ndim("h0", h0, 2, f"(B, {H})")
+    B = h0.shape[0]
+    if B < 1:
+        raise ValueError(f"h0: expected at least one row (B >= 1), got shape {h0.shape}")
+    _check_array("h0", h0, dtype, (B, H))
+    if c0 is not None:
+        _check_array("c0", c0, dtype, (B, H))
+    _check_ndarray("X", X)
+    ids = X.dtype.kind in "iu"
+    if ids:
+        if X.ndim != 2:
+            raise ValueError(f"X: expected character ids of shape (T, {B}), got {X.shape}")
+        _check_ndim("W_x", W_x, 2, f"(V, {G})")
+        I = W_x.shape[0]
+        if I < 1:
+            raise ValueError(f"W_x: expected at least one row (V >= 1), got shape {W_x.shape}")
+        _check_array("W_x", W_x, dtype, (I, G))
+        T = X.shape[0]
+        _check_ids("X", X, (T, B), I)
+    else:
+        if X.ndim != 3:
+            raise ValueError(f"X: expected ids (T, {B}) or activations (T, {B}, I), "
+                             f"got shape {X.shape}")
+        T, I = X.shape[0], X.shape[2]
+        if I < 1:
+            raise ValueError(f"X: expected an input size I >= 1, got shape {X.shape}")
+        _check_array("X", X, dtype, (T, B, I))
+        _check_array("W_x", W_x, dtype, (I, G))
+    if T < 1:
+        raise ValueError(f"X: expected at least one time step (T >= 1), got shape {X.shape}")
+    if b is not None:
+        _check_array("b", b, dtype, (G,))
+    _check_int_size("X", (T * B, I, G))
+    return dtype, T, B, I, H, ids
+
+
+cdef _check_no_input_gradient(object dX, bint ids):
+    if dX is not None and ids:
+        raise ValueError("dX: expected None when X holds character ids (no input gradient), "
+                         "got an array")
+
+
+cdef inline void _in(const floating **field, object a):
+    """Point a descriptor's input field at a checked array (None: NULL)."""
+    field[0] = <const floating *>_data(a)
+
+
+cdef inline void _out(floating **field, object a):
+    """Point a descriptor's output field at a checked array (None: NULL)."""
+    field[0] = <floating *>_data(a)
+
+
+cdef object _fill_layer(rf_recurrent *d, object X, object W_x, object W_h, object b, object h0,
+                        object c0, int T, int B, int I, int H, bint ids, int G):
+    """Zero the descriptors, fill the layer's sizes and inputs and give the workspace a fresh
+    pack (csrc/pgemm_tmpl.h; a new array per call, so concurrent calls never share one).
+    Returns the pack, which the caller keeps alive through the C call."""
+    memset(d, 0, sizeof(d[0]))
+    d.layer.T, d.layer.B, d.layer.In, d.layer.H = T, B, I, H
+    if ids:
+        d.layer.ids = <const int64_t *>_data(X)
+    else:
+        _in(&d.layer.X, X)
+    _in(&d.layer.W_x, W_x)
+    _in(&d.layer.W_h, W_h)
+    _in(&d.layer.b, b)
+    _in(&d.layer.h0, h0)
+    _in(&d.layer.c0, c0)
+    if rf_recurrent is rf_recurrent_f32:
+        pack = np.empty(max(rf_recurrent_pack_size_f32(H, G), 1), _F32)
+    else:
+        pack = np.empty(max(rf_recurrent_pack_size_f64(H, G), 1), _F64)
+    _out(&d.ws.pack, pack)
+    return pack
+
+
+cdef _rnn_forward(rf_recurrent *d, object H, object X, object W_x, object W_h, object b,
+                  object h0, int T, int B, int I, int n, bint ids):
+    _pack = _fill_layer(d, X, W_x, W_h, b, h0, None, T, B, I, n, ids, n)
+    _out(&d.layer.hs, H)
+    with nogil:
+        rf_rnn_forward(d)
+
+
+def rnn_forward(H, X, W_x, W_h, b, h0):
+    """Vanilla RNN over a sequence; see ``reference.rnn_forward``."""
+    cdef int T, B, I, n
+    cdef bint ids
+    dtype, T, B, I, n, ids = _check_layer("rnn", X, W_x, W_h, b, h0, None)
+    _check_output("H", H, dtype, (T, B, n))
+    _check_no_overlap(("H", "X", "W_x", "W_h", "b", "h0"), (H, X, W_x, W_h, b, h0), 1)
+    cdef rf_recurrent_f32 d32
+    cdef rf_recurrent_f64 d64
+    if dtype == _F32:
+        _rnn_forward(&d32, H, X, W_x, W_h, b, h0, T, B, I, n, ids)
+    else:
+        _rnn_forward(&d64, H, X, W_x, W_h, b, h0, T, B, I, n, ids)
+
+
+cdef _fill_grads(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
+                 object dc0, object dA, object dH):
+    _out(&d.grads.dX, dX)
+    _out(&d.grads.dW_x, dW_x)
+    _out(&d.grads.dW_h, dW_h)
+    _out(&d.grads.db, db)
+    _out(&d.grads.dh0, dh0)
+    _out(&d.grads.dc0, dc0)
+    _in(&d.grads.dH, dH)
+    _out(&d.ws.dA, dA)
+
+
+cdef _rnn_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
+                   object dA, object dH, object X, object H, object W_x, object W_h, object h0,
+                   int T, int B, int I, int n, bint ids):
+    _pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, n)
+    _out(&d.layer.hs, H)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH)
+    with nogil:
+        rf_rnn_backward(d)
+
+
+def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0):
+    """Backward through time of ``rnn_forward``; see ``reference.rnn_backward``."""
+    cdef int T, B, I, n
+    cdef bint ids
+    dtype, T, B, I, n, ids = _check_layer("rnn", X, W_x, W_h, None, h0, None)
+    _check_array("dH", dH, dtype, (T, B, n))
+    _check_array("H", H, dtype, (T, B, n))
+    _check_no_input_gradient(dX, ids)
+    if dX is not None:
+        _check_output("dX", dX, dtype, (T, B, I))
+    _check_output("dW_x", dW_x, dtype, (I, n))
+    _check_output("dW_h", dW_h, dtype, (n, n))
+    _check_output("db", db, dtype, (n,))
+    _check_output("dh0", dh0, dtype, (B, n))
+    _check_output("dA", dA, dtype, (T, B, n))
+    _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dA", "dH", "X", "H", "W_x", "W_h",
+                       "h0"), (dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0), 6)
+    cdef rf_recurrent_f32 d32
+    cdef rf_recurrent_f64 d64
+    if dtype == _F32:
+        _rnn_backward(&d32, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, T, B, I, n, ids)
+    else:
+        _rnn_backward(&d64, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, T, B, I, n, ids)
+
+
+cdef _fill_lstm_cache(rf_recurrent *d, object H, object C, object tanhC, object gates):
+    _out(&d.layer.hs, H)
+    _out(&d.layer.cs, C)
+    _out(&d.layer.tcs, tanhC)
+    _out(&d.layer.gates, gates)
+
+
+cdef _lstm_forward(rf_recurrent *d, object H, object C, object tanhC, object gates, object X,
+                   object W_x, object W_h, object b, object h0, object c0, int T, int B, int I,
+                   int n, bint ids):
+    _pack = _fill_layer(d, X, W_x, W_h, b, h0, c0, T, B, I, n, ids, 4 * n)
+    _fill_lstm_cache(d, H, C, tanhC, gates)
+    with nogil:
+        rf_lstm_forward(d)
+
+
+def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0):
+    """LSTM over a sequence; see ``reference.lstm_forward``."""
+    if c0 is None:
+        raise TypeError("c0: expected a numpy.ndarray, got NoneType")
+    cdef int T, B, I, n
+    cdef bint ids
+    dtype, T, B, I, n, ids = _check_layer("lstm", X, W_x, W_h, b, h0, c0)
+    _check_output("H", H, dtype, (T, B, n))
+    _check_output("C", C, dtype, (T, B, n))
+    _check_output("tanhC", tanhC, dtype, (T, B, n))
+    _check_output("gates", gates, dtype, (T, B, 4 * n))
+    _check_no_overlap(("H", "C", "tanhC", "gates", "X", "W_x", "W_h", "b", "h0", "c0"),
+                      (H, C, tanhC, gates, X, W_x, W_h, b, h0, c0), 4)
+    cdef rf_recurrent_f32 d32
+    cdef rf_recurrent_f64 d64
+    if dtype == _F32:
+        _lstm_forward(&d32, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, T, B, I, n, ids)
+    else:
+        _lstm_forward(&d64, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, T, B, I, n, ids)
+
+
+cdef _lstm_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
+                    object dc0, object dA, object dH, object X, object H, object C,
+                    object tanhC, object gates, object W_x, object W_h, object h0, object c0,
+                    int T, int B, int I, int n, bint ids):
+    _pack = _fill_layer(d, X, W_x, W_h, None, h0, c0, T, B, I, n, ids, 4 * n)
+    _fill_lstm_cache(d, H, C, tanhC, gates)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, dc0, dA, dH)
+    with nogil:
+        rf_lstm_backward(d)
+
+
+def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h, h0,
+                  c0):
+    """Backward through time of ``lstm_forward``; see ``reference.lstm_backward``."""
+    if c0 is None:
+        raise TypeError("c0: expected a numpy.ndarray, got NoneType")
+    cdef int T, B, I, n
+    cdef bint ids
+    dtype, T, B, I, n, ids = _check_layer("lstm", X, W_x, W_h, None, h0, c0)
+    for name, a in (("dH", dH), ("H", H), ("C", C), ("tanhC", tanhC)):
+        _check_array(name, a, dtype, (T, B, n))
+    _check_array("gates", gates, dtype, (T, B, 4 * n))
+    _check_no_input_gradient(dX, ids)
+    if dX is not None:
+        _check_output("dX", dX, dtype, (T, B, I))
+    _check_output("dW_x", dW_x, dtype, (I, 4 * n))
+    _check_output("dW_h", dW_h, dtype, (n, 4 * n))
+    _check_output("db", db, dtype, (4 * n,))
+    _check_output("dh0", dh0, dtype, (B, n))
+    _check_output("dc0", dc0, dtype, (B, n))
+    _check_output("dA", dA, dtype, (T, B, 4 * n))
+    _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dc0", "dA", "dH", "X", "H", "C",
+                       "tanhC", "gates", "W_x", "W_h", "h0", "c0"),
+                      (dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h,
+                       h0, c0), 7)
+    cdef rf_recurrent_f32 d32
+    cdef rf_recurrent_f64 d64
+    if dtype == _F32:
+        _lstm_backward(&d32, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
+                       W_h, h0, c0, T, B, I, n, ids)
+    else:
+        _lstm_backward(&d64, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
+                       W_h, h0, c0, T, B, I, n, ids)
+
+
+# ---- the sampling loop -----------------------------------------------------------------------
+
+cdef list _check_layer_list(str name, object arrays, int L):
+    if not isinstance(arrays, (list, tuple)):
+        raise TypeError(f"{name}: expected a list of the {L} layers' arrays, "
+                        f"got {type(arrays).__name__}")
+    if len(arrays) != L:
+        raise ValueError(f"{name}: expected {L} arrays (one per layer, L = h.shape[0]), "
+                         f"got {len(arrays)}")
+    return list(arrays)
+
+
+cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, object h, object c,
+             list W_x, list W_h, list b, object W_y, object b_y, double temperature, int top_k,
+             bint argmax, int N, int S, int L, int n, int V):
+    if rf_sampler is rf_sampler_f32:
+        dtype = _F32
+    else:
+        dtype = _F64
+    G = (4 if c is not None else 1) * n
+    # scratch for the whole call, never per step
+    act = np.empty((S, G), dtype)
+    cbuf = np.empty((S, n), dtype)
+    tcbuf = np.empty((S, n), dtype)
+    logits = np.empty((S, V), dtype)
+    w = np.empty(V, np.float64)
+    sel = np.empty(V, np.float64)
+    ids = np.empty(S, _INDEX_DTYPE)
+    pointers = np.array([a.ctypes.data for arrays in (W_x, W_h, b) for a in arrays],
+                        dtype=np.uintp)  # W_x[0..L-1], W_h[0..L-1], b[0..L-1]
+    memset(m, 0, sizeof(m[0]))
+    m.L, m.S, m.H, m.V = L, S, n, V
+    if rf_sampler is rf_sampler_f32:
+        m.W_x = <const float *const *>_data(pointers)
+    else:
+        m.W_x = <const double *const *>_data(pointers)
+    m.W_h = m.W_x + L
+    m.b = m.W_x + 2 * L
+    _in(&m.W_y, W_y)
+    _in(&m.b_y, b_y)
+    _out(&m.h, h)
+    _out(&m.c, c)
+    m.temperature, m.top_k, m.argmax = temperature, top_k, argmax
+    _out(&m.act, act)
+    _out(&m.cbuf, cbuf)
+    _out(&m.tcbuf, tcbuf)
+    _out(&m.logits, logits)
+    m.w = <double *>_data(w)
+    m.sel = <double *>_data(sel)
+    m.ids = <int64_t *>_data(ids)
+    cdef int64_t *op = <int64_t *>_data(out)
+    cdef const double *up = <const double *>_data(uniforms)
+    cdef const int64_t *fp = <const int64_t *>_data(first_ids)
+    with nogil:
+        rf_sample(op, m, up, fp, N)
+
+
+def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax):
+    """Generate characters for S streams; see ``reference.sample`` and ``reference.draw``."""
+    dtype = _float_dtype("h", h)
+    if h.ndim != 3 or min(h.shape) < 1:
+        raise ValueError(f"h: expected shape (L, S, H) with every dimension >= 1, got {h.shape}")
+    L, S, n = h.shape
+    cell = "rnn" if c is None else "lstm"
+    G = _GATES[cell] * n
+    g_name = "4H" if cell == "lstm" else "H"
+    _check_output("h", h, dtype, (L, S, n))
+    if c is not None:
+        _check_output("c", c, dtype, (L, S, n))
+    W_x, W_h, b = (_check_layer_list(name, a, L) for name, a in
+                   (("W_x", W_x), ("W_h", W_h), ("b", b)))
+    for layer in range(L):  # first W_h: its shape tells an LSTM (c given) from an RNN
+        _check_ndim(f"W_h[{layer}]", W_h[layer], 2, f"(H, {g_name}) = {(n, G)}")
+        if W_h[layer].shape != (n, G):
+            raise ValueError(f"W_h[{layer}]: expected shape (H, {g_name}) = {(n, G)} for an "
+                             f"{cell} layer (c is {'None' if c is None else 'given'}), "
+                             f"got {W_h[layer].shape}")
+        _check_array(f"W_h[{layer}]", W_h[layer], dtype, (n, G))
+    _check_ndim("W_x[0]", W_x[0], 2, f"(V, {G})")
+    V = W_x[0].shape[0]
+    if V < 1:
+        raise ValueError(f"W_x[0]: expected at least one row (V >= 1), got shape {W_x[0].shape}")
+    for layer in range(L):
+        _check_array(f"W_x[{layer}]", W_x[layer], dtype, (V if layer == 0 else n, G))
+        _check_array(f"b[{layer}]", b[layer], dtype, (G,))
+    _check_array("W_y", W_y, dtype, (n, V))
+    _check_array("b_y", b_y, dtype, (V,))
+    _check_ndim("out", out, 2, f"(N, {S})")
+    N = out.shape[0]
+    _check_output("out", out, _INDEX_DTYPE, (N, S))
+    _check_array("uniforms", uniforms, _F64, (N, S))
+    _check_ids("first_ids", first_ids, (S,), V)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating,
+                                                                     np.integer)) \
+            or not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature: expected a positive finite number, got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
+                              or top_k < 1):
+        raise ValueError(f"top_k: expected a positive integer or None, got {top_k!r}")
+    _check_int_size("out", (N, S * max(G, V)))
+    names = ["out", "h", "c", "uniforms", "first_ids"]
+    names += [f"{kind}[{k}]" for kind in ("W_x", "W_h", "b") for k in range(L)]
+    _check_no_overlap((*names, "W_y", "b_y"),
+                      (out, h, c, uniforms, first_ids, *W_x, *W_h, *b, W_y, b_y), 3)
+    cdef int k = 0 if top_k is None or top_k >= V else top_k
+    cdef int cN = N, cS = S, cL = L, cH = n, cV = V
+    cdef double temp = temperature
+    cdef bint am = argmax
+    cdef rf_sampler_f32 m32
+    cdef rf_sampler_f64 m64
+    if dtype == _F32:
+        _sample(&m32, out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temp, k, am, cN,
+                cS, cL, cH, cV)
+    else:
+        _sample(&m64, out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temp, k, am, cN,
+                cS, cL, cH, cV)
+
+
+# ---- test hooks: the kernels' own exp, tanh and sigmoid -------------------------------------
+
+cdef _elementwise(floating kind, int which, object out, object x):
+    cdef floating *o = <floating *>_data(out)
+    cdef const floating *xp = <const floating *>_data(x)
+    cdef int64_t n = x.size
+    with nogil:
+        if which == 0:
+            rf_exp_array(o, xp, n)
+        elif which == 1:
+            rf_vec_tanh(o, xp, n)
+        else:
+            rf_vec_sigmoid(o, xp, n)
+
+
+cdef _elementwise_hook(int which, object out, object x):
+    dtype = _float_dtype("x", x)
+    _check_array("x", x, dtype, (x.size,))
+    _check_output("out", out, dtype, (x.size,))
+    _check_no_overlap(("out", "x"), (out, x), 1)
+    if dtype == _F32:
+        _elementwise(<float>0, which, out, x)
+    else:
+        _elementwise(<double>0, which, out, x)
+
+
+def vec_tanh(out, x):
+    """out = tanh(x) by the kernels' own vectorizable tanh (for its error test against libm)."""
+    _elementwise_hook(1, out, x)
+
+
+def vec_sigmoid(out, x):
+    """out = 1 / (1 + exp(-x)) by the kernels' own vectorizable sigmoid (for its error test)."""
+    _elementwise_hook(2, out, x)
+
+
+def _exp_approx(x):
+    """Test hook: the vectorized exp that softmax_xent uses (csrc/vmath_tmpl.h), elementwise on a
+    float32 or float64 array; returns a new array."""
+    _float_dtype("x", x)
+    x = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(x)
+    _elementwise_hook(0, out, x)
+    return out

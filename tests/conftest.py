@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import rnnfast
+from rnnfast import _kernels
 
 # Kernel-vs-reference comparisons: |actual - expected| <= atol + rtol * |expected|, per dtype.
 # This row is the fallback for a comparison that names no quantity below (and for the PyTorch
@@ -119,6 +120,72 @@ def rng():
 @pytest.fixture(params=DTYPES, ids=DTYPE_IDS)
 def dtype(request):
     return np.dtype(request.param)
+
+
+class KernelPath:
+    """One forced combination of the kernels' machine-dependent paths (csrc/paths.h)."""
+
+    def __init__(self, isa=None, packed=None, chunk_steps=None):
+        self.isa, self.packed, self.chunk_steps = isa, packed, chunk_steps
+
+    def fit_chunk(self, B, G, dtype):
+        """With chunk_steps, size the recurrent drivers' chunks to that many steps of a (B, G)
+        slab of dtype (a fraction, e.g. 2.5, leaves a last chunk shorter than the others)."""
+        if self.chunk_steps is not None:
+            row_bytes = B * G * np.dtype(dtype).itemsize
+            _kernels._set_paths(chunk_bytes=max(1, int(self.chunk_steps * row_bytes)))
+
+    def __repr__(self):
+        parts = [f"{k}={v}" for k, v in vars(self).items() if v is not None]
+        return "-".join(parts) or "default"
+
+
+def _kernel_paths():
+    """Every ISA variant this build and CPU have, each with the packed per-step kernel forced on
+    (at every B, so B = 1 too) and off; then chunks of one step and of 2.5 steps (the last chunk
+    shorter) on the machine's own choice of the rest."""
+    paths = [
+        KernelPath(isa=isa, packed=packed)
+        for isa in _kernels._available_isas()
+        for packed in (False, True)
+    ]
+    return paths + [KernelPath(chunk_steps=1), KernelPath(chunk_steps=2.5)]
+
+
+KERNEL_PATHS = _kernel_paths()
+
+
+_ACTIVE_PATH = [KernelPath()]
+
+
+def fit_chunk(B, G, dtype):
+    """KernelPath.fit_chunk of the path in force (none forced: nothing to do), for tests that run
+    under the kernel_path fixture and are also called directly (tests/test_negative_controls.py)."""
+    _ACTIVE_PATH[0].fit_chunk(B, G, dtype)
+
+
+def _forced(path):
+    """Set ``path`` for the test, restore what was in force after it."""
+    saved = _kernels._paths()
+    _kernels._set_paths(isa=path.isa, packed=path.packed)
+    _ACTIVE_PATH[0] = path
+    try:
+        yield path
+    finally:
+        _ACTIVE_PATH[0] = KernelPath()
+        _kernels._set_paths(**saved)
+
+
+@pytest.fixture(params=KERNEL_PATHS, ids=repr)
+def kernel_path(request):
+    """Run the test on one forced path of KERNEL_PATHS (the test calls fit_chunk)."""
+    yield from _forced(request.param)
+
+
+@pytest.fixture(params=_kernels._available_isas())
+def kernel_isa(request):
+    """Run the test on one ISA variant of the elementwise loops."""
+    yield from _forced(KernelPath(isa=request.param))
 
 
 @pytest.fixture(scope="session")

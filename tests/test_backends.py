@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import assert_as_accurate, assert_close, subprocess_env
+from conftest import assert_as_accurate, assert_close, fit_chunk, subprocess_env
 
 import rnnfast
 from rnnfast import reference
@@ -34,7 +34,9 @@ def random_state(model, B, rng):
 
 @pytest.mark.parametrize("cell, V, H, layers, T, B", MODELS)
 @pytest.mark.parametrize("initial", ["zero", "given"])
+@pytest.mark.usefixtures("kernel_path")
 def test_loss_gradients_and_state_match(cell, V, H, layers, T, B, initial, dtype, rng):
+    fit_chunk(B, (4 if cell == "lstm" else 1) * H, dtype)
     c_model, np_model = pair(cell, V, H, layers, dtype)
     x, y = rng.integers(0, V, (2, T, B))
     state = None if initial == "zero" else random_state(c_model, B, rng)

@@ -8,7 +8,7 @@ control that must fail, and bad input must raise before any C runs.
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, fit_chunk
 
 import rnnfast.reference as ref
 from rnnfast import CharLM, State
@@ -155,8 +155,10 @@ def assert_all_close(actual, expected, dtype):
 @pytest.mark.parametrize("inputs", ["ids", "float"])
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
 @pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.usefixtures("kernel_path")
 def test_forward_matches_reference(rng, dtype, cell, shape, inputs, init):
     layer = make_layer(rng, cell, shape, dtype, inputs, init)
+    fit_chunk(shape[1], GATES[cell] * shape[3], dtype)
     assert_all_close(run_forward(K, cell, layer), run_forward(ref, cell, layer), dtype)
 
 
@@ -176,8 +178,10 @@ def test_forward_negative_control(rng, dtype, cell):
 @pytest.mark.parametrize("inputs", ["ids", "float"])
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
 @pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.usefixtures("kernel_path")
 def test_backward_matches_reference(rng, dtype, cell, shape, inputs, init):
     layer = make_layer(rng, cell, shape, dtype, inputs, init)
+    fit_chunk(shape[1], GATES[cell] * shape[3], dtype)
     fwd = run_forward(ref, cell, layer)
     dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
     dH_before = dH.copy()

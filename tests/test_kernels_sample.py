@@ -71,6 +71,7 @@ def call(ops, args, temperature, top_k, argmax):
     ids=["V2-H1-L1-S1", "V11-H7-L2-S4", "V29-H13-L3-S3", "V65-H70-L2-S1-gemv"],
 )
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.usefixtures("kernel_isa")
 def test_sample_ids_identical_to_reference(rng, dtype, cell, dims, option):
     V, H, L, S, N = dims
     args = make_sampler(rng, cell, V, H, L, S, N, dtype)

@@ -1,0 +1,93 @@
+/* The code paths a kernel call can take, chosen from the machine by default and forceable (by
+ * the bridge: RNNFAST_ISA / RNNFAST_PACKED at import, _kernels._set_paths in tests), so that
+ * every path is tested on every machine.
+ *
+ * ISA variants.  The elementwise loops (and everything inlined into them: the cell passes, the
+ * softmax, the optimizer updates, the packed per-step kernel) are compiled once per instruction
+ * set: baseline (the build's target, e.g. SSE2 on x86-64), AVX2+FMA and AVX-512F+FMA, each under
+ * `#pragma GCC target` with the names suffixed _base, _avx2, _avx512.  Every exported kernel
+ * dispatches through RF_BY_ISA on rf_isa_active(): the best variant the CPU runs
+ * (__builtin_cpu_supports, at first use), or the one a caller set.  The variants give the same
+ * bits: the same operations in the same order (fixed-lane reductions) and no FMA contraction
+ * (-ffp-contract=off); the packed kernel's explicit fma is one IEEE rounding at any width.
+ * Variants exist on GCC for x86-64 only, and not with RNNFAST_NO_CLONES: elsewhere there is one,
+ * the baseline.
+ *
+ * Packed per-step products.  The per-step GEMMs h_{t-1} W_h (and the backward carry) go through
+ * the packed kernel of pgemm_tmpl.h or through BLAS: by default packed when the active ISA is
+ * AVX-512 and B >= 2 (where it was measured faster); RF_PACKED_ON / RF_PACKED_OFF force it.
+ *
+ * Chunks.  The recurrent drivers project the input and run the weight-gradient GEMMs per chunk
+ * of about chunk_bytes of activations (RF_CHUNK_BYTES by default), at least one step a chunk. */
+#ifndef RNNFAST_PATHS_H
+#define RNNFAST_PATHS_H
+
+#include <stdint.h>
+
+enum rf_isa { RF_ISA_BASELINE = 0, RF_ISA_AVX2 = 1, RF_ISA_AVX512 = 2, RF_ISA_COUNT = 3 };
+enum rf_packed { RF_PACKED_AUTO = -1, RF_PACKED_OFF = 0, RF_PACKED_ON = 1 };
+
+/* Measured at charrnn-default (B=50, H=128: 5 LSTM steps a chunk) against whole-sequence GEMMs
+ * outside the loop: backward 1.015-1.033x, forward projection a further 1.014-1.015x training
+ * speed; 256 KiB and 1 MiB were no better than 512 KiB for the backward.  A build may set
+ * another default (-DRF_CHUNK_BYTES=1024: every test shape crosses chunk boundaries). */
+#ifndef RF_CHUNK_BYTES
+#define RF_CHUNK_BYTES (512 * 1024)
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) \
+    && !defined(RNNFAST_NO_CLONES)
+#define RF_ISA_VARIANTS 1
+#else
+#define RF_ISA_VARIANTS 0
+#endif
+
+/* RF_ALWAYS_INLINE: a body specialized at each call by a constant argument (the cell, the block
+ * height).  RF_NOINLINE: the vector passes that the sampler and the drivers call stay functions
+ * of their own, as the target_clones entry points they replaced were: inlined into the sampling
+ * loop (which calls BLAS between them), the AVX-512 variant sampled 8-10% slower at
+ * charrnn-default batch 1 (in-process A/B, min CPU time of 10 runs of 2000 characters). */
+#if defined(__GNUC__)
+#define RF_ALWAYS_INLINE inline __attribute__((always_inline))
+#define RF_NOINLINE __attribute__((noinline))
+#else
+#define RF_ALWAYS_INLINE inline
+#define RF_NOINLINE
+#endif
+
+struct rf_paths {
+    int isa;             /* enum rf_isa in force */
+    int packed;          /* enum rf_packed */
+    int64_t chunk_bytes; /* >= 1 */
+};
+
+/* Whether this build has the variant and the CPU runs it. */
+int rf_isa_available(int isa);
+/* The variant in force (the best available until rf_paths_set chose one). */
+int rf_isa_active(void);
+/* Set all three; returns 0, or -1 (nothing changed) when paths->isa is not available or
+ * chunk_bytes < 1.  Not thread-safe against running kernels: call it between calls. */
+int rf_paths_set(const struct rf_paths *paths);
+struct rf_paths rf_paths_get(void);
+/* Whether the per-step products of M rows use the packed kernel. */
+int rf_use_packed(int M);
+/* Steps per chunk for `row_bytes` bytes of activations per step. */
+int rf_chunk_steps(int64_t row_bytes);
+
+#if RF_ISA_VARIANTS
+#define RF_BY_ISA(result, fn, args)                                                            \
+    switch (rf_isa_active()) {                                                                 \
+    case RF_ISA_AVX512:                                                                        \
+        result fn##_avx512 args;                                                               \
+        break;                                                                                 \
+    case RF_ISA_AVX2:                                                                          \
+        result fn##_avx2 args;                                                                 \
+        break;                                                                                 \
+    default:                                                                                   \
+        result fn##_base args;                                                                 \
+    }
+#else
+#define RF_BY_ISA(result, fn, args) result fn##_base args;
+#endif
+
+#endif
