@@ -27,7 +27,7 @@ CASES = [
     for cell in ("rnn", "lstm")
     for layers in (1, 2)
     for dtype in ("float32", "float64")
-]
+] + [dict(cell="lstm", num_layers=2, dtype=dtype, dropout=0.25) for dtype in ("float32", "float64")]
 LIMIT = 60  # seconds any one mpiexec may run
 
 
