@@ -30,6 +30,8 @@ CONFIGS = {
 }
 LARGE = {"mid", "large"}  # selected only on request
 DEFAULT = [name for name in CONFIGS if name not in LARGE]
+# Tiny shapes for the benchmark scripts' --smoke runs (CI checks that the scripts run, in seconds).
+SMOKE_CONFIGS = {"smoke-lstm": Config("lstm", 65, 16, 2, 4, 8)}
 
 
 def vocab(V: int):

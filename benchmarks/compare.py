@@ -1,5 +1,5 @@
-"""Training and sampling speed of rnnfast (C and NumPy backends), PyTorch CPU and, for the
-mincharrnn config, a faithful NumPy min-char-rnn -- in ONE process, interleaved in rounds.
+"""Training and sampling speed of rnnfast (C and NumPy backends), PyTorch CPU, JAX CPU and, for
+the mincharrnn config, a faithful NumPy min-char-rnn -- in ONE run, interleaved in rounds.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. \\
         python benchmarks/compare.py --configs mincharrnn,charrnn-default --threads 1
@@ -13,14 +13,27 @@ between the two thread pools at 2 threads costs milliseconds per switch (DESIGN.
 
 %peak: FLOP rate as a share of the same run's float32 GEMM peak (scipy.linalg.blas.sgemm,
 2048^3, same thread count).  Training counts 3x the forward GEMM FLOPs per char, sampling 1x
-(see bench_configs.forward_gemm_flops_per_char).  PyTorch is optional: its rows are skipped
-when it is not importable (``pip install torch==2.13.0``).
+(see bench_configs.forward_gemm_flops_per_char).  PyTorch and JAX are optional: their rows are
+skipped when they are not importable (``pip install torch==2.13.0``, ``pip install jax``).
+
+JAX runs the same recipe (jax_recipe.py: one jit-compiled call per training step, one per sampled
+chunk) in a child process, driven round by round like the others.  Its thread count is pinned by
+the child's CPU affinity (``os.sched_setaffinity``, what ``taskset`` does) set before jax is
+imported: XLA sizes its CPU thread pool from the CPUs it may run on, and with one CPU it runs a
+computation inline on the calling thread.  ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
+intra_op_parallelism_threads=1`` does not pin it: with jaxlib 0.10 two XLA pool threads still
+shared the work.  At 1 thread the child is pinned to one fixed CPU while the in-process
+implementations may move between CPUs; on a busy machine that costs JAX more.
+
+``--smoke`` runs tiny configs for one short round (CI checks that the script runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -32,6 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_configs import (  # noqa: E402
     CONFIGS,
+    SMOKE_CONFIGS,
     Config,
     batch,
     bench_model,
@@ -94,20 +108,21 @@ class RnnfastRunner:
 
 class TorchRunner:
     """nn.LSTM / nn.RNN on one-hot input + nn.Linear + cross-entropy + value clipping + Adam,
-    eager, float32."""
+    eager, float32 unless ``dtype`` says otherwise (a torch dtype)."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, dtype=None):
         import torch
         from torch import nn
 
         self.torch, self.cfg = torch, cfg
+        self.dtype = torch.float32 if dtype is None else dtype
         torch.manual_seed(0)
         rnn_type = nn.LSTM if cfg.cell == "lstm" else nn.RNN
-        self.rnn = rnn_type(cfg.V, cfg.H, cfg.layers)
-        self.head = nn.Linear(cfg.H, cfg.V)
+        self.rnn = rnn_type(cfg.V, cfg.H, cfg.layers, dtype=self.dtype)
+        self.head = nn.Linear(cfg.H, cfg.V, dtype=self.dtype)
         self.params = list(self.rnn.parameters()) + list(self.head.parameters())
         self.opt = torch.optim.Adam(self.params, lr=2e-3)
-        self.eye = torch.eye(cfg.V)
+        self.eye = torch.eye(cfg.V, dtype=self.dtype)
         x, y = batch(cfg)
         self.x_onehot = self.eye[torch.from_numpy(x)]  # (T, B, V)
         self.y = torch.from_numpy(y.reshape(-1))
@@ -116,19 +131,22 @@ class TorchRunner:
         self.note = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
 
     def _zero_state(self, B):
-        h = self.torch.zeros(self.cfg.layers, B, self.cfg.H)
+        h = self.torch.zeros(self.cfg.layers, B, self.cfg.H, dtype=self.dtype)
         return (h, h.clone()) if self.cfg.cell == "lstm" else h
 
     def _detach(self, state):
         return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
+    def loss(self):
+        """Mean cross-entropy of the batch from the carried state, and the final state."""
+        out, state = self.rnn(self.x_onehot, self.state)
+        logits = self.head(out).reshape(-1, self.cfg.V)
+        return self.torch.nn.functional.cross_entropy(logits, self.y), state
+
     def train(self, steps: int) -> int:
-        F = self.torch.nn.functional
         for _ in range(steps):
             self.opt.zero_grad(set_to_none=True)
-            out, state = self.rnn(self.x_onehot, self.state)
-            logits = self.head(out).reshape(-1, self.cfg.V)
-            loss = F.cross_entropy(logits, self.y)
+            loss, state = self.loss()
             loss.backward()
             self.torch.nn.utils.clip_grad_value_(self.params, 5.0)
             self.opt.step()
@@ -146,6 +164,83 @@ class TorchRunner:
                     p = torch.softmax(self.head(out[0, 0]), dim=0)
                     ix = int(torch.multinomial(p, 1, generator=self.gen))
         return calls * SAMPLE_CHUNK
+
+
+def _jax_worker(conn, cfg: Config, threads: int) -> None:
+    """JaxRunner's child: pin the CPUs, build the recipe, answer (task, count) requests."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        if threads < len(cpus):
+            os.sched_setaffinity(0, cpus[:threads])
+        import jax
+        from jax_recipe import JaxModel
+
+        model = JaxModel(
+            {k: np.array(v) for k, v in bench_model(cfg, "c").params.items()},
+            cfg.cell, cfg.layers, cfg.B, SAMPLE_CHUNK,
+        )  # fmt: skip
+        x, y = (jax.numpy.asarray(a.astype(np.int32)) for a in batch(cfg))
+        seed = 0
+
+        def train(steps):
+            for _ in range(steps):
+                model.train_step(x, y)
+            model.block()
+            return steps * cfg.T * cfg.B
+
+        def sample(calls):
+            nonlocal seed
+            for _ in range(calls):
+                seed += 1
+                np.asarray(model.sample(seed))
+            return calls * SAMPLE_CHUNK
+
+        train(1), sample(1)  # compile both
+        pinned = sorted(os.sched_getaffinity(0))
+        conn.send(("ok", f"jax {jax.__version__}, CPU affinity {pinned}"))
+        tasks = {"train": train, "sample": sample}
+        while (request := conn.recv())[0] != "stop":
+            task, count = request
+            conn.send(("ok", tasks[task](count)))
+    except Exception as err:  # reported to the parent, which raises it
+        conn.send(("error", f"{type(err).__name__}: {err}"))
+    finally:
+        conn.close()
+
+
+class JaxRunner:
+    """The JAX recipe (jax_recipe.py) in a child process whose CPU affinity holds ``threads``
+    CPUs; ``close()`` stops it."""
+
+    def __init__(self, cfg: Config, threads: int):
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child_conn = ctx.Pipe()
+        self.process = ctx.Process(target=_jax_worker, args=(child_conn, cfg, threads))
+        self.process.start()
+        child_conn.close()
+        self.note = self._reply()
+
+    def _reply(self):
+        status, value = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"the JAX benchmark process failed: {value}")
+        return value
+
+    def train(self, steps: int) -> int:
+        self.conn.send(("train", steps))
+        return self._reply()
+
+    def sample(self, calls: int) -> int:
+        self.conn.send(("sample", calls))
+        return self._reply()
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.conn.send(("stop", 0))
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+        self.conn.close()
 
 
 class MinCharRunner:
@@ -180,10 +275,12 @@ class MinCharRunner:
         return calls * SAMPLE_CHUNK
 
 
-def make_runners(name: str, cfg: Config, with_torch: bool) -> dict:
+def make_runners(name: str, cfg: Config, threads: int, with_torch: bool, with_jax: bool) -> dict:
     runners = {"rnnfast-c": RnnfastRunner(cfg, "c"), "rnnfast-numpy": RnnfastRunner(cfg, "numpy")}
     if with_torch:
         runners["torch"] = TorchRunner(cfg)
+    if with_jax:
+        runners["jax"] = JaxRunner(cfg, threads)
     if name == "mincharrnn":
         runners["minchar-numpy"] = MinCharRunner(cfg)
         runners["minchar-rnnfast"] = MinCharRunner(cfg, drop_in=True)
@@ -202,15 +299,19 @@ def rate(fn, round_time: float) -> float:
         calls = max(calls + 1, int(calls * min(10.0, 1.2 * round_time / max(elapsed, 1e-6))))
 
 
-def run_config(name, cfg, threads, args, with_torch):
-    runners = make_runners(name, cfg, with_torch)
+def run_config(name, cfg, threads, args, with_torch, with_jax):
+    runners = make_runners(name, cfg, threads, with_torch, with_jax)
     samples = {(impl, task): [] for impl in runners for task in ("train", "sample")}
-    for round_ in range(args.rounds + 1):  # round 0 warms up
-        for impl, runner in runners.items():
-            for task in ("train", "sample"):
-                r = rate(getattr(runner, task), args.round_time)
-                if round_:
-                    samples[impl, task].append(r)
+    try:
+        for round_ in range(args.rounds + 1):  # round 0 warms up
+            for impl, runner in runners.items():
+                for task in ("train", "sample"):
+                    r = rate(getattr(runner, task), args.round_time)
+                    if round_:
+                        samples[impl, task].append(r)
+    finally:
+        if with_jax:
+            runners["jax"].close()
     return {
         impl: {
             "train": statistics.median(samples[impl, "train"]),
@@ -225,8 +326,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--configs",
-        default="mincharrnn,charrnn-default",
-        help=f"comma-separated, from {', '.join(CONFIGS)}",
+        help=f"comma-separated, from {', '.join(CONFIGS)} (default mincharrnn,charrnn-default; "
+        f"with --smoke mincharrnn,{','.join(SMOKE_CONFIGS)})",
     )
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--rounds", type=int, default=5)
@@ -237,12 +338,25 @@ def main(argv=None):
         help="seconds per implementation and task in each round",
     )
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-jax", action="store_true")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny configs (unless --configs is given), one short round: checks the script runs",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
+    configs = {**CONFIGS, **SMOKE_CONFIGS}
+    if args.configs is None:
+        args.configs = ",".join(
+            ["mincharrnn", *SMOKE_CONFIGS] if args.smoke else ["mincharrnn", "charrnn-default"]
+        )
+    if args.smoke:
+        args.rounds, args.round_time = 1, 0.01
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
     for n in names:
-        if n not in CONFIGS:
-            parser.error(f"--configs: unknown config {n!r}; expected some of {list(CONFIGS)}")
+        if n not in configs:
+            parser.error(f"--configs: unknown config {n!r}; expected some of {list(configs)}")
     thread_counts = [int(t) for t in args.threads.split(",")]
 
     with_torch = not args.no_torch
@@ -255,6 +369,9 @@ def main(argv=None):
                 "(pip install torch==2.13.0 to include them)"
             )
             with_torch = False
+    with_jax = not args.no_jax and importlib.util.find_spec("jax") is not None
+    if not args.no_jax and not with_jax:
+        print("JAX is not importable: its rows are skipped (pip install jax to include them)")
 
     import rnnfast._kernels  # noqa: F401 -- SciPy's OpenBLAS, through cython_blas
 
@@ -274,14 +391,14 @@ def main(argv=None):
         with threadpool_limits(limits=threads):
             if with_torch:
                 torch.set_num_threads(threads)
-            peak = sgemm_peak_flops()
+            peak = sgemm_peak_flops(256 if args.smoke else 2048)
             print(
                 f"\n== {threads} thread(s): sgemm peak {peak / 1e9:.1f} GFLOP/s; "
                 f"BLAS: {blas_summary()}"
             )
             for name in names:
-                cfg = CONFIGS[name]
-                res = run_config(name, cfg, threads, args, with_torch)
+                cfg = configs[name]
+                res = run_config(name, cfg, threads, args, with_torch, with_jax)
                 fwd = forward_gemm_flops_per_char(cfg)
                 print(f"\n{name} {tuple(cfg)}  (forward GEMM FLOPs/char {fwd})")
                 print(
@@ -302,13 +419,19 @@ def main(argv=None):
                         f"   sample {fast['sample'] / slow['sample']:6.2f}x"
                     )
                 c = res["rnnfast-c"]
-                for other in ("torch", "rnnfast-numpy", "minchar-numpy"):
+                for other in ("torch", "jax", "rnnfast-numpy", "minchar-numpy"):
                     if other in res:
                         o = res[other]
                         print(
                             f"  C/{other:13s} train {c['train'] / o['train']:6.2f}x   "
                             f"sample {c['sample'] / o['sample']:6.2f}x"
                         )
+                if "jax" in res and "torch" in res:
+                    j, t = res["jax"], res["torch"]
+                    print(
+                        f"  jax/torch       train {j['train'] / t['train']:6.2f}x   "
+                        f"sample {j['sample'] / t['sample']:6.2f}x"
+                    )
                 results["runs"].append(
                     {
                         "config": name,
