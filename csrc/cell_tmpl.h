@@ -37,12 +37,28 @@ static RF_NOINLINE void FN(tanh_inplace)(real *restrict a, int64_t n)
         a[k] = FN(vtanh)(a[k], lim);
 }
 
+/* The RNN cell with dropout on its output, in the same pass:  a (n) = h = tanh(a);
+ * out (n) = h * mask (n) */
+static RF_NOINLINE void FN(tanh_inplace_dropout)(real *restrict a, real *restrict out,
+                                                 const real *restrict mask, int64_t n)
+{
+    const struct FN(vm_limits) lim = FN(vm_limits_load)();
+    for (int64_t k = 0; k < n; k++) {
+        const real h = FN(vtanh)(a[k], lim);
+        a[k] = h;
+        out[k] = h * mask[k];
+    }
+}
+
 /* One row of the LSTM cell; a_i, a_f, a_g, a_o (H) hold the pre-activations and get the
  * activated gates i, f, g, o:
- *   c = f * c_prev + i * g,   tc = tanh(c),   h = o * tc */
-static inline void FN(lstm_row)(real *restrict h, real *restrict c, real *restrict tc,
-                                   real *restrict a_i, real *restrict a_f, real *restrict a_g,
-                                   real *restrict a_o, const real *restrict c_prev, int H)
+ *   c = f * c_prev + i * g,   tc = tanh(c),   h = o * tc
+ * and, with `dropout` (a constant at each call), out (H) = h * mask (H). */
+static RF_ALWAYS_INLINE void FN(lstm_row)(real *restrict h, real *restrict c, real *restrict tc,
+                                          real *restrict a_i, real *restrict a_f,
+                                          real *restrict a_g, real *restrict a_o,
+                                          const real *restrict c_prev, real *restrict out,
+                                          const real *restrict mask, int H, const int dropout)
 {
     const struct FN(vm_limits) lim = FN(vm_limits_load)();
     for (int j = 0; j < H; j++) {
@@ -58,7 +74,10 @@ static inline void FN(lstm_row)(real *restrict h, real *restrict c, real *restri
         const real t = FN(vtanh)(cj, lim);
         c[j] = cj;
         tc[j] = t;
-        h[j] = o * t;
+        const real hj = o * t;
+        h[j] = hj;
+        if (dropout)
+            out[j] = hj * mask[j];
     }
 }
 
@@ -70,33 +89,51 @@ static RF_NOINLINE void FN(lstm_cell)(real *h, real *c, real *tc, real *gates, c
     for (int64_t r = 0; r < B; r++) {
         real *a = gates + r * 4 * H;
         FN(lstm_row)(h + r * H, c + r * H, tc + r * H, a, a + H, a + 2 * H, a + 3 * H,
-                        c_prev + r * H, H);
+                     c_prev + r * H, NULL, NULL, H, 0);
+    }
+}
+
+/* lstm_cell with dropout on its output, in the same pass: out (B, H) = h * mask (B, H). */
+static RF_NOINLINE void FN(lstm_cell_dropout)(real *h, real *c, real *tc, real *gates, real *out,
+                                              const real *mask, const real *c_prev, int B, int H)
+{
+    for (int64_t r = 0; r < B; r++) {
+        real *a = gates + r * 4 * H;
+        FN(lstm_row)(h + r * H, c + r * H, tc + r * H, a, a + H, a + 2 * H, a + 3 * H,
+                     c_prev + r * H, out + r * H, mask + r * H, H, 1);
     }
 }
 
 /* Backward of the RNN cell over n = B H elements; carry (B, H) = dh_t from step t+1:
- *   da = (dH_t + carry) (1 - h_t^2) */
+ *   da = (dH_t + carry) (1 - h_t^2),  or with dropout (mask non-NULL, dH the gradient of
+ *   out = h * mask)  da = (dH_t mask + carry) (1 - h_t^2) */
 static inline void FN(rnn_cell_back)(real *restrict da, const real *restrict dh,
-                                     const real *restrict carry, const real *restrict h, int64_t n)
+                                     const real *restrict mask, const real *restrict carry,
+                                     const real *restrict h, int64_t n)
 {
-    for (int64_t k = 0; k < n; k++)
-        da[k] = (dh[k] + carry[k]) * ((real)1 - h[k] * h[k]);
+    if (mask) {
+        for (int64_t k = 0; k < n; k++)
+            da[k] = (dh[k] * mask[k] + carry[k]) * ((real)1 - h[k] * h[k]);
+    } else {
+        for (int64_t k = 0; k < n; k++)
+            da[k] = (dh[k] + carry[k]) * ((real)1 - h[k] * h[k]);
+    }
 }
 
 /* One row of the LSTM step backward; carry_h, carry_c (H) in, carry_c out (dc f):
- *   dh = dH_t + carry_h;  dc = carry_c + dh o (1 - tc^2)
+ *   dh = dH_t + carry_h  (dH_t mask + carry_h with `dropout`, a constant at each call);
+ *   dc = carry_c + dh o (1 - tc^2)
  *   da_i = dc g i (1-i);  da_f = dc c_prev f (1-f);  da_g = dc i (1-g^2);  da_o = dh tc o (1-o) */
-static inline void FN(lstm_row_back)(real *restrict da_i, real *restrict da_f,
-                                     real *restrict da_g, real *restrict da_o,
-                                     real *restrict carry_c, const real *restrict dH,
-                                     const real *restrict carry_h, const real *restrict a_i,
-                                     const real *restrict a_f, const real *restrict a_g,
-                                     const real *restrict a_o, const real *restrict tc,
-                                     const real *restrict c_prev, int H)
+static RF_ALWAYS_INLINE void FN(lstm_row_back)(
+    real *restrict da_i, real *restrict da_f, real *restrict da_g, real *restrict da_o,
+    real *restrict carry_c, const real *restrict dH, const real *restrict mask,
+    const real *restrict carry_h, const real *restrict a_i, const real *restrict a_f,
+    const real *restrict a_g, const real *restrict a_o, const real *restrict tc,
+    const real *restrict c_prev, int H, const int dropout)
 {
     for (int j = 0; j < H; j++) {
         const real i = a_i[j], f = a_f[j], g = a_g[j], o = a_o[j], t = tc[j];
-        const real dh = dH[j] + carry_h[j];
+        const real dh = (dropout ? dH[j] * mask[j] : dH[j]) + carry_h[j];
         const real dc = carry_c[j] + dh * o * ((real)1 - t * t);
         da_i[j] = dc * g * i * ((real)1 - i);
         da_f[j] = dc * c_prev[j] * f * ((real)1 - f);
@@ -107,15 +144,20 @@ static inline void FN(lstm_row_back)(real *restrict da_i, real *restrict da_f,
 }
 
 /* Backward of the LSTM cell over B rows.  da, gates (B, 4H); carry_c (B, H) in/out; dH,
- * carry_h, tc, c_prev (B, H). */
-static inline void FN(lstm_cell_back)(real *da, real *carry_c, const real *dH,
+ * carry_h, tc, c_prev (B, H); mask (B, H) with dropout, else NULL. */
+static inline void FN(lstm_cell_back)(real *da, real *carry_c, const real *dH, const real *mask,
                                       const real *carry_h, const real *gates, const real *tc,
                                       const real *c_prev, int B, int H)
 {
     for (int64_t r = 0; r < B; r++) {
         const int64_t o = r * H, g = 4 * o;
-        FN(lstm_row_back)(da + g, da + g + H, da + g + 2 * H, da + g + 3 * H, carry_c + o, dH + o,
-                          carry_h + o, gates + g, gates + g + H, gates + g + 2 * H,
-                          gates + g + 3 * H, tc + o, c_prev + o, H);
+        if (mask)
+            FN(lstm_row_back)(da + g, da + g + H, da + g + 2 * H, da + g + 3 * H, carry_c + o,
+                              dH + o, mask + o, carry_h + o, gates + g, gates + g + H,
+                              gates + g + 2 * H, gates + g + 3 * H, tc + o, c_prev + o, H, 1);
+        else
+            FN(lstm_row_back)(da + g, da + g + H, da + g + 2 * H, da + g + 3 * H, carry_c + o,
+                              dH + o, NULL, carry_h + o, gates + g, gates + g + H,
+                              gates + g + 2 * H, gates + g + 3 * H, tc + o, c_prev + o, H, 0);
     }
 }

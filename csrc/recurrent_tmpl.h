@@ -5,8 +5,10 @@
  * Forward, per step t:  if t starts a chunk, the input projection A = X W_x + b of the chunk's
  * steps (one GEMM or a row gather), just before the loop reads it;  A_t += h_{t-1} W_h  (one
  * per-step product);  the cell pass (RNN: h_t = tanh(A_t) in place in hs; LSTM: the gates in
- * place in gates, c_t, tanh c_t, h_t).
- * Backward, per step t from the last:  the cell's backward pass into dA_t;  the carry
+ * place in gates, c_t, tanh c_t, h_t; with dropout the same pass also writes the output to
+ * the layer above, out_t = h_t * mask_t).
+ * Backward, per step t from the last:  the cell's backward pass into dA_t (with dropout it
+ * reads dH_t * mask_t, the gradient reaching h_t through out_t);  the carry
  * dh = dA_t W_h^T (one per-step product; dh0 is the carry buffer);  if t starts a chunk, the
  * weight-gradient GEMMs of the chunk's steps while its dA is in cache;  after the loop
  * db += sum dA and, for ids, the scatter-add into dW_x.
@@ -113,7 +115,14 @@ static RF_ALWAYS_INLINE void FN(recurrent_forward)(
             GEMM(0, 0, B, G, H, 1, h_prev, H, L->W_h, G, 1, a, G);
         if (cell == CELL_LSTM) {
             const real *c_prev = t ? L->cs + (t - 1) * step : L->c0;
-            FN(lstm_cell)(L->hs + t * step, L->cs + t * step, L->tcs + t * step, a, c_prev, B, H);
+            if (L->mask)
+                FN(lstm_cell_dropout)(L->hs + t * step, L->cs + t * step, L->tcs + t * step, a,
+                                      L->out + t * step, L->mask + t * step, c_prev, B, H);
+            else
+                FN(lstm_cell)(L->hs + t * step, L->cs + t * step, L->tcs + t * step, a, c_prev, B,
+                              H);
+        } else if (L->mask) {
+            FN(tanh_inplace_dropout)(a, L->out + t * step, L->mask + t * step, step);
         } else {
             FN(tanh_inplace)(a, step);
         }
@@ -139,12 +148,13 @@ static RF_ALWAYS_INLINE void FN(recurrent_backward)(
     for (int t = T - 1; t >= 0; t--) {
         real *da = ws->dA + t * gstep;
         const real *dH = g->dH + t * step;
+        const real *mask = L->mask ? L->mask + t * step : NULL;
         if (cell == CELL_LSTM) {
             const real *c_prev = t ? L->cs + (t - 1) * step : L->c0;
-            FN(lstm_cell_back)(da, g->dc0, dH, g->dh0, L->gates + t * gstep, L->tcs + t * step,
-                               c_prev, B, H);
+            FN(lstm_cell_back)(da, g->dc0, dH, mask, g->dh0, L->gates + t * gstep,
+                               L->tcs + t * step, c_prev, B, H);
         } else {
-            FN(rnn_cell_back)(da, dH, g->dh0, L->hs + t * step, step);
+            FN(rnn_cell_back)(da, dH, mask, g->dh0, L->hs + t * step, step);
         }
         if (packed) /* carry dh = dA_t W_h^T */
             FN(pg_gemm)(g->dh0, da, ws->pack, B, H, G, 0);

@@ -91,6 +91,8 @@ cdef extern from "recurrent.h" nogil:
         float *cs
         float *tcs
         float *gates
+        const float *mask
+        float *out
     struct rf_layer_grads_f32:
         float *dX
         float *dW_x
@@ -134,6 +136,8 @@ cdef extern from "recurrent.h" nogil:
         double *cs
         double *tcs
         double *gates
+        const double *mask
+        double *out
     struct rf_layer_grads_f64:
         double *dX
         double *dW_x
