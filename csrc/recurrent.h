@@ -38,6 +38,10 @@
         real *tcs;          /* (T, B, H) tanh(c_t); LSTM only */                               \
         real *gates;        /* (T, B, G) activated LSTM i, f, g, o / GRU r, z, n; not RNN */   \
         real *R;            /* (T, B, 3H) R_t = h_{t-1} W_h + (0, 0, b_hn); GRU only */        \
+        /* Dropout on the layer's output: both NULL (none) or both set.  The recurrence reads  \
+         * hs; the layer above reads out, and backward takes dH as d loss / d out. */          \
+        const real *mask;   /* (T, B, H) each output's factor: 0 or 1 / (1 - p) */             \
+        real *out;          /* (T, B, H) out_t = h_t * mask_t; forward writes it */            \
     };                                                                                         \
     /* The gradients of one layer: dH in, the rest out. */                                    \
     struct rf_layer_grads_##sfx {                                                              \
@@ -48,7 +52,7 @@
         real *dh0;       /* (B, H) assigned */                                                 \
         real *dc0;       /* (B, H) assigned; LSTM only */                                      \
         real *db_hn;     /* (H) +=; GRU only */                                                \
-        const real *dH;  /* (T, B, H) d loss / d h_t from above (the layer or the output) */   \
+        const real *dH;  /* (T, B, H) d loss / d h_t (/ d out_t with dropout) from above */    \
     };                                                                                         \
     /* Scratch, assigned by the kernels. */                                                   \
     struct rf_workspace_##sfx {                                                                \

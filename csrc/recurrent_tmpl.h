@@ -7,13 +7,15 @@
  * h_{t-1} W_h, added to A_t (RNN, LSTM) or, for the GRU, assigned to its own buffer R_t (its n
  * gate needs r * (h W_hn + b_hn) apart from x W_in + b_in);  the cell pass (RNN:
  * h_t = tanh(A_t) in place in hs; LSTM: the gates in place in gates, c_t, tanh c_t, h_t; GRU:
- * the gates in place in gates, b_hn added to R_t's n block, h_t).
+ * the gates in place in gates, b_hn added to R_t's n block, h_t; with dropout the same pass
+ * also writes the output to the layer above, out_t = h_t * mask_t).
  * Backward, per step t from the last:  the cell's backward pass into dA_t (and, GRU, dR_t, the
- * gradient of R_t, with the carry's direct part dh z left in the carry buffer);  the carry
- * dh = dR_t W_h^T (dR = dA but for the GRU; one per-step product, assigned, or added for the
- * GRU; dh0 is the carry buffer);  if t starts a chunk, the weight-gradient GEMMs of the chunk's
- * steps while its dA is in cache;  after the loop db += sum dA (GRU: db_hn += sum dR_n) and, for
- * ids, the scatter-add into dW_x.
+ * gradient of R_t, with the carry's direct part dh z left in the carry buffer; with dropout it
+ * reads dH_t * mask_t, the gradient reaching h_t through out_t);  the carry dh = dR_t W_h^T
+ * (dR = dA but for the GRU; one per-step product, assigned, or added for the GRU; dh0 is the
+ * carry buffer);  if t starts a chunk, the weight-gradient GEMMs of the chunk's steps while its
+ * dA is in cache;  after the loop db += sum dA (GRU: db_hn += sum dR_n) and, for ids, the
+ * scatter-add into dW_x.
  * Chunks hold about rf_paths.chunk_bytes of A (rf_chunk_steps); the per-step products go
  * through pgemm_tmpl.h's kernel over W_h packed once per call into ws->pack, or through BLAS,
  * as rf_use_packed says (paths.h). */
@@ -120,9 +122,20 @@ static RF_ALWAYS_INLINE void FN(recurrent_forward)(
             GEMM(0, 0, B, G, H, 1, h_prev, H, L->W_h, G, apart ? 0 : 1, rec, G);
         if (cell == CELL_LSTM) {
             const real *c_prev = t ? L->cs + (t - 1) * step : L->c0;
-            FN(lstm_cell)(L->hs + t * step, L->cs + t * step, L->tcs + t * step, a, c_prev, B, H);
+            if (L->mask)
+                FN(lstm_cell_dropout)(L->hs + t * step, L->cs + t * step, L->tcs + t * step, a,
+                                      L->out + t * step, L->mask + t * step, c_prev, B, H);
+            else
+                FN(lstm_cell)(L->hs + t * step, L->cs + t * step, L->tcs + t * step, a, c_prev, B,
+                              H);
         } else if (cell == CELL_GRU) {
-            FN(gru_cell)(L->hs + t * step, a, rec, L->b_hn, h_prev, B, H);
+            if (L->mask)
+                FN(gru_cell_dropout)(L->hs + t * step, a, rec, L->b_hn, h_prev, L->out + t * step,
+                                     L->mask + t * step, B, H);
+            else
+                FN(gru_cell)(L->hs + t * step, a, rec, L->b_hn, h_prev, B, H);
+        } else if (L->mask) {
+            FN(tanh_inplace_dropout)(a, L->out + t * step, L->mask + t * step, step);
         } else {
             FN(tanh_inplace)(a, step);
         }
@@ -150,16 +163,17 @@ static RF_ALWAYS_INLINE void FN(recurrent_backward)(
     for (int t = T - 1; t >= 0; t--) {
         real *da = ws->dA + t * gstep, *dr = dR + t * gstep;
         const real *dH = g->dH + t * step;
+        const real *mask = L->mask ? L->mask + t * step : NULL;
         if (cell == CELL_LSTM) {
             const real *c_prev = t ? L->cs + (t - 1) * step : L->c0;
-            FN(lstm_cell_back)(da, g->dc0, dH, g->dh0, L->gates + t * gstep, L->tcs + t * step,
-                               c_prev, B, H);
+            FN(lstm_cell_back)(da, g->dc0, dH, mask, g->dh0, L->gates + t * gstep,
+                               L->tcs + t * step, c_prev, B, H);
         } else if (cell == CELL_GRU) {
             const real *h_prev = t ? L->hs + (t - 1) * step : L->h0;
-            FN(gru_cell_back)(da, dr, g->dh0, dH, L->gates + t * gstep, L->R + t * gstep, h_prev,
-                              B, H);
+            FN(gru_cell_back)(da, dr, g->dh0, dH, mask, L->gates + t * gstep, L->R + t * gstep,
+                              h_prev, B, H);
         } else {
-            FN(rnn_cell_back)(da, dH, g->dh0, L->hs + t * step, step);
+            FN(rnn_cell_back)(da, dH, mask, g->dh0, L->hs + t * step, step);
         }
         if (packed) /* carry dh = dR_t W_h^T, or for the GRU dh += dR_t W_h^T */
             FN(pg_gemm)(g->dh0, dr, ws->pack, B, H, G, apart);

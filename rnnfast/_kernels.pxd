@@ -93,6 +93,8 @@ cdef extern from "recurrent.h" nogil:
         float *tcs
         float *gates
         float *R
+        const float *mask
+        float *out
     struct rf_layer_grads_f32:
         float *dX
         float *dW_x
@@ -142,6 +144,8 @@ cdef extern from "recurrent.h" nogil:
         double *tcs
         double *gates
         double *R
+        const double *mask
+        double *out
     struct rf_layer_grads_f64:
         double *dX
         double *dW_x

@@ -548,6 +548,23 @@ cdef inline void _out(floating **field, object a):
     field[0] = <floating *>_data(a)
 
 
+cdef _check_dropout(object out, object mask, object dtype, tuple shape, bint forward):
+    """Dropout's arrays, each of the layer's ``shape`` (T, B, H): the factors ``mask`` or None,
+    and in a forward the output ``out``, given exactly when ``mask`` is."""
+    if forward and (out is None) != (mask is None):
+        given = "out" if mask is None else "mask"
+        raise ValueError(f"out, mask: expected both (dropout) or neither, got {given} alone")
+    if mask is not None:
+        _check_array("mask", mask, dtype, shape)
+    if out is not None:
+        _check_output("out", out, dtype, shape)
+
+
+cdef _fill_dropout(rf_recurrent *d, object out, object mask):
+    _out(&d.layer.out, out)
+    _in(&d.layer.mask, mask)
+
+
 cdef object _fill_layer(rf_recurrent *d, object X, object W_x, object W_h, object b, object h0,
                         object c0, int T, int B, int I, int H, bint ids, int G):
     """Zero the descriptors, fill the layer's sizes and inputs and give the workspace a fresh
@@ -573,26 +590,30 @@ cdef object _fill_layer(rf_recurrent *d, object X, object W_x, object W_h, objec
 
 
 cdef _rnn_forward(rf_recurrent *d, object H, object X, object W_x, object W_h, object b,
-                  object h0, int T, int B, int I, int n, bint ids):
+                  object h0, object out, object mask, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, b, h0, None, T, B, I, n, ids, n)
     _out(&d.layer.hs, H)
+    _fill_dropout(d, out, mask)
     with nogil:
         rf_rnn_forward(d)
 
 
-def rnn_forward(H, X, W_x, W_h, b, h0):
-    """Vanilla RNN over a sequence; see ``reference.rnn_forward``."""
+def rnn_forward(H, X, W_x, W_h, b, h0, *, out=None, mask=None):
+    """Vanilla RNN over a sequence, with dropout on its output when ``out`` and ``mask`` are
+    given; see ``reference.rnn_forward``."""
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("rnn", X, W_x, W_h, b, h0, None)
     _check_output("H", H, dtype, (T, B, n))
-    _check_no_overlap(("H", "X", "W_x", "W_h", "b", "h0"), (H, X, W_x, W_h, b, h0), 1)
+    _check_dropout(out, mask, dtype, (T, B, n), True)
+    _check_no_overlap(("H", "out", "X", "W_x", "W_h", "b", "h0", "mask"),
+                      (H, out, X, W_x, W_h, b, h0, mask), 2)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _rnn_forward(&d32, H, X, W_x, W_h, b, h0, T, B, I, n, ids)
+        _rnn_forward(&d32, H, X, W_x, W_h, b, h0, out, mask, T, B, I, n, ids)
     else:
-        _rnn_forward(&d64, H, X, W_x, W_h, b, h0, T, B, I, n, ids)
+        _rnn_forward(&d64, H, X, W_x, W_h, b, h0, out, mask, T, B, I, n, ids)
 
 
 cdef _fill_grads(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
@@ -609,21 +630,24 @@ cdef _fill_grads(rf_recurrent *d, object dX, object dW_x, object dW_h, object db
 
 cdef _rnn_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
                    object dA, object dH, object X, object H, object W_x, object W_h, object h0,
-                   int T, int B, int I, int n, bint ids):
+                   object mask, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, n)
     _out(&d.layer.hs, H)
+    _fill_dropout(d, None, mask)
     _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH)
     with nogil:
         rf_rnn_backward(d)
 
 
-def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0):
-    """Backward through time of ``rnn_forward``; see ``reference.rnn_backward``."""
+def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, *, mask=None):
+    """Backward through time of ``rnn_forward`` (through its dropout when ``mask`` is given: dH
+    is then the gradient of out); see ``reference.rnn_backward``."""
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("rnn", X, W_x, W_h, None, h0, None)
     _check_array("dH", dH, dtype, (T, B, n))
     _check_array("H", H, dtype, (T, B, n))
+    _check_dropout(None, mask, dtype, (T, B, n), False)
     _check_no_input_gradient(dX, ids)
     if dX is not None:
         _check_output("dX", dX, dtype, (T, B, I))
@@ -633,13 +657,16 @@ def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0):
     _check_output("dh0", dh0, dtype, (B, n))
     _check_output("dA", dA, dtype, (T, B, n))
     _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dA", "dH", "X", "H", "W_x", "W_h",
-                       "h0"), (dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0), 6)
+                       "h0", "mask"), (dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask),
+                      6)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _rnn_backward(&d32, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, T, B, I, n, ids)
+        _rnn_backward(&d32, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask, T, B, I,
+                      n, ids)
     else:
-        _rnn_backward(&d64, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, T, B, I, n, ids)
+        _rnn_backward(&d64, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask, T, B, I,
+                      n, ids)
 
 
 cdef _fill_lstm_cache(rf_recurrent *d, object H, object C, object tanhC, object gates):
@@ -650,16 +677,18 @@ cdef _fill_lstm_cache(rf_recurrent *d, object H, object C, object tanhC, object 
 
 
 cdef _lstm_forward(rf_recurrent *d, object H, object C, object tanhC, object gates, object X,
-                   object W_x, object W_h, object b, object h0, object c0, int T, int B, int I,
-                   int n, bint ids):
+                   object W_x, object W_h, object b, object h0, object c0, object out,
+                   object mask, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, b, h0, c0, T, B, I, n, ids, 4 * n)
     _fill_lstm_cache(d, H, C, tanhC, gates)
+    _fill_dropout(d, out, mask)
     with nogil:
         rf_lstm_forward(d)
 
 
-def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0):
-    """LSTM over a sequence; see ``reference.lstm_forward``."""
+def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, *, out=None, mask=None):
+    """LSTM over a sequence, with dropout on its output when ``out`` and ``mask`` are given;
+    see ``reference.lstm_forward``."""
     if c0 is None:
         raise TypeError("c0: expected a numpy.ndarray, got NoneType")
     cdef int T, B, I, n
@@ -669,30 +698,35 @@ def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0):
     _check_output("C", C, dtype, (T, B, n))
     _check_output("tanhC", tanhC, dtype, (T, B, n))
     _check_output("gates", gates, dtype, (T, B, 4 * n))
-    _check_no_overlap(("H", "C", "tanhC", "gates", "X", "W_x", "W_h", "b", "h0", "c0"),
-                      (H, C, tanhC, gates, X, W_x, W_h, b, h0, c0), 4)
+    _check_dropout(out, mask, dtype, (T, B, n), True)
+    _check_no_overlap(("H", "C", "tanhC", "gates", "out", "X", "W_x", "W_h", "b", "h0", "c0",
+                       "mask"), (H, C, tanhC, gates, out, X, W_x, W_h, b, h0, c0, mask), 5)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _lstm_forward(&d32, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, T, B, I, n, ids)
+        _lstm_forward(&d32, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, out, mask, T, B, I, n,
+                      ids)
     else:
-        _lstm_forward(&d64, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, T, B, I, n, ids)
+        _lstm_forward(&d64, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, out, mask, T, B, I, n,
+                      ids)
 
 
 cdef _lstm_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
                     object dc0, object dA, object dH, object X, object H, object C,
                     object tanhC, object gates, object W_x, object W_h, object h0, object c0,
-                    int T, int B, int I, int n, bint ids):
+                    object mask, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, None, h0, c0, T, B, I, n, ids, 4 * n)
     _fill_lstm_cache(d, H, C, tanhC, gates)
+    _fill_dropout(d, None, mask)
     _fill_grads(d, dX, dW_x, dW_h, db, dh0, dc0, dA, dH)
     with nogil:
         rf_lstm_backward(d)
 
 
 def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h, h0,
-                  c0):
-    """Backward through time of ``lstm_forward``; see ``reference.lstm_backward``."""
+                  c0, *, mask=None):
+    """Backward through time of ``lstm_forward`` (through its dropout when ``mask`` is given:
+    dH is then the gradient of out); see ``reference.lstm_backward``."""
     if c0 is None:
         raise TypeError("c0: expected a numpy.ndarray, got NoneType")
     cdef int T, B, I, n
@@ -701,6 +735,7 @@ def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W
     for name, a in (("dH", dH), ("H", H), ("C", C), ("tanhC", tanhC)):
         _check_array(name, a, dtype, (T, B, n))
     _check_array("gates", gates, dtype, (T, B, 4 * n))
+    _check_dropout(None, mask, dtype, (T, B, n), False)
     _check_no_input_gradient(dX, ids)
     if dX is not None:
         _check_output("dX", dX, dtype, (T, B, I))
@@ -711,17 +746,17 @@ def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W
     _check_output("dc0", dc0, dtype, (B, n))
     _check_output("dA", dA, dtype, (T, B, 4 * n))
     _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dc0", "dA", "dH", "X", "H", "C",
-                       "tanhC", "gates", "W_x", "W_h", "h0", "c0"),
+                       "tanhC", "gates", "W_x", "W_h", "h0", "c0", "mask"),
                       (dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h,
-                       h0, c0), 7)
+                       h0, c0, mask), 7)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
         _lstm_backward(&d32, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
-                       W_h, h0, c0, T, B, I, n, ids)
+                       W_h, h0, c0, mask, T, B, I, n, ids)
     else:
         _lstm_backward(&d64, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
-                       W_h, h0, c0, T, B, I, n, ids)
+                       W_h, h0, c0, mask, T, B, I, n, ids)
 
 
 cdef _fill_gru_cache(rf_recurrent *d, object H, object gates, object R, object b_hn):
@@ -732,16 +767,18 @@ cdef _fill_gru_cache(rf_recurrent *d, object H, object gates, object R, object b
 
 
 cdef _gru_forward(rf_recurrent *d, object H, object gates, object R, object X, object W_x,
-                  object W_h, object b, object b_hn, object h0, int T, int B, int I, int n,
-                  bint ids):
+                  object W_h, object b, object b_hn, object h0, object out, object mask, int T,
+                  int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, b, h0, None, T, B, I, n, ids, 3 * n)
     _fill_gru_cache(d, H, gates, R, b_hn)
+    _fill_dropout(d, out, mask)
     with nogil:
         rf_gru_forward(d)
 
 
-def gru_forward(H, gates, R, X, W_x, W_h, b, b_hn, h0):
-    """GRU over a sequence; see ``reference.gru_forward``."""
+def gru_forward(H, gates, R, X, W_x, W_h, b, b_hn, h0, *, out=None, mask=None):
+    """GRU over a sequence, with dropout on its output when ``out`` and ``mask`` are given; see
+    ``reference.gru_forward``."""
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("gru", X, W_x, W_h, b, h0, None)
@@ -749,22 +786,24 @@ def gru_forward(H, gates, R, X, W_x, W_h, b, b_hn, h0):
     _check_output("H", H, dtype, (T, B, n))
     _check_output("gates", gates, dtype, (T, B, 3 * n))
     _check_output("R", R, dtype, (T, B, 3 * n))
-    _check_no_overlap(("H", "gates", "R", "X", "W_x", "W_h", "b", "b_hn", "h0"),
-                      (H, gates, R, X, W_x, W_h, b, b_hn, h0), 3)
+    _check_dropout(out, mask, dtype, (T, B, n), True)
+    _check_no_overlap(("H", "gates", "R", "out", "X", "W_x", "W_h", "b", "b_hn", "h0", "mask"),
+                      (H, gates, R, out, X, W_x, W_h, b, b_hn, h0, mask), 4)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _gru_forward(&d32, H, gates, R, X, W_x, W_h, b, b_hn, h0, T, B, I, n, ids)
+        _gru_forward(&d32, H, gates, R, X, W_x, W_h, b, b_hn, h0, out, mask, T, B, I, n, ids)
     else:
-        _gru_forward(&d64, H, gates, R, X, W_x, W_h, b, b_hn, h0, T, B, I, n, ids)
+        _gru_forward(&d64, H, gates, R, X, W_x, W_h, b, b_hn, h0, out, mask, T, B, I, n, ids)
 
 
 cdef _gru_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db,
                    object db_hn, object dh0, object dA, object dR, object dH, object X, object H,
-                   object gates, object R, object W_x, object W_h, object h0, int T, int B,
-                   int I, int n, bint ids):
+                   object gates, object R, object W_x, object W_h, object h0, object mask, int T,
+                   int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, 3 * n)
     _fill_gru_cache(d, H, gates, R, None)
+    _fill_dropout(d, None, mask)
     _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH)
     _out(&d.grads.db_hn, db_hn)
     _out(&d.ws.dR, dR)
@@ -772,8 +811,10 @@ cdef _gru_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object 
         rf_gru_backward(d)
 
 
-def gru_backward(dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x, W_h, h0):
-    """Backward through time of ``gru_forward``; see ``reference.gru_backward``."""
+def gru_backward(dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x, W_h, h0, *,
+                 mask=None):
+    """Backward through time of ``gru_forward`` (through its dropout when ``mask`` is given: dH
+    is then the gradient of its ``out``); see ``reference.gru_backward``."""
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("gru", X, W_x, W_h, None, h0, None)
@@ -791,18 +832,19 @@ def gru_backward(dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x
     _check_output("dh0", dh0, dtype, (B, n))
     _check_output("dA", dA, dtype, (T, B, 3 * n))
     _check_output("dR", dR, dtype, (T, B, 3 * n))
+    _check_dropout(None, mask, dtype, (T, B, n), False)
     _check_no_overlap(("dX", "dW_x", "dW_h", "db", "db_hn", "dh0", "dA", "dR", "dH", "X", "H",
-                       "gates", "R", "W_x", "W_h", "h0"),
+                       "gates", "R", "W_x", "W_h", "h0", "mask"),
                       (dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x, W_h,
-                       h0), 8)
+                       h0, mask), 8)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
         _gru_backward(&d32, dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x,
-                      W_h, h0, T, B, I, n, ids)
+                      W_h, h0, mask, T, B, I, n, ids)
     else:
         _gru_backward(&d64, dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x,
-                      W_h, h0, T, B, I, n, ids)
+                      W_h, h0, mask, T, B, I, n, ids)
 
 
 # ---- the sampling loop -----------------------------------------------------------------------

@@ -18,13 +18,12 @@ they are then: change neither between a forward and its backward.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import NamedTuple
 
 import numpy as np
 
 from .model import CELL_NAMES, GATES, CharLM, Params, State, kernels, param_shapes
-from .validation import check_float_dtype, check_int
+from .validation import check_float_dtype, check_int, check_real
 
 # -- the layers of one stack, on validated time-major arrays (shared with rnnfast.cs231n) ------
 
@@ -39,14 +38,17 @@ class Weights(NamedTuple):
 
 class _Cache:
     """What backward needs from a forward: the input, the initial state and, per layer, the
-    kernels' activations (a GRU's recurrent products in R).  For an LSTM every array has one
-    spare step after the last (see ``stack_backward``)."""
+    kernels' activations (a GRU's recurrent products in R), the output the layer above read
+    (``outs``: H itself, or H * mask with dropout) and the dropout mask (None without).  For an
+    LSTM every array has one spare step after the last (see ``stack_backward``)."""
 
-    __slots__ = ("owner", "cell", "X", "h0", "c0", "H", "C", "tanhC", "gates", "R")
+    __slots__ = ("owner", "cell", "X", "h0", "c0", "H", "C", "tanhC", "gates", "R", "outs",
+                 "masks")  # fmt: skip
 
     def __init__(self, owner, cell, X, h0, c0):
         self.owner, self.cell, self.X, self.h0, self.c0 = owner, cell, X, h0, c0
         self.H, self.C, self.tanhC, self.gates, self.R = [], [], [], [], []
+        self.outs, self.masks = [], []
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -59,41 +61,48 @@ class _Cache:
 
 
 def stack_forward(
-    ops, cell: str, X, weights: list[Weights], h0, c0, owner=None, b_hn=None
+    ops, cell: str, X, weights: list[Weights], h0, c0, owner=None, masks=None, b_hn=None
 ) -> _Cache:
     """Run the stacked layers over X (T, B, I) from h0, c0 (L, B, H) (c0 None for an RNN or a
     GRU; b_hn the GRU layers' (H,) biases, else None); the top layer's h for every step is
-    ``cache.H[-1][:T]``."""
+    ``cache.H[-1][:T]``.  ``masks`` (L - 1, T, B, H): dropout between the layers (layer k + 1
+    reads layer k's h * masks[k]), or None."""
     T, B = X.shape[0], X.shape[1]
     n = h0.shape[-1]
     cache = _Cache(owner, cell, X, h0, c0)
     layer_input = X
     for layer, w in enumerate(weights):
+        H = np.empty((T + 1 if cell == "lstm" else T, B, n), X.dtype)
+        out = mask = None
+        drop = {}
+        if masks is not None and layer < len(weights) - 1:
+            out, mask = np.zeros_like(H), np.ones_like(H)  # an LSTM's spare step: 0 and 1
+            mask[:T] = masks[layer]
+            drop = {"out": out[:T], "mask": mask[:T]}
         if cell == "lstm":
             # The spare step T: gates i=0, f=1, g=0, o=1 and tanh(c)=0 make its backward turn
             # a dH_T into dA_T = 0 and a carry dc = dH_T into step T-1 (stack_backward).
-            H = np.empty((T + 1, B, n), X.dtype)
             C, tanhC = np.empty_like(H), np.empty_like(H)
             gates = np.empty((T + 1, B, 4 * n), X.dtype)
             H[T], C[T], tanhC[T] = 0, 0, 0
             gates[T].reshape(B, 4, n)[...] = np.array([0, 1, 0, 1], X.dtype)[:, None]
             ops.lstm_forward(
-                H[:T], C[:T], tanhC[:T], gates[:T], layer_input, *w, h0[layer], c0[layer]
+                H[:T], C[:T], tanhC[:T], gates[:T], layer_input, *w, h0[layer], c0[layer], **drop
             )
             cache.C.append(C)
             cache.tanhC.append(tanhC)
             cache.gates.append(gates)
         elif cell == "gru":
-            H = np.empty((T, B, n), X.dtype)
             gates, R = (np.empty((T, B, 3 * n), X.dtype) for _ in range(2))
-            ops.gru_forward(H, gates, R, layer_input, *w, b_hn[layer], h0[layer])
+            ops.gru_forward(H, gates, R, layer_input, *w, b_hn[layer], h0[layer], **drop)
             cache.gates.append(gates)
             cache.R.append(R)
         else:
-            H = np.empty((T, B, n), X.dtype)
-            ops.rnn_forward(H, layer_input, *w, h0[layer])
+            ops.rnn_forward(H, layer_input, *w, h0[layer], **drop)
         cache.H.append(H)
-        layer_input = H[:T]
+        cache.outs.append(H if out is None else out)
+        cache.masks.append(mask)
+        layer_input = cache.outs[-1][:T]
     return cache
 
 
@@ -117,6 +126,10 @@ def stack_backward(
     LSTM's dc_T enters through the spare step T: there dH_T = dc_T gives dc = dc_T and
     dA_T = 0 exactly, so the carry into step T-1 is (0, dc_T) and the weight gradients are
     unchanged.  That path needs X with the spare step too: a copy of layer 0's input.
+    With dropout between the layers, dH of a layer below the top is the gradient of its output
+    H * mask, which the kernel multiplies by the mask; dh_T reaches h_{T-1} itself, so at step
+    T-1 the mask's factor is applied here first and the kernel is given a factor of 1 there
+    (the cache's mask, restored after the call).
     """
     X = cache.X
     T, B = cache.shape
@@ -134,12 +147,15 @@ def stack_backward(
     dA = np.empty((steps, B, GATES[cache.cell] * n), dtype)
     dR = np.empty_like(dA) if cache.cell == "gru" else None
     for layer in reversed(range(L)):
+        mask = cache.masks[layer]
         if dh_T is not None:
+            if mask is not None:
+                dH[T - 1] *= mask[T - 1]
             dH[T - 1] += dh_T[layer]
         if steps > T:
             dH[T] = dc_T[layer]
         if layer > 0:
-            layer_input = cache.H[layer - 1][:steps]
+            layer_input = cache.outs[layer - 1][:steps]
         elif steps > T:
             layer_input = np.zeros((steps, B, X.shape[2]), dtype)
             layer_input[:T] = X
@@ -148,23 +164,34 @@ def stack_backward(
         wants_dX = layer > 0 or input_grad
         dX = np.empty(layer_input.shape, dtype) if wants_dX else None
         w = weights[layer]
-        if lstm:
-            ops.lstm_backward(
-                dX, *dweights[layer], dh0[layer], dc0[layer], dA, dH, layer_input,
-                cache.H[layer][:steps], cache.C[layer][:steps], cache.tanhC[layer][:steps],
-                cache.gates[layer][:steps], w.W_x, w.W_h, cache.h0[layer], cache.c0[layer],
-            )  # fmt: skip
-        elif cache.cell == "gru":
-            ops.gru_backward(
-                dX, *dweights[layer], db_hn[layer], dh0[layer], dA, dR, dH, layer_input,
-                cache.H[layer], cache.gates[layer], cache.R[layer], w.W_x, w.W_h,
-                cache.h0[layer],
-            )  # fmt: skip
-        else:
-            ops.rnn_backward(
-                dX, *dweights[layer], dh0[layer], dA, dH, layer_input, cache.H[layer],
-                w.W_x, w.W_h, cache.h0[layer],
-            )  # fmt: skip
+        drop, last = {}, None
+        if mask is not None:
+            drop = {"mask": mask[:steps]}
+            if dh_T is not None:
+                last = mask[T - 1].copy()
+                mask[T - 1] = 1
+        try:
+            if lstm:
+                ops.lstm_backward(
+                    dX, *dweights[layer], dh0[layer], dc0[layer], dA, dH, layer_input,
+                    cache.H[layer][:steps], cache.C[layer][:steps], cache.tanhC[layer][:steps],
+                    cache.gates[layer][:steps], w.W_x, w.W_h, cache.h0[layer], cache.c0[layer],
+                    **drop,
+                )  # fmt: skip
+            elif cache.cell == "gru":
+                ops.gru_backward(
+                    dX, *dweights[layer], db_hn[layer], dh0[layer], dA, dR, dH, layer_input,
+                    cache.H[layer], cache.gates[layer], cache.R[layer], w.W_x, w.W_h,
+                    cache.h0[layer], **drop,
+                )  # fmt: skip
+            else:
+                ops.rnn_backward(
+                    dX, *dweights[layer], dh0[layer], dA, dH, layer_input, cache.H[layer],
+                    w.W_x, w.W_h, cache.h0[layer], **drop,
+                )  # fmt: skip
+        finally:
+            if last is not None:
+                mask[T - 1] = last
         dH = dX
     return (None if dH is None else dH[:T]), dh0, dc0
 
@@ -187,11 +214,13 @@ class _Layer:
         backend: str = "c",
         batch_first: bool = False,
         seed: int | None = None,
+        dropout: float = 0.0,
     ):
         self.input_size = check_int("input_size", input_size)
         self.hidden_size = check_int("hidden_size", hidden_size)
         self.num_layers = check_int("num_layers", num_layers)
         self.dtype = check_float_dtype("dtype", dtype)
+        self.dropout = check_real("dropout", dropout, high=1.0, low_inclusive=True)
         if not isinstance(batch_first, (bool, np.bool_)):
             raise TypeError(f"batch_first: expected a bool, got {batch_first!r}")
         self.backend, self.batch_first = backend, bool(batch_first)
@@ -202,13 +231,16 @@ class _Layer:
         self.flat_params = np.empty(sum(math.prod(s) for _, s in self._shapes), self.dtype)
         self.params = Params(self.flat_params, self._shapes)
         bound = 1.0 / math.sqrt(self.hidden_size)  # PyTorch's initialization
-        self.flat_params[...] = np.random.default_rng(seed).uniform(
+        seeds = np.random.SeedSequence(seed)  # default_rng(seeds) is default_rng(seed)
+        self.flat_params[...] = np.random.default_rng(seeds).uniform(
             -bound, bound, self.flat_params.size
         )
+        self.generator = np.random.default_rng(seeds.spawn(1)[0])  # the dropout masks
 
     def __repr__(self) -> str:
         extra = f", num_layers={self.num_layers}" if self.num_layers != 1 else ""
         extra += ", batch_first=True" if self.batch_first else ""
+        extra += f", dropout={self.dropout:g}" if self.dropout else ""
         return (
             f"layers.{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
             f"dtype={self.dtype.name}, backend={self.backend!r})"
@@ -221,6 +253,7 @@ class _Layer:
     zero_state = CharLM.zero_state
     clip_grads = CharLM.clip_grads
     _clip = CharLM._clip
+    _draw_masks = CharLM._draw_masks  # reads generator, dropout
 
     def _weights(self, params: Params) -> list[Weights]:
         return [
@@ -294,21 +327,31 @@ class _Layer:
 
     # -- forward and backward ------------------------------------------------------------
 
-    def forward(self, x, state: State | None = None):
+    def forward(self, x, state: State | None = None, *, train: bool = False):
         """Run the layers over x: (T, B, I), or (B, T, I) with ``batch_first``.
 
         Returns ``(out, state, cache)``: out (T, B, H) [(B, T, H)] the top layer's h at every
         step, a read-only view of the cache; state the final State (h, c) (L, B, H); cache for
-        ``backward``.  ``state`` is the initial State (zeros when None).
+        ``backward``.  ``state`` is the initial State (zeros when None).  With ``train=True``
+        and ``dropout`` > 0, inverted dropout between the layers (PyTorch's rule: each layer
+        but the top reads the output below it with elements zeroed with probability
+        ``dropout`` and the rest scaled by 1 / (1 - dropout)), masks from ``generator``.
         """
+        if not isinstance(train, (bool, np.bool_)):
+            raise TypeError(f"train: expected a bool, got {type(train).__name__}")
         X = self._check_sequence("x", x, self.input_size, "I")
         T, B = X.shape[:2]
         if state is None:
             h0, c0 = self.zero_state(B)
         else:
             h0, c0 = self._check_state("state", state, B, partial=False)
-        cache = stack_forward(self.kernels, self.cell, X, self._weights(self.params), h0, c0,
-                              self, self._b_hn(self.params))  # fmt: skip
+        masks = None
+        if train and self.dropout and self.num_layers > 1:
+            masks = np.empty((self.num_layers - 1, T, B, self.hidden_size), self.dtype)
+            self._draw_masks(masks)
+        weights = self._weights(self.params)
+        cache = stack_forward(self.kernels, self.cell, X, weights, h0, c0, self, masks,
+                              self._b_hn(self.params))  # fmt: skip
         out = cache.H[-1][:T].view()
         out.flags.writeable = False
         return (out.transpose(1, 0, 2) if self.batch_first else out), final_state(cache), cache
@@ -352,27 +395,25 @@ class _Layer:
     @classmethod
     def from_torch(cls, module, *, backend: str = "c"):
         """A layer with the weights of a PyTorch ``nn.RNN`` (tanh) / ``nn.LSTM`` / ``nn.GRU``:
-        its sizes, num_layers, dtype and batch_first (dropout between layers is not applied)."""
+        its sizes, num_layers, dtype, batch_first and dropout (applied by
+        ``forward(train=True)``)."""
         from .torch_interop import load_recurrent, recurrent_config
 
         config = recurrent_config(module, cls.torch_class)
-        if module.dropout:
-            warnings.warn(
-                f"{type(module).__name__}.dropout={module.dropout}: rnnfast's layers apply no "
-                "dropout (the same as the module in eval mode)",
-                stacklevel=2,
-            )
-        layer = cls(**config, backend=backend)
+        layer = cls(**config, backend=backend, dropout=module.dropout)
         load_recurrent(layer.params, module)
         return layer
 
     def to_torch(self):
         """A new ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` with these weights (the merged bias comes
-        back as bias_ih, with bias_hh zero but for a GRU's b_hn) and this layer's batch_first."""
+        back as bias_ih, with bias_hh zero but for a GRU's b_hn), this layer's batch_first and
+        dropout."""
         from .torch_interop import recurrent_to_torch
 
-        return recurrent_to_torch(self.cell, self.params, self.input_size, self.hidden_size,
-                                  self.num_layers, self.dtype, self.batch_first)  # fmt: skip
+        module = recurrent_to_torch(self.cell, self.params, self.input_size, self.hidden_size,
+                                    self.num_layers, self.dtype, self.batch_first)  # fmt: skip
+        module.dropout = self.dropout  # read at each call (set here: no 1-layer warning)
+        return module
 
 
 class RNN(_Layer):
@@ -387,7 +428,11 @@ class RNN(_Layer):
     batch_first : bool
         x and out are (B, T, .) instead of (T, B, .); states stay (L, B, H), as in PyTorch.
     seed : int or None
-        Seeds the initial weights, uniform in [-1/sqrt(H), 1/sqrt(H)].
+        Seeds the initial weights, uniform in [-1/sqrt(H), 1/sqrt(H)], and, apart from them,
+        ``generator``, which draws the dropout masks.
+    dropout : float in [0, 1)
+        PyTorch's ``dropout``: between stacked layers (not after the top one), in
+        ``forward(train=True)`` only.  0 (the default): none.
     """
 
     cell = "rnn"

@@ -123,6 +123,7 @@ class _Workspace:
     def __init__(self, cell, T, B, V, H, L, dtype):
         G = GATES[cell] * H
         self.shape = (T, B)
+        self.dtype = np.dtype(dtype)
         # per layer: h_t, c_t, tanh(c_t) of every step (T, B, H); activated gates (T, B, G)
         self.hs = [np.empty((T, B, H), dtype) for _ in range(L)]
         if cell == "lstm":
@@ -137,6 +138,19 @@ class _Workspace:
         self.dlogits = np.empty((T * B, V), dtype)
         self.dhs = [np.empty((T, B, H), dtype) for _ in range(L)]
         self.dA = np.empty((T, B, G), dtype)
+        # with dropout: every layer's dropped output out = h * mask (L, T, B, H), and the masks
+        self.outs = self.masks = None
+        self._dropout_shape = (L, T, B, H)
+        # set by each forward: the layers' outputs as the layer above reads them (hs, or outs
+        # with dropout) and the masks applied (None: no dropout)
+        self.outputs, self.used_masks = self.hs, None
+
+    def dropout_buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """(outs, masks), each (L, T, B, H), allocated at the first call."""
+        if self.outs is None:
+            self.outs = np.empty(self._dropout_shape, self.dtype)
+            self.masks = np.empty_like(self.outs)
+        return self.outs, self.masks
 
 
 class CharLM:
@@ -155,13 +169,23 @@ class CharLM:
         The kernels: C (``rnnfast._kernels``, the default) or NumPy (``rnnfast.reference``,
         whose ``CharLM`` is this class with ``backend="numpy"`` as its default).
     seed : int or None
-        Seeds the initial weights: uniform in [-1/sqrt(H), 1/sqrt(H)], as PyTorch does.
+        Seeds the initial weights: uniform in [-1/sqrt(H), 1/sqrt(H)], as PyTorch does; and,
+        independently of them, ``generator``.
+    dropout : float in [0, 1)
+        Inverted dropout on the output of every layer, the top one included (what the layer
+        above and the output layer read; the recurrence reads the undropped h): in training
+        each output element is zeroed with probability ``dropout`` and the others scaled by
+        1 / (1 - dropout).  Applied by ``train_step``, and by ``loss`` and ``loss_and_grads``
+        with ``train=True``; never in evaluation or sampling.  0 (the default): none.
 
     Attributes
     ----------
     kernels : namespace
         The backend's kernels (``rnnfast.model.kernels(backend)``), which the optimizers and
         samplers of this model call.
+    generator : numpy.random.Generator
+        Draws the dropout masks (``dropout_masks``); a checkpoint saves its state, so a
+        resumed training draws the masks the uninterrupted one would have drawn.
     """
 
     def __init__(
@@ -173,6 +197,7 @@ class CharLM:
         dtype=np.float32,
         backend: str = "c",
         seed: int | None = None,
+        dropout: float = 0.0,
     ):
         if isinstance(vocab, Vocab):
             self.vocab, V = vocab, len(vocab)
@@ -184,6 +209,7 @@ class CharLM:
         self.hidden_size = check_int("hidden_size", hidden_size)
         self.num_layers = check_int("num_layers", num_layers)
         self.dtype = check_float_dtype("dtype", dtype)
+        self.dropout = check_real("dropout", dropout, high=1.0, low_inclusive=True)
         self.kernels = kernels(backend)
         self.backend, self.vocab_size = backend, V
         self._shapes = param_shapes(cell, V, self.hidden_size, self.num_layers)
@@ -195,9 +221,11 @@ class CharLM:
         ]
         self._b_hn = [self.params[f"b_hn.{k}"] for k in layers] if cell == "gru" else None
         bound = 1.0 / math.sqrt(self.hidden_size)
-        self.flat_params[...] = np.random.default_rng(seed).uniform(
+        seeds = np.random.SeedSequence(seed)  # default_rng(seeds) is default_rng(seed)
+        self.flat_params[...] = np.random.default_rng(seeds).uniform(
             -bound, bound, self.flat_params.size
         )
+        self.generator = np.random.default_rng(seeds.spawn(1)[0])
         self._grads = self.zeros_like_params()
         self._workspace = None
 
@@ -205,7 +233,8 @@ class CharLM:
         return (
             f"CharLM(vocab_size={self.vocab_size}, cell={self.cell!r}, "
             f"hidden_size={self.hidden_size}, num_layers={self.num_layers}, "
-            f"dtype={self.dtype.name}, backend={self.backend!r})"
+            f"dtype={self.dtype.name}, backend={self.backend!r}"
+            + (f", dropout={self.dropout:g})" if self.dropout else ")")
         )
 
     @classmethod
@@ -278,28 +307,63 @@ class CharLM:
 
     # -- forward and backward --------------------------------------------------------------
 
-    def _forward(self, x: np.ndarray, state: State) -> _Workspace:
-        """Run every layer and the output layer over x (T, B); logits land in the workspace."""
+    def dropout_masks(self, T: int, B: int) -> np.ndarray:
+        """New dropout masks (L, T, B, H) for a (T, B) batch, drawn from ``generator``: each
+        element 0 with probability ``dropout``, else 1 / (1 - dropout) (in the model's
+        dtype).  ``loss``, ``loss_and_grads`` and ``train_step`` draw theirs the same way."""
+        T, B = check_int("T", T), check_int("B", B)
+        masks = np.empty((self.num_layers, T, B, self.hidden_size), self.dtype)
+        self._draw_masks(masks)
+        return masks
+
+    def _draw_masks(self, masks: np.ndarray) -> None:
+        # uniforms u in [0, 1) of the model's dtype; keep = u >= p, in place (1.0 or 0.0)
+        self.generator.random(dtype=masks.dtype, out=masks)
+        np.greater_equal(masks, masks.dtype.type(self.dropout), out=masks)
+        masks *= masks.dtype.type(1.0 / (1.0 - self.dropout))
+
+    def _masks_for(self, ws: _Workspace, train: bool, masks) -> np.ndarray | None:
+        """The masks of this call: ``masks`` checked, new ones when training with dropout, or
+        None (no dropout)."""
+        if not isinstance(train, (bool, np.bool_)):
+            raise TypeError(f"train: expected a bool, got {type(train).__name__}")
+        if masks is not None:
+            shape = (self.num_layers, *ws.shape, self.hidden_size)
+            return check_array("masks", masks, shape, self.dtype)
+        if not (train and self.dropout):
+            return None
+        _, masks = ws.dropout_buffers()
+        self._draw_masks(masks)
+        return masks
+
+    def _forward(self, x: np.ndarray, state: State, masks: np.ndarray | None) -> _Workspace:
+        """Run every layer and the output layer over x (T, B), with dropout when ``masks``
+        (L, T, B, H) is given; logits land in the workspace, and ``ws.outputs`` are the
+        layers' outputs as the layer above reads them."""
         T, B = x.shape
         ws = self._workspace_for(T, B)
         p, ops = self.params, self.kernels
+        ws.outputs, ws.used_masks = ws.hs, masks
+        if masks is not None:
+            ws.outputs, _ = ws.dropout_buffers()
         layer_input = x
         for layer in range(self.num_layers):
             weights = p[f"W_x.{layer}"], p[f"W_h.{layer}"], p[f"b.{layer}"]
+            drop = {} if masks is None else {"out": ws.outputs[layer], "mask": masks[layer]}
             if self.cell == "lstm":
                 ops.lstm_forward(
                     ws.hs[layer], ws.cs[layer], ws.tcs[layer], ws.gates[layer],
-                    layer_input, *weights, state.h[layer], state.c[layer],
+                    layer_input, *weights, state.h[layer], state.c[layer], **drop,
                 )  # fmt: skip
             elif self.cell == "gru":
                 ops.gru_forward(
                     ws.hs[layer], ws.gates[layer], ws.R[layer], layer_input, *weights,
-                    p[f"b_hn.{layer}"], state.h[layer],
+                    p[f"b_hn.{layer}"], state.h[layer], **drop,
                 )  # fmt: skip
             else:
-                ops.rnn_forward(ws.hs[layer], layer_input, *weights, state.h[layer])
-            layer_input = ws.hs[layer]
-        ops.linear_forward(ws.logits, ws.hs[-1].reshape(T * B, -1), p["W_y"], p["b_y"])
+                ops.rnn_forward(ws.hs[layer], layer_input, *weights, state.h[layer], **drop)
+            layer_input = ws.outputs[layer]
+        ops.linear_forward(ws.logits, ws.outputs[-1].reshape(T * B, -1), p["W_y"], p["b_y"])
         return ws
 
     def _final_state(self, ws: _Workspace) -> State:
@@ -313,30 +377,32 @@ class CharLM:
         T, B = x.shape
         p, ops = self.params, self.kernels
         dstate = self.zero_state(B)
-        hs_top = ws.hs[-1].reshape(T * B, -1)
+        top = ws.outputs[-1].reshape(T * B, -1)
         ops.linear_backward(
-            ws.dhs[-1].reshape(T * B, -1), grads["W_y"], grads["b_y"], ws.dlogits, hs_top, p["W_y"]
+            ws.dhs[-1].reshape(T * B, -1), grads["W_y"], grads["b_y"], ws.dlogits, top, p["W_y"]
         )
+        masks = ws.used_masks
         for layer in reversed(range(self.num_layers)):
             dX = ws.dhs[layer - 1] if layer > 0 else None
-            layer_input = ws.hs[layer - 1] if layer > 0 else x
+            layer_input = ws.outputs[layer - 1] if layer > 0 else x
             dweights = grads[f"W_x.{layer}"], grads[f"W_h.{layer}"], grads[f"b.{layer}"]
+            drop = {} if masks is None else {"mask": masks[layer]}  # ws.dhs: d loss / d out
             if self.cell == "lstm":
                 ops.lstm_backward(
                     dX, *dweights, dstate.h[layer], dstate.c[layer], ws.dA, ws.dhs[layer],
                     layer_input, ws.hs[layer], ws.cs[layer], ws.tcs[layer], ws.gates[layer],
-                    p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], state.c[layer],
+                    p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], state.c[layer], **drop,
                 )  # fmt: skip
             elif self.cell == "gru":
                 ops.gru_backward(
                     dX, *dweights, grads[f"b_hn.{layer}"], dstate.h[layer], ws.dA, ws.dR,
                     ws.dhs[layer], layer_input, ws.hs[layer], ws.gates[layer], ws.R[layer],
-                    p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer],
+                    p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], **drop,
                 )  # fmt: skip
             else:
                 ops.rnn_backward(
                     dX, *dweights, dstate.h[layer], ws.dA, ws.dhs[layer], layer_input,
-                    ws.hs[layer], p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer],
+                    ws.hs[layer], p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], **drop,
                 )  # fmt: skip
         return dstate
 
@@ -347,30 +413,49 @@ class CharLM:
             raise ValueError(f"y: expected the shape of x {x.shape}, got {y.shape}")
         return x, y.reshape(-1), self.check_state(state, x.shape[1])
 
-    def loss(self, x, y, state: State | None = None) -> tuple[float, State]:
+    def loss(
+        self, x, y, state: State | None = None, *, train: bool = False, masks=None
+    ) -> tuple[float, State]:
         """Mean cross-entropy (nats per character) of predicting y from x, both (T, B) ids,
-        starting from ``state`` (zeros when None); returns the loss and the final state."""
+        starting from ``state`` (zeros when None); returns the loss and the final state.
+
+        Dropout: none unless ``train=True`` (new masks from ``generator``, when ``dropout``
+        > 0) or ``masks`` (L, T, B, H) are given (applied as they are, e.g. from
+        ``dropout_masks``).
+        """
         x, y, state = self._inputs(x, y, state)
-        ws = self._forward(x, state)
+        masks = self._masks_for(self._workspace_for(*x.shape), train, masks)
+        ws = self._forward(x, state, masks)
         loss = self.kernels.softmax_xent(None, ws.logits, y)
         return loss, self._final_state(ws)
 
-    def _loss_and_grads_into(self, grads: Params, x, y, state):
+    def _loss_and_grads_into(self, grads: Params, x, y, state, train, masks):
         x, y, state = self._inputs(x, y, state)
-        ws = self._forward(x, state)
+        masks = self._masks_for(self._workspace_for(*x.shape), train, masks)
+        ws = self._forward(x, state, masks)
         loss = self.kernels.softmax_xent(ws.dlogits, ws.logits, y)
         grads.flat[...] = 0
         dstate = self._backward(grads, x, state, ws)
         return loss, self._final_state(ws), dstate
 
-    def loss_and_grads(self, x, y, state: State | None = None, *, state_grad: bool = False):
+    def loss_and_grads(
+        self,
+        x,
+        y,
+        state: State | None = None,
+        *,
+        state_grad: bool = False,
+        train: bool = False,
+        masks=None,
+    ):
         """Loss, gradients of every parameter (a ``Params`` like ``.params``) and final state.
 
         With ``state_grad=True`` also returns the gradient of the loss with respect to the
-        initial state, as a State: ``(loss, grads, state, dstate)``.
+        initial state, as a State: ``(loss, grads, state, dstate)``.  Dropout (``train``,
+        ``masks``): as in ``loss``.
         """
         grads = self.zeros_like_params()
-        loss, final, dstate = self._loss_and_grads_into(grads, x, y, state)
+        loss, final, dstate = self._loss_and_grads_into(grads, x, y, state, train, masks)
         return (loss, grads, final, dstate) if state_grad else (loss, grads, final)
 
     def clip_grads(
@@ -404,12 +489,13 @@ class CharLM:
     ) -> tuple[float, State]:
         """One step of truncated BPTT: forward over x (T, B), softmax cross-entropy, backward,
         gradient clipping (by value ``clip``, and by global norm ``max_norm``), optimizer
-        update.  A non-finite loss raises FloatingPointError and leaves the model unchanged."""
+        update, with dropout (``dropout`` > 0: new masks from ``generator``).  A non-finite loss
+        raises FloatingPointError and leaves the model unchanged."""
         if optimizer.model is not self:
             raise ValueError("optimizer: expected one created for this model, got one of another")
         clip = check_real("clip", clip, optional=True)
         max_norm = check_real("max_norm", max_norm, optional=True)
-        loss, final, _ = self._loss_and_grads_into(self._grads, x, y, state)
+        loss, final, _ = self._loss_and_grads_into(self._grads, x, y, state, True, None)
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss}: the model was not updated")
         self._clip(self._grads, clip, max_norm)
@@ -421,7 +507,7 @@ class CharLM:
         next character and the final state."""
         x = check_ids("x", x, self.vocab_size, ("T", "B"))
         state = self.check_state(state, x.shape[1])
-        ws = self._forward(x, state)
+        ws = self._forward(x, state, None)
         return ws.logits.reshape(*x.shape, -1).copy(), self._final_state(ws)
 
     def step(self, ids, state: State | None = None) -> tuple[np.ndarray, State]:

@@ -6,6 +6,9 @@ state, both dtypes; the comparison is conftest.assert_close.  Each comparison ha
 control that must fail, and bad input must raise before any C runs.
 """
 
+from functools import partial
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from conftest import assert_close, fit_chunk
@@ -532,3 +535,117 @@ def test_backward_bad_input_raises_before_c(rng, dtype, cell):
         fwd_=ids_fwd,
         layer_=bad,
     )
+
+
+# ---- dropout --------------------------------------------------------------------------------
+
+
+def dropout_mask(rng, shape, dtype, p=0.4):
+    """Inverted-dropout factors of ``shape``: 0 with probability p, else 1 / (1 - p)."""
+    return np.where(rng.random(shape) < p, 0.0, 1.0 / (1.0 - p)).astype(dtype)
+
+
+def with_dropout(ops, mask, out=None):
+    """``ops`` whose recurrent kernels apply dropout: the forwards write ``out`` through
+    ``mask``, the backwards take their dH as the gradient of out."""
+    forward = {"out": out, "mask": mask}
+    return SimpleNamespace(
+        rnn_forward=partial(ops.rnn_forward, **forward),
+        lstm_forward=partial(ops.lstm_forward, **forward),
+        gru_forward=partial(ops.gru_forward, **forward),
+        rnn_backward=partial(ops.rnn_backward, mask=mask),
+        lstm_backward=partial(ops.lstm_backward, mask=mask),
+        gru_backward=partial(ops.gru_backward, mask=mask),
+    )
+
+
+@pytest.mark.parametrize("inputs", ["ids", "float"])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.usefixtures("kernel_path")
+def test_dropout_forward_matches_reference(rng, dtype, cell, shape, inputs):
+    """The cell pass writes out = h * mask beside h: h is the plain forward's, bit for bit, out
+    is exactly h * mask, and both match the reference."""
+    layer = make_layer(rng, cell, shape, dtype, inputs)
+    fit_chunk(shape[1], GATES[cell] * shape[3], dtype)
+    T, B, _, H = shape
+    mask = dropout_mask(rng, (T, B, H), dtype)
+    outs = {ops: np.full((T, B, H), np.nan, dtype) for ops in (K, ref)}
+    got = run_forward(with_dropout(K, mask, outs[K]), cell, layer)
+    expected = run_forward(with_dropout(ref, mask, outs[ref]), cell, layer)
+    assert_all_close(got, expected, dtype)
+    plain = run_forward(K, cell, layer)
+    for name in plain:
+        np.testing.assert_array_equal(got[name], plain[name], err_msg=name)
+    np.testing.assert_array_equal(outs[K], got["H"] * mask)
+    np.testing.assert_array_equal(outs[ref], expected["H"] * mask)
+
+
+@pytest.mark.parametrize("inputs", ["ids", "float"])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.usefixtures("kernel_path")
+def test_dropout_backward_matches_reference(rng, dtype, cell, shape, inputs):
+    """Backward through the mask: against the reference, and bit for bit the plain backward of
+    dH * mask (the product taken in the fused pass is the same IEEE product)."""
+    layer = make_layer(rng, cell, shape, dtype, inputs)
+    fit_chunk(shape[1], GATES[cell] * shape[3], dtype)
+    fwd = run_forward(ref, cell, layer)
+    mask = dropout_mask(rng, fwd["H"].shape, dtype)
+    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    grads = backward_grads(rng, cell, layer)
+    expected, plain = copy_dict(grads), copy_dict(grads)
+    run_backward(with_dropout(ref, mask), cell, layer, fwd, dH, expected)
+    run_backward(with_dropout(K, mask), cell, layer, fwd, dH, grads)
+    assert_all_close(grads, expected, dtype)
+    run_backward(K, cell, layer, fwd, dH * mask, plain)
+    for name, a in grads.items():
+        if a is not None:
+            np.testing.assert_array_equal(a, plain[name], err_msg=name)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_dropout_backward_negative_control(rng, dtype, cell):
+    """The comparison above notices a backward that ignores the mask."""
+    layer = make_layer(rng, cell, (5, 3, 11, 13), dtype, "float")
+    fwd = run_forward(ref, cell, layer)
+    mask = dropout_mask(rng, fwd["H"].shape, dtype)
+    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    grads = backward_grads(rng, cell, layer)
+    expected = copy_dict(grads)
+    run_backward(with_dropout(ref, mask), cell, layer, fwd, dH, expected)
+    run_backward(K, cell, layer, fwd, dH, grads)
+    with pytest.raises(AssertionError):
+        assert_all_close(grads, expected, dtype)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_dropout_bad_input_raises_before_c(rng, dtype, cell):
+    layer = make_layer(rng, cell, (4, 3, 5, 6), dtype)
+    fwd = forward_outputs(cell, layer)
+    mask = dropout_mask(rng, fwd["H"].shape, dtype)
+    out = np.full(mask.shape, np.nan, dtype)
+    other = np.float32 if dtype == np.float64 else np.float64
+    read_only = out.copy()
+    read_only.flags.writeable = False
+    cases = [
+        ("mask alone", None, mask, ValueError, "out, mask: expected both .* got mask alone"),
+        ("out alone", out, None, ValueError, "out, mask: expected both .* got out alone"),
+        ("mask shape", out, mask[:, :, :-1].copy(), ValueError, "mask: expected shape"),
+        ("mask dtype", out, mask.astype(other), TypeError, "mask: expected dtype"),
+        ("out shape", out[:-1].copy(), mask, ValueError, "out: expected shape"),
+        ("out read-only", read_only, mask, ValueError, "out: output array is read-only"),
+        ("out is H", fwd["H"], mask, ValueError, "out: output array overlaps H"),
+        ("out is the mask", mask, mask, ValueError, "out: output array overlaps mask"),
+    ]
+    for desc, bad_out, bad_mask, exc, match in cases:
+        before = {name: a.copy() for name, a in fwd.items()}
+        with pytest.raises(exc, match=match):
+            forward_call(cell, layer, fwd, with_dropout(K, bad_mask, bad_out))()
+        for name, a in fwd.items():  # nothing ran
+            np.testing.assert_array_equal(a, before[name], err_msg=desc)
+    run_forward(with_dropout(K, mask, out), cell, layer)  # the good call passes
+    dH = rng.uniform(-1, 1, mask.shape).astype(dtype)
+    with pytest.raises(ValueError, match="mask: expected shape"):
+        run_backward(with_dropout(K, mask[:-1].copy()), cell, layer, fwd, dH,
+                     backward_grads(rng, cell, layer))  # fmt: skip

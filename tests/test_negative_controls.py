@@ -183,6 +183,12 @@ C_PLANTS = [
         "const int w = N - j0 < PG_NR ? N - j0 : PG_NR;\n        const real *restrict panel",
         "const int w = N - j0 < PG_NR ? N - j0 - 1 : PG_NR;\n        const real *restrict panel",
     ),
+    (
+        "LSTM backward ignores the dropout mask",
+        "csrc/cell_tmpl.h",
+        "const real dh = (dropout ? dH[j] * mask[j] : dH[j]) + carry_h[j];",
+        "const real dh = dH[j] + carry_h[j];",
+    ),
 ]
 # Chunks of 1 KiB: 1 or 2 steps a chunk at the grid's shapes, so every LSTM comparison crosses
 # chunk boundaries (the default 512 KiB holds the whole sequence at every shape of the grid).

@@ -28,10 +28,16 @@ def relative_error(numeric, analytic):
     return np.max(np.abs(numeric - analytic) / scale)
 
 
-def make_problem(cell, layers, seed=0, V=5, H=3, T=4, B=3):
+def make_problem(cell, layers, seed=0, V=5, H=3, T=4, B=3, dropout=0.0):
     rng = np.random.default_rng(seed)
     model = reference.CharLM(
-        V, cell=cell, hidden_size=H, num_layers=layers, dtype=np.float64, seed=seed
+        V,
+        cell=cell,
+        hidden_size=H,
+        num_layers=layers,
+        dtype=np.float64,
+        seed=seed,
+        dropout=dropout,
     )
     model.flat_params[...] = rng.normal(0.0, 0.5, model.flat_params.size)
     x = rng.integers(0, V, (T, B))
@@ -114,3 +120,42 @@ def test_output_layer_gradient_by_hand():
     prob[np.arange(2), y[0]] -= 1
     np.testing.assert_allclose(grads["W_y"], h.T @ prob / 2, rtol=1e-12)
     np.testing.assert_allclose(grads["b_y"], prob.sum(0) / 2, rtol=1e-12)
+
+
+def dropout_problem(cell, layers, seed=2):
+    """make_problem's model with dropout 0.5 and one fixed draw of its masks (some zero)."""
+    model, x, y, state = make_problem(cell, layers, seed=seed, dropout=0.5)
+    masks = model.dropout_masks(*x.shape)
+    assert 0 < np.count_nonzero(masks) < masks.size
+    return model, x, y, state, masks
+
+
+@pytest.mark.parametrize("cell, layers", CASES)
+def test_dropout_gradients_match_finite_differences(cell, layers):
+    """With fixed masks the loss is a smooth function of the parameters and the initial state:
+    every gradient, through every layer's mask, against central differences."""
+    model, x, y, state, masks = dropout_problem(cell, layers)
+    _, grads, _, dstate = model.loss_and_grads(x, y, state, state_grad=True, masks=masks)
+    loss = lambda: model.loss(x, y, state, masks=masks)[0]  # noqa: E731
+    numeric = Params(
+        numeric_gradient(loss, model.flat_params),
+        param_shapes(cell, model.vocab_size, model.hidden_size, layers),
+    )
+    for name in grads:
+        err = relative_error(numeric[name], grads[name])
+        assert err < MAX_RELATIVE_ERROR, f"{name}: max relative gradient error {err:.2e}"
+    for name in ("h", "c"):
+        if getattr(state, name) is not None:
+            err = relative_error(numeric_gradient(loss, getattr(state, name)), dstate[name == "c"])
+            assert err < MAX_RELATIVE_ERROR, f"d{name}0: max relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_negative_control_a_mask_missing_in_backward_fails_the_check(monkeypatch, cell):
+    """The dropout check can fail: a backward that forgets the mask (the gradient from above
+    taken as is) must exceed the bound on the weights below the dropped outputs."""
+    model, x, y, state, masks = dropout_problem(cell, 2)
+    monkeypatch.setattr(reference, "_from_above", lambda dhs, mask, t: dhs[t])
+    _, grads, _ = model.loss_and_grads(x, y, state, masks=masks)
+    numeric = numeric_gradient(lambda: model.loss(x, y, state, masks=masks)[0], model.flat_params)
+    assert relative_error(numeric, grads.flat) > MAX_RELATIVE_ERROR

@@ -251,11 +251,16 @@ def test_layer_round_trip_through_torch(cls, batch_first):
     np.testing.assert_allclose(layer.forward(x)[0], t_out, rtol=1e-12, atol=1e-14)
 
 
-def test_layer_from_torch_keeps_float32_and_warns_of_dropout():
-    layer = layers.LSTM.from_torch(nn.LSTM(3, 4, num_layers=2, dropout=0.0))
-    assert layer.dtype == np.float32 and layer.input_size == 3
-    with pytest.warns(UserWarning, match="no dropout"):
-        layers.LSTM.from_torch(nn.LSTM(3, 4, num_layers=2, dropout=0.5))
+def test_layer_from_torch_keeps_float32_and_dropout():
+    """Dropout between the layers comes across both ways; in evaluation (the module's eval(),
+    the layer's default forward) neither applies it."""
+    module = nn.LSTM(3, 4, num_layers=2, dropout=0.5)
+    layer = layers.LSTM.from_torch(module)
+    assert layer.dtype == np.float32 and layer.input_size == 3 and layer.dropout == 0.5
+    assert layer.to_torch().dropout == 0.5
+    x = np.random.default_rng(0).normal(size=(5, 2, 3)).astype(np.float32)
+    expected = module.eval()(torch.from_numpy(x))[0].detach().numpy()
+    np.testing.assert_allclose(layer.forward(x)[0], expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("cls, module, error, message", [
