@@ -1,5 +1,6 @@
-/* Elementwise passes of the recurrent cells, shared by the sequence kernels and the
- * sampling loop (recurrent.c); a template (see real_begin.h), included after vmath_tmpl.h.
+/* Elementwise passes of the recurrent cells (RNN, LSTM, GRU), shared by the sequence kernels
+ * and the sampling loop (recurrent.c); a template (see real_begin.h), included after
+ * vmath_tmpl.h.
  * Each inner loop runs over one row of H with restrict pointers, so it vectorizes. */
 
 /* A (R, G) = X W_x + b with X (R, I), or the row gather W_x[ids] + b with ids (R). */
@@ -159,5 +160,104 @@ static inline void FN(lstm_cell_back)(real *da, real *carry_c, const real *dH, c
             FN(lstm_row_back)(da + g, da + g + H, da + g + 2 * H, da + g + 3 * H, carry_c + o,
                               dH + o, NULL, carry_h + o, gates + g, gates + g + H,
                               gates + g + 2 * H, gates + g + 3 * H, tc + o, c_prev + o, H, 0);
+    }
+}
+
+/* One row of the GRU cell (PyTorch's, gates r, z, n).  a_r, a_z, a_n (H) hold the input side
+ * x W_x + b and get the activated r, z, n;  rec_r, rec_z, rec_n (H) the recurrent product
+ * h_prev W_h, and rec_n gets b_hn added (R_n = h_prev W_hn + b_hn, which backward reads):
+ *   r = sig(a_r + R_r),  z = sig(a_z + R_z),  n = tanh(a_n + r R_n),  h = (1 - z) n + z h_prev
+ * and, with `dropout` (a constant at each call), out (H) = h * mask (H). */
+static RF_ALWAYS_INLINE void FN(gru_row)(real *restrict h, real *restrict a_r, real *restrict a_z,
+                                         real *restrict a_n, real *restrict rec_n,
+                                         const real *restrict rec_r, const real *restrict rec_z,
+                                         const real *restrict b_hn, const real *restrict h_prev,
+                                         real *restrict out, const real *restrict mask, int H,
+                                         const int dropout)
+{
+    const struct FN(vm_limits) lim = FN(vm_limits_load)();
+    for (int j = 0; j < H; j++) {
+        const real r = FN(vsigmoid)(a_r[j] + rec_r[j], lim);
+        const real z = FN(vsigmoid)(a_z[j] + rec_z[j], lim);
+        const real rn = rec_n[j] + b_hn[j];
+        const real n = FN(vtanh)(a_n[j] + r * rn, lim);
+        a_r[j] = r;
+        a_z[j] = z;
+        a_n[j] = n;
+        rec_n[j] = rn;
+        const real hj = ((real)1 - z) * n + z * h_prev[j];
+        h[j] = hj;
+        if (dropout)
+            out[j] = hj * mask[j];
+    }
+}
+
+/* The GRU cell over B rows.  h, h_prev (B, H), distinct; gates, rec (B, 3H) in/out; b_hn (H). */
+static RF_NOINLINE void FN(gru_cell)(real *h, real *gates, real *rec, const real *b_hn,
+                                     const real *h_prev, int B, int H)
+{
+    for (int64_t r = 0; r < B; r++) {
+        real *a = gates + r * 3 * H, *q = rec + r * 3 * H;
+        FN(gru_row)(h + r * H, a, a + H, a + 2 * H, q + 2 * H, q, q + H, b_hn, h_prev + r * H,
+                    NULL, NULL, H, 0);
+    }
+}
+
+/* gru_cell with dropout on its output, in the same pass: out (B, H) = h * mask (B, H). */
+static RF_NOINLINE void FN(gru_cell_dropout)(real *h, real *gates, real *rec, const real *b_hn,
+                                             const real *h_prev, real *out, const real *mask,
+                                             int B, int H)
+{
+    for (int64_t r = 0; r < B; r++) {
+        real *a = gates + r * 3 * H, *q = rec + r * 3 * H;
+        FN(gru_row)(h + r * H, a, a + H, a + 2 * H, q + 2 * H, q, q + H, b_hn, h_prev + r * H,
+                    out + r * H, mask + r * H, H, 1);
+    }
+}
+
+/* One row of the GRU step backward; carry (H) in: d h_t from step t+1, out: its direct part
+ * into h_{t-1}, dh z (the caller adds dR_t W_h^T):
+ *   dh = dH_t + carry  (dH_t mask + carry with `dropout`, a constant at each call);
+ *   da_n = dh (1 - z) (1 - n^2);  da_r = da_n R_n r (1 - r);  da_z = dh (h_prev - n) z (1 - z);
+ *   dA = (da_r, da_z, da_n);  dR = (da_r, da_z, da_n r) */
+static RF_ALWAYS_INLINE void FN(gru_row_back)(
+    real *restrict da_r, real *restrict da_z, real *restrict da_n, real *restrict dr_r,
+    real *restrict dr_z, real *restrict dr_n, real *restrict carry, const real *restrict dH,
+    const real *restrict mask, const real *restrict g_r, const real *restrict g_z,
+    const real *restrict g_n, const real *restrict rec_n, const real *restrict h_prev, int H,
+    const int dropout)
+{
+    for (int j = 0; j < H; j++) {
+        const real r = g_r[j], z = g_z[j], n = g_n[j];
+        const real dh = (dropout ? dH[j] * mask[j] : dH[j]) + carry[j];
+        const real dan = dh * ((real)1 - z) * ((real)1 - n * n);
+        const real dar = dan * rec_n[j] * r * ((real)1 - r);
+        const real daz = dh * (h_prev[j] - n) * z * ((real)1 - z);
+        da_r[j] = dar;
+        da_z[j] = daz;
+        da_n[j] = dan;
+        dr_r[j] = dar;
+        dr_z[j] = daz;
+        dr_n[j] = dan * r;
+        carry[j] = dh * z;
+    }
+}
+
+/* Backward of the GRU cell over B rows.  da, dr, gates, rec (B, 3H); carry (B, H) in/out; dH,
+ * h_prev (B, H); mask (B, H) with dropout, else NULL. */
+static inline void FN(gru_cell_back)(real *da, real *dr, real *carry, const real *dH,
+                                     const real *mask, const real *gates, const real *rec,
+                                     const real *h_prev, int B, int H)
+{
+    for (int64_t r = 0; r < B; r++) {
+        const int64_t o = r * H, g = 3 * o;
+        if (mask)
+            FN(gru_row_back)(da + g, da + g + H, da + g + 2 * H, dr + g, dr + g + H,
+                             dr + g + 2 * H, carry + o, dH + o, mask + o, gates + g,
+                             gates + g + H, gates + g + 2 * H, rec + g + 2 * H, h_prev + o, H, 1);
+        else
+            FN(gru_row_back)(da + g, da + g + H, da + g + 2 * H, dr + g, dr + g + H,
+                             dr + g + 2 * H, carry + o, dH + o, NULL, gates + g, gates + g + H,
+                             gates + g + 2 * H, rec + g + 2 * H, h_prev + o, H, 0);
     }
 }

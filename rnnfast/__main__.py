@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .distributed import DEFAULT_TIMEOUT
 
     parser = argparse.ArgumentParser(
-        prog="rnnfast", description="Character-level RNN/LSTM language models on the CPU."
+        prog="rnnfast", description="Character-level RNN/LSTM/GRU language models on the CPU."
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a UTF-8 text file (default: the built-in corpus, Python standard-library source)",
     )
-    t.add_argument("--cell", choices=("lstm", "rnn"), help="default lstm")
+    t.add_argument("--cell", choices=("lstm", "rnn", "gru"), help="default lstm")
     t.add_argument("--hidden-size", type=_positive_int, metavar="N", help="default 128")
     t.add_argument("--num-layers", type=_positive_int, metavar="N", help="default 2")
     t.add_argument(

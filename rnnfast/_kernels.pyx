@@ -41,7 +41,8 @@ rf_blas_init(<rf_sgemm_fn>_blas_function("sgemm"), <rf_dgemm_fn>_blas_function("
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _INDEX_DTYPE = np.dtype(np.int64)
-_GATES = {"rnn": 1, "lstm": 4}
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+_A_CELL = {"rnn": "an rnn", "lstm": "an lstm", "gru": "a gru"}
 
 
 # ---- the code paths: machine-chosen by default, forceable (csrc/paths.h) ---------------------
@@ -488,10 +489,10 @@ cdef tuple _check_layer(str cell, object X, object W_x, object W_h, object b, ob
     (dtype, T, B, I, H, ids), ids True when X holds character ids."""
     cdef int gates = _GATES[cell]
     dtype = _float_dtype("W_h", W_h)
-    g_name = "4H" if gates == 4 else "H"
+    g_name = f"{gates}H" if gates > 1 else "H"
     if W_h.ndim != 2 or W_h.shape[0] < 1 or W_h.shape[1] != gates * W_h.shape[0]:
-        raise ValueError(f"W_h: expected shape (H, {g_name}) with H >= 1 for an {cell} layer, "
-                         f"got {W_h.shape}")
+        raise ValueError(f"W_h: expected shape (H, {g_name}) with H >= 1 for {_A_CELL[cell]} "
+                         f"layer, got {W_h.shape}")
     H = W_h.shape[0]
     G = gates * H
     _check_array("W_h", W_h, dtype, (H, G))
@@ -758,6 +759,94 @@ def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W
                        W_h, h0, c0, mask, T, B, I, n, ids)
 
 
+cdef _fill_gru_cache(rf_recurrent *d, object H, object gates, object R, object b_hn):
+    _out(&d.layer.hs, H)
+    _out(&d.layer.gates, gates)
+    _out(&d.layer.R, R)
+    _in(&d.layer.b_hn, b_hn)
+
+
+cdef _gru_forward(rf_recurrent *d, object H, object gates, object R, object X, object W_x,
+                  object W_h, object b, object b_hn, object h0, object out, object mask, int T,
+                  int B, int I, int n, bint ids):
+    _pack = _fill_layer(d, X, W_x, W_h, b, h0, None, T, B, I, n, ids, 3 * n)
+    _fill_gru_cache(d, H, gates, R, b_hn)
+    _fill_dropout(d, out, mask)
+    with nogil:
+        rf_gru_forward(d)
+
+
+def gru_forward(H, gates, R, X, W_x, W_h, b, b_hn, h0, *, out=None, mask=None):
+    """GRU over a sequence, with dropout on its output when ``out`` and ``mask`` are given; see
+    ``reference.gru_forward``."""
+    cdef int T, B, I, n
+    cdef bint ids
+    dtype, T, B, I, n, ids = _check_layer("gru", X, W_x, W_h, b, h0, None)
+    _check_array("b_hn", b_hn, dtype, (n,))
+    _check_output("H", H, dtype, (T, B, n))
+    _check_output("gates", gates, dtype, (T, B, 3 * n))
+    _check_output("R", R, dtype, (T, B, 3 * n))
+    _check_dropout(out, mask, dtype, (T, B, n), True)
+    _check_no_overlap(("H", "gates", "R", "out", "X", "W_x", "W_h", "b", "b_hn", "h0", "mask"),
+                      (H, gates, R, out, X, W_x, W_h, b, b_hn, h0, mask), 4)
+    cdef rf_recurrent_f32 d32
+    cdef rf_recurrent_f64 d64
+    if dtype == _F32:
+        _gru_forward(&d32, H, gates, R, X, W_x, W_h, b, b_hn, h0, out, mask, T, B, I, n, ids)
+    else:
+        _gru_forward(&d64, H, gates, R, X, W_x, W_h, b, b_hn, h0, out, mask, T, B, I, n, ids)
+
+
+cdef _gru_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db,
+                   object db_hn, object dh0, object dA, object dR, object dH, object X, object H,
+                   object gates, object R, object W_x, object W_h, object h0, object mask, int T,
+                   int B, int I, int n, bint ids):
+    _pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, 3 * n)
+    _fill_gru_cache(d, H, gates, R, None)
+    _fill_dropout(d, None, mask)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH)
+    _out(&d.grads.db_hn, db_hn)
+    _out(&d.ws.dR, dR)
+    with nogil:
+        rf_gru_backward(d)
+
+
+def gru_backward(dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x, W_h, h0, *,
+                 mask=None):
+    """Backward through time of ``gru_forward`` (through its dropout when ``mask`` is given: dH
+    is then the gradient of its ``out``); see ``reference.gru_backward``."""
+    cdef int T, B, I, n
+    cdef bint ids
+    dtype, T, B, I, n, ids = _check_layer("gru", X, W_x, W_h, None, h0, None)
+    _check_array("dH", dH, dtype, (T, B, n))
+    _check_array("H", H, dtype, (T, B, n))
+    _check_array("gates", gates, dtype, (T, B, 3 * n))
+    _check_array("R", R, dtype, (T, B, 3 * n))
+    _check_no_input_gradient(dX, ids)
+    if dX is not None:
+        _check_output("dX", dX, dtype, (T, B, I))
+    _check_output("dW_x", dW_x, dtype, (I, 3 * n))
+    _check_output("dW_h", dW_h, dtype, (n, 3 * n))
+    _check_output("db", db, dtype, (3 * n,))
+    _check_output("db_hn", db_hn, dtype, (n,))
+    _check_output("dh0", dh0, dtype, (B, n))
+    _check_output("dA", dA, dtype, (T, B, 3 * n))
+    _check_output("dR", dR, dtype, (T, B, 3 * n))
+    _check_dropout(None, mask, dtype, (T, B, n), False)
+    _check_no_overlap(("dX", "dW_x", "dW_h", "db", "db_hn", "dh0", "dA", "dR", "dH", "X", "H",
+                       "gates", "R", "W_x", "W_h", "h0", "mask"),
+                      (dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x, W_h,
+                       h0, mask), 8)
+    cdef rf_recurrent_f32 d32
+    cdef rf_recurrent_f64 d64
+    if dtype == _F32:
+        _gru_backward(&d32, dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x,
+                      W_h, h0, mask, T, B, I, n, ids)
+    else:
+        _gru_backward(&d64, dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x,
+                      W_h, h0, mask, T, B, I, n, ids)
+
+
 # ---- the sampling loop -----------------------------------------------------------------------
 
 cdef list _check_layer_list(str name, object arrays, int L):
@@ -771,23 +860,23 @@ cdef list _check_layer_list(str name, object arrays, int L):
 
 
 cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, object h, object c,
-             list W_x, list W_h, list b, object W_y, object b_y, double temperature, int top_k,
-             bint argmax, int N, int S, int L, int n, int V):
+             list W_x, list W_h, list b, list b_hn, object W_y, object b_y, double temperature,
+             int top_k, bint argmax, int N, int S, int L, int n, int V, int G):
     if rf_sampler is rf_sampler_f32:
         dtype = _F32
     else:
         dtype = _F64
-    G = (4 if c is not None else 1) * n
     # scratch for the whole call, never per step
     act = np.empty((S, G), dtype)
+    rec = np.empty((S, G), dtype) if b_hn else None
     cbuf = np.empty((S, n), dtype)
     tcbuf = np.empty((S, n), dtype)
     logits = np.empty((S, V), dtype)
     w = np.empty(V, np.float64)
     sel = np.empty(V, np.float64)
     ids = np.empty(S, _INDEX_DTYPE)
-    pointers = np.array([a.ctypes.data for arrays in (W_x, W_h, b) for a in arrays],
-                        dtype=np.uintp)  # W_x[0..L-1], W_h[0..L-1], b[0..L-1]
+    pointers = np.array([a.ctypes.data for arrays in (W_x, W_h, b, b_hn) for a in arrays],
+                        dtype=np.uintp)  # W_x[0..L-1], W_h[0..L-1], b[0..L-1], b_hn[0..L-1]
     memset(m, 0, sizeof(m[0]))
     m.L, m.S, m.H, m.V = L, S, n, V
     if rf_sampler is rf_sampler_f32:
@@ -796,12 +885,14 @@ cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, objec
         m.W_x = <const double *const *>_data(pointers)
     m.W_h = m.W_x + L
     m.b = m.W_x + 2 * L
+    m.b_hn = m.W_x + 3 * L if b_hn else NULL
     _in(&m.W_y, W_y)
     _in(&m.b_y, b_y)
     _out(&m.h, h)
     _out(&m.c, c)
     m.temperature, m.top_k, m.argmax = temperature, top_k, argmax
     _out(&m.act, act)
+    _out(&m.rec, rec)
     _out(&m.cbuf, cbuf)
     _out(&m.tcbuf, tcbuf)
     _out(&m.logits, logits)
@@ -815,26 +906,31 @@ cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, objec
         rf_sample(op, m, up, fp, N)
 
 
-def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax):
+def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax,
+           b_hn=None):
     """Generate characters for S streams; see ``reference.sample`` and ``reference.draw``."""
     dtype = _float_dtype("h", h)
     if h.ndim != 3 or min(h.shape) < 1:
         raise ValueError(f"h: expected shape (L, S, H) with every dimension >= 1, got {h.shape}")
     L, S, n = h.shape
-    cell = "rnn" if c is None else "lstm"
+    if b_hn is not None and c is not None:
+        raise ValueError("c: expected None with b_hn given (a GRU has no cell state), got an "
+                         "array")
+    cell = "gru" if b_hn is not None else "rnn" if c is None else "lstm"
     G = _GATES[cell] * n
-    g_name = "4H" if cell == "lstm" else "H"
+    g_name = f"{_GATES[cell]}H" if cell != "rnn" else "H"
     _check_output("h", h, dtype, (L, S, n))
     if c is not None:
         _check_output("c", c, dtype, (L, S, n))
     W_x, W_h, b = (_check_layer_list(name, a, L) for name, a in
                    (("W_x", W_x), ("W_h", W_h), ("b", b)))
-    for layer in range(L):  # first W_h: its shape tells an LSTM (c given) from an RNN
+    b_hn = [] if b_hn is None else _check_layer_list("b_hn", b_hn, L)
+    for layer in range(L):  # first W_h: its shape tells the cell (c, b_hn given or None)
         _check_ndim(f"W_h[{layer}]", W_h[layer], 2, f"(H, {g_name}) = {(n, G)}")
         if W_h[layer].shape != (n, G):
-            raise ValueError(f"W_h[{layer}]: expected shape (H, {g_name}) = {(n, G)} for an "
-                             f"{cell} layer (c is {'None' if c is None else 'given'}), "
-                             f"got {W_h[layer].shape}")
+            raise ValueError(f"W_h[{layer}]: expected shape (H, {g_name}) = {(n, G)} for "
+                             f"{_A_CELL[cell]} layer (c is {'None' if c is None else 'given'}, "
+                             f"b_hn {'None' if not b_hn else 'given'}), got {W_h[layer].shape}")
         _check_array(f"W_h[{layer}]", W_h[layer], dtype, (n, G))
     _check_ndim("W_x[0]", W_x[0], 2, f"(V, {G})")
     V = W_x[0].shape[0]
@@ -843,6 +939,8 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
     for layer in range(L):
         _check_array(f"W_x[{layer}]", W_x[layer], dtype, (V if layer == 0 else n, G))
         _check_array(f"b[{layer}]", b[layer], dtype, (G,))
+    for layer in range(len(b_hn)):
+        _check_array(f"b_hn[{layer}]", b_hn[layer], dtype, (n,))
     _check_array("W_y", W_y, dtype, (n, V))
     _check_array("b_y", b_y, dtype, (V,))
     _check_ndim("out", out, 2, f"(N, {S})")
@@ -860,20 +958,21 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
     _check_int_size("out", (N, S * max(G, V)))
     names = ["out", "h", "c", "uniforms", "first_ids"]
     names += [f"{kind}[{k}]" for kind in ("W_x", "W_h", "b") for k in range(L)]
+    names += [f"b_hn[{k}]" for k in range(len(b_hn))]
     _check_no_overlap((*names, "W_y", "b_y"),
-                      (out, h, c, uniforms, first_ids, *W_x, *W_h, *b, W_y, b_y), 3)
+                      (out, h, c, uniforms, first_ids, *W_x, *W_h, *b, *b_hn, W_y, b_y), 3)
     cdef int k = 0 if top_k is None or top_k >= V else top_k
-    cdef int cN = N, cS = S, cL = L, cH = n, cV = V
+    cdef int cN = N, cS = S, cL = L, cH = n, cV = V, cG = G
     cdef double temp = temperature
     cdef bint am = argmax
     cdef rf_sampler_f32 m32
     cdef rf_sampler_f64 m64
     if dtype == _F32:
-        _sample(&m32, out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temp, k, am, cN,
-                cS, cL, cH, cV)
+        _sample(&m32, out, uniforms, first_ids, h, c, W_x, W_h, b, b_hn, W_y, b_y, temp, k, am,
+                cN, cS, cL, cH, cV, cG)
     else:
-        _sample(&m64, out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temp, k, am, cN,
-                cS, cL, cH, cV)
+        _sample(&m64, out, uniforms, first_ids, h, c, W_x, W_h, b, b_hn, W_y, b_y, temp, k, am,
+                cN, cS, cL, cH, cV, cG)
 
 
 # ---- test hooks: the kernels' own exp, tanh and sigmoid -------------------------------------

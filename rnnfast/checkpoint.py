@@ -330,7 +330,7 @@ def _build(path, meta, arrays, dtype, backend) -> Checkpoint:
     if "state.h" in arrays:
         h = arrays["state.h"].astype(dtype)
         c = arrays["state.c"].astype(dtype) if "state.c" in arrays else None
-        if (c is None) != (model.cell == "rnn"):
+        if (c is None) != (model.cell != "lstm"):
             raise CheckpointError(
                 f"{path} is inconsistent: the saved state does not fit a {model.cell} model"
             )

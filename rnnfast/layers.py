@@ -7,7 +7,8 @@ its embedding and output layer.
     rnnfast.Adam(lstm, lr=1e-3).step(grads)
 
 The parameters are CharLM's recurrent ones, same names and layout in one flat buffer
-(``W_x.{l}`` (I, G), ``W_h.{l}`` (H, G), ``b.{l}`` (G), LSTM gates i, f, g, o), so rnnfast's
+(``W_x.{l}`` (I, G), ``W_h.{l}`` (H, G), ``b.{l}`` (G), LSTM gates i, f, g, o, GRU gates r, z, n
+and its ``b_hn.{l}`` (H)), so rnnfast's
 optimizers and ``clip_grads`` take a layer as they take a CharLM.
 
 The cache holds references to ``x`` and the initial state, and backward reads the parameters as
@@ -21,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .model import GATES, CharLM, Params, State, kernels, param_shapes
+from .model import CELL_NAMES, GATES, CharLM, Params, State, kernels, param_shapes
 from .validation import check_float_dtype, check_int, check_real
 
 # -- the layers of one stack, on validated time-major arrays (shared with rnnfast.cs231n) ------
@@ -37,15 +38,17 @@ class Weights(NamedTuple):
 
 class _Cache:
     """What backward needs from a forward: the input, the initial state and, per layer, the
-    kernels' activations, the output the layer above read (``outs``: H itself, or H * mask
-    with dropout) and the dropout mask (None without).  For an LSTM every array has one spare
-    step after the last (see ``stack_backward``)."""
+    kernels' activations (a GRU's recurrent products in R), the output the layer above read
+    (``outs``: H itself, or H * mask with dropout) and the dropout mask (None without).  For an
+    LSTM every array has one spare step after the last (see ``stack_backward``)."""
 
-    __slots__ = ("owner", "cell", "X", "h0", "c0", "H", "C", "tanhC", "gates", "outs", "masks")
+    __slots__ = ("owner", "cell", "X", "h0", "c0", "H", "C", "tanhC", "gates", "R", "outs",
+                 "masks")  # fmt: skip
 
     def __init__(self, owner, cell, X, h0, c0):
         self.owner, self.cell, self.X, self.h0, self.c0 = owner, cell, X, h0, c0
-        self.H, self.C, self.tanhC, self.gates, self.outs, self.masks = [], [], [], [], [], []
+        self.H, self.C, self.tanhC, self.gates, self.R = [], [], [], [], []
+        self.outs, self.masks = [], []
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -58,11 +61,12 @@ class _Cache:
 
 
 def stack_forward(
-    ops, cell: str, X, weights: list[Weights], h0, c0, owner=None, masks=None
+    ops, cell: str, X, weights: list[Weights], h0, c0, owner=None, masks=None, b_hn=None
 ) -> _Cache:
-    """Run the stacked layers over X (T, B, I) from h0, c0 (L, B, H) (c0 None for an RNN);
-    the top layer's h for every step is ``cache.H[-1][:T]``.  ``masks`` (L - 1, T, B, H):
-    dropout between the layers (layer k + 1 reads layer k's h * masks[k]), or None."""
+    """Run the stacked layers over X (T, B, I) from h0, c0 (L, B, H) (c0 None for an RNN or a
+    GRU; b_hn the GRU layers' (H,) biases, else None); the top layer's h for every step is
+    ``cache.H[-1][:T]``.  ``masks`` (L - 1, T, B, H): dropout between the layers (layer k + 1
+    reads layer k's h * masks[k]), or None."""
     T, B = X.shape[0], X.shape[1]
     n = h0.shape[-1]
     cache = _Cache(owner, cell, X, h0, c0)
@@ -88,6 +92,11 @@ def stack_forward(
             cache.C.append(C)
             cache.tanhC.append(tanhC)
             cache.gates.append(gates)
+        elif cell == "gru":
+            gates, R = (np.empty((T, B, 3 * n), X.dtype) for _ in range(2))
+            ops.gru_forward(H, gates, R, layer_input, *w, b_hn[layer], h0[layer], **drop)
+            cache.gates.append(gates)
+            cache.R.append(R)
         else:
             ops.rnn_forward(H, layer_input, *w, h0[layer], **drop)
         cache.H.append(H)
@@ -106,9 +115,10 @@ def final_state(cache: _Cache) -> State:
 
 def stack_backward(
     ops, cache: _Cache, weights: list[Weights], dweights: list[Weights], dH_top, dh_T, dc_T,
-    input_grad: bool = True,
+    input_grad: bool = True, db_hn=None,
 ):  # fmt: skip
-    """Backward of ``stack_forward``: accumulate into ``dweights``; returns (dX, dh0, dc0).
+    """Backward of ``stack_forward``: accumulate into ``dweights`` (and a GRU's ``db_hn``, the
+    list of its layers' (H,) gradients); returns (dX, dh0, dc0).
 
     dH_top (T, B, H): the gradient of the top layer's outputs, read only.  dh_T, dc_T (L, B, H)
     or None: the gradient of the final state.  The kernels start their carries at zero, so
@@ -135,6 +145,7 @@ def stack_backward(
     dh0 = np.empty((L, B, n), dtype)
     dc0 = np.empty((L, B, n), dtype) if lstm else None
     dA = np.empty((steps, B, GATES[cache.cell] * n), dtype)
+    dR = np.empty_like(dA) if cache.cell == "gru" else None
     for layer in reversed(range(L)):
         mask = cache.masks[layer]
         if dh_T is not None:
@@ -167,6 +178,12 @@ def stack_backward(
                     cache.gates[layer][:steps], w.W_x, w.W_h, cache.h0[layer], cache.c0[layer],
                     **drop,
                 )  # fmt: skip
+            elif cache.cell == "gru":
+                ops.gru_backward(
+                    dX, *dweights[layer], db_hn[layer], dh0[layer], dA, dR, dH, layer_input,
+                    cache.H[layer], cache.gates[layer], cache.R[layer], w.W_x, w.W_h,
+                    cache.h0[layer], **drop,
+                )  # fmt: skip
             else:
                 ops.rnn_backward(
                     dX, *dweights[layer], dh0[layer], dA, dH, layer_input, cache.H[layer],
@@ -183,7 +200,7 @@ def stack_backward(
 
 
 class _Layer:
-    """Stacked recurrent layers over dense inputs; see ``RNN`` and ``LSTM``."""
+    """Stacked recurrent layers over dense inputs; see ``RNN``, ``LSTM`` and ``GRU``."""
 
     cell = ""
     torch_class = ""
@@ -244,6 +261,12 @@ class _Layer:
             for k in range(self.num_layers)
         ]
 
+    def _b_hn(self, params: Params) -> list[np.ndarray] | None:
+        """A GRU's b_hn.{l} (or their gradients); None for the other cells."""
+        if self.cell != "gru":
+            return None
+        return [params[f"b_hn.{k}"] for k in range(self.num_layers)]
+
     # -- checking inputs -----------------------------------------------------------------
 
     def _layout(self, width: str) -> str:
@@ -278,16 +301,18 @@ class _Layer:
     def _check_state(self, name: str, state, batch_size: int, partial: bool):
         """(h, c) of (L, B, H) arrays; with ``partial`` either may be None (zero)."""
         if not isinstance(state, tuple) or len(state) != 2:
-            raise TypeError(f"{name}: expected a State (h, c), c None for an RNN, got "
+            raise TypeError(f"{name}: expected a State (h, c), c None for an RNN or a GRU, got "
                             f"{type(state).__name__}")  # fmt: skip
         shape = (self.num_layers, batch_size, self.hidden_size)
         checked = []
         for part, a in zip("hc", state, strict=True):
-            if a is None and (partial or self.cell == "rnn" and part == "c"):
+            if a is None and (partial or self.cell != "lstm" and part == "c"):
                 checked.append(None)
                 continue
-            if self.cell == "rnn" and part == "c":
-                raise ValueError(f"{name}.c: an RNN has no cell state; expected None")
+            if self.cell != "lstm" and part == "c":
+                raise ValueError(
+                    f"{name}.c: {CELL_NAMES[self.cell]} has no cell state; expected None"
+                )
             if a is None:
                 raise TypeError(f"{name}.{part}: expected an array of shape {shape}, got None")
             a = np.asarray(a)
@@ -325,7 +350,8 @@ class _Layer:
             masks = np.empty((self.num_layers - 1, T, B, self.hidden_size), self.dtype)
             self._draw_masks(masks)
         weights = self._weights(self.params)
-        cache = stack_forward(self.kernels, self.cell, X, weights, h0, c0, self, masks)
+        cache = stack_forward(self.kernels, self.cell, X, weights, h0, c0, self, masks,
+                              self._b_hn(self.params))  # fmt: skip
         out = cache.H[-1][:T].view()
         out.flags.writeable = False
         return (out.transpose(1, 0, 2) if self.batch_first else out), final_state(cache), cache
@@ -358,7 +384,7 @@ class _Layer:
             raise ValueError("grads: expected a Params like this layer's zeros_like_params()")
         dX, dh0, dc0 = stack_backward(
             self.kernels, cache, self._weights(self.params), self._weights(grads), dH, dh_T, dc_T,
-            input_grad=input_grad,
+            input_grad=input_grad, db_hn=self._b_hn(grads),
         )  # fmt: skip
         if dX is not None and self.batch_first:
             dX = dX.transpose(1, 0, 2)
@@ -368,8 +394,9 @@ class _Layer:
 
     @classmethod
     def from_torch(cls, module, *, backend: str = "c"):
-        """A layer with the weights of a PyTorch ``nn.RNN`` (tanh) / ``nn.LSTM``: its sizes,
-        num_layers, dtype, batch_first and dropout (applied by ``forward(train=True)``)."""
+        """A layer with the weights of a PyTorch ``nn.RNN`` (tanh) / ``nn.LSTM`` / ``nn.GRU``:
+        its sizes, num_layers, dtype, batch_first and dropout (applied by
+        ``forward(train=True)``)."""
         from .torch_interop import load_recurrent, recurrent_config
 
         config = recurrent_config(module, cls.torch_class)
@@ -378,8 +405,9 @@ class _Layer:
         return layer
 
     def to_torch(self):
-        """A new ``nn.RNN`` / ``nn.LSTM`` with these weights (the merged bias comes back as
-        bias_ih, with bias_hh zero), this layer's batch_first and dropout."""
+        """A new ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` with these weights (the merged bias comes
+        back as bias_ih, with bias_hh zero but for a GRU's b_hn), this layer's batch_first and
+        dropout."""
         from .torch_interop import recurrent_to_torch
 
         module = recurrent_to_torch(self.cell, self.params, self.input_size, self.hidden_size,
@@ -419,4 +447,12 @@ class LSTM(_Layer):
     torch_class = "LSTM"
 
 
-__all__ = ["LSTM", "RNN"]
+class GRU(_Layer):
+    """Stacked GRU layers over dense inputs, gates r, z, n (``reference.gru_forward``); the
+    parameters as ``RNN``'s plus each layer's ``b_hn.{l}`` (H,)."""
+
+    cell = "gru"
+    torch_class = "GRU"
+
+
+__all__ = ["GRU", "LSTM", "RNN"]

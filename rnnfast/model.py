@@ -40,14 +40,15 @@ except ImportError as err:  # a source checkout on sys.path ahead of the install
         "`pip install -e .` or `python setup.py build_ext --inplace`."
     ) from err
 
-CELLS = ("lstm", "rnn")
+CELLS = ("lstm", "rnn", "gru")
 BACKENDS = ("c", "numpy")
-GATES = {"lstm": 4, "rnn": 1}
+GATES = {"lstm": 4, "rnn": 1, "gru": 3}
+CELL_NAMES = {"lstm": "an LSTM", "rnn": "an RNN", "gru": "a GRU"}  # for messages
 
 # The kernels the Python API calls; each exists with one signature in rnnfast.reference and
 # in rnnfast._kernels.
 KERNEL_NAMES = (
-    "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+    "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
     "linear_forward", "linear_backward", "softmax_xent",
     "sgd_update", "adagrad_update", "rmsprop_update", "adam_update",
     "clip_by_value", "global_norm", "scale", "sample",
@@ -67,19 +68,22 @@ def kernels(backend: str) -> SimpleNamespace:
 
 
 class State(NamedTuple):
-    """Recurrent state: h (and c for an LSTM, else None), each (L, B, H)."""
+    """Recurrent state: h (and c for an LSTM; None for an RNN or a GRU), each (L, B, H)."""
 
     h: np.ndarray
     c: np.ndarray | None = None
 
 
 def param_shapes(cell: str, V: int, H: int, L: int) -> list[tuple[str, tuple[int, ...]]]:
-    """Names and shapes of the parameters, in their order in the flat buffer."""
+    """Names and shapes of the parameters, in their order in the flat buffer (a GRU layer's
+    recurrent bias of n, ``b_hn.{l}`` (H,), follows its ``b.{l}``)."""
     G = GATES[cell] * H
     shapes = []
     for layer in range(L):
         I = V if layer == 0 else H  # noqa: E741
         shapes += [(f"W_x.{layer}", (I, G)), (f"W_h.{layer}", (H, G)), (f"b.{layer}", (G,))]
+        if cell == "gru":
+            shapes.append((f"b_hn.{layer}", (H,)))
     return shapes + [("W_y", (H, V)), ("b_y", (V,))]
 
 
@@ -125,7 +129,11 @@ class _Workspace:
         if cell == "lstm":
             self.cs = [np.empty((T, B, H), dtype) for _ in range(L)]
             self.tcs = [np.empty((T, B, H), dtype) for _ in range(L)]
+        if cell != "rnn":
             self.gates = [np.empty((T, B, G), dtype) for _ in range(L)]
+        if cell == "gru":  # the recurrent products R_t (T, B, 3H), and their gradient
+            self.R = [np.empty((T, B, G), dtype) for _ in range(L)]
+            self.dR = np.empty((T, B, G), dtype)
         self.logits = np.empty((T * B, V), dtype)
         self.dlogits = np.empty((T * B, V), dtype)
         self.dhs = [np.empty((T, B, H), dtype) for _ in range(L)]
@@ -147,13 +155,13 @@ class _Workspace:
 
 class CharLM:
     """A character-level language model: an embedding by row gather, ``num_layers`` stacked
-    RNN or LSTM layers, a linear output layer and a softmax over the vocabulary.
+    RNN, LSTM or GRU layers, a linear output layer and a softmax over the vocabulary.
 
     Parameters
     ----------
     vocab : Vocab or int
         The vocabulary, or just its size V (then sampling needs ids, not text).
-    cell : {"lstm", "rnn"}
+    cell : {"lstm", "rnn", "gru"}
     hidden_size : int
     num_layers : int
     dtype : numpy dtype, float32 (default) or float64
@@ -211,6 +219,7 @@ class CharLM:
         self._layer_weights = [
             [self.params[f"{w}.{k}"] for k in layers] for w in ("W_x", "W_h", "b")
         ]
+        self._b_hn = [self.params[f"b_hn.{k}"] for k in layers] if cell == "gru" else None
         bound = 1.0 / math.sqrt(self.hidden_size)
         seeds = np.random.SeedSequence(seed)  # default_rng(seeds) is default_rng(seed)
         self.flat_params[...] = np.random.default_rng(seeds).uniform(
@@ -230,8 +239,8 @@ class CharLM:
 
     @classmethod
     def from_torch(cls, rnn, linear, vocab: Vocab | None = None, *, backend: str | None = None):
-        """A model holding the weights of a PyTorch ``nn.RNN`` (tanh) or ``nn.LSTM`` (any
-        num_layers, one-hot input of the vocabulary's size) and its ``nn.Linear`` decoder.
+        """A model holding the weights of a PyTorch ``nn.RNN`` (tanh), ``nn.LSTM`` or ``nn.GRU``
+        (any num_layers, one-hot input of the vocabulary's size) and its ``nn.Linear`` decoder.
         ``backend`` None keeps the class's default (``"numpy"`` for ``reference.CharLM``)."""
         from .torch_interop import load_from_torch, torch_config
 
@@ -247,7 +256,7 @@ class CharLM:
         return model
 
     def to_torch(self):
-        """A new ``(nn.RNN or nn.LSTM, nn.Linear)`` pair with this model's weights."""
+        """A new ``(nn.RNN, nn.LSTM or nn.GRU, nn.Linear)`` pair with this model's weights."""
         from .torch_interop import to_torch
 
         return to_torch(self)
@@ -280,10 +289,12 @@ class CharLM:
             )
         shape = (self.num_layers, batch_size, self.hidden_size)
         h = check_array("state.h", state[0], shape, self.dtype)
-        if self.cell == "rnn":
+        if self.cell != "lstm":
             if state[1] is not None:
                 got = type(state[1]).__name__
-                raise ValueError(f"state.c: expected None (an RNN has no cell state), got {got}")
+                raise ValueError(
+                    f"state.c: expected None ({CELL_NAMES[self.cell]} has no cell state), got {got}"
+                )
             return State(h)
         return State(h, check_array("state.c", state[1], shape, self.dtype))
 
@@ -344,6 +355,11 @@ class CharLM:
                     ws.hs[layer], ws.cs[layer], ws.tcs[layer], ws.gates[layer],
                     layer_input, *weights, state.h[layer], state.c[layer], **drop,
                 )  # fmt: skip
+            elif self.cell == "gru":
+                ops.gru_forward(
+                    ws.hs[layer], ws.gates[layer], ws.R[layer], layer_input, *weights,
+                    p[f"b_hn.{layer}"], state.h[layer], **drop,
+                )  # fmt: skip
             else:
                 ops.rnn_forward(ws.hs[layer], layer_input, *weights, state.h[layer], **drop)
             layer_input = ws.outputs[layer]
@@ -376,6 +392,12 @@ class CharLM:
                     dX, *dweights, dstate.h[layer], dstate.c[layer], ws.dA, ws.dhs[layer],
                     layer_input, ws.hs[layer], ws.cs[layer], ws.tcs[layer], ws.gates[layer],
                     p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], state.c[layer], **drop,
+                )  # fmt: skip
+            elif self.cell == "gru":
+                ops.gru_backward(
+                    dX, *dweights, grads[f"b_hn.{layer}"], dstate.h[layer], ws.dA, ws.dR,
+                    ws.dhs[layer], layer_input, ws.hs[layer], ws.gates[layer], ws.R[layer],
+                    p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], **drop,
                 )  # fmt: skip
             else:
                 ops.rnn_backward(
@@ -569,7 +591,7 @@ class Sampler:
             model = self._model
             model.kernels.sample(
                 out, uniforms, self._next_ids, *self._state, *model._layer_weights,
-                model.params["W_y"], model.params["b_y"], *self._options,
+                model.params["W_y"], model.params["b_y"], *self._options, b_hn=model._b_hn,
             )  # fmt: skip
             self._next_ids = out[-1].copy()
         return out
@@ -602,6 +624,8 @@ class _Cell:
         self.backend = backend
         G = GATES[self.cell] * hidden_size
         shapes = [("W_x", (input_size, G)), ("W_h", (hidden_size, G)), ("b", (G,))]
+        if self.cell == "gru":
+            shapes.append(("b_hn", (hidden_size,)))
         if output_size is not None:
             shapes += [("W_y", (hidden_size, output_size)), ("b_y", (output_size,))]
         flat = np.empty(sum(math.prod(s) for _, s in shapes), self.dtype)
@@ -639,6 +663,9 @@ class _Cell:
                 hs, cs, tcs, gates, X, p["W_x"], p["W_h"], p["b"], self.h, self.c
             )
             self.c = cs[0]
+        elif self.cell == "gru":
+            gates, R = (np.empty((1, B, 3 * self.hidden_size), self.dtype) for _ in range(2))
+            self.kernels.gru_forward(hs, gates, R, X, p["W_x"], p["W_h"], p["b"], p["b_hn"], self.h)
         else:
             self.kernels.rnn_forward(hs, X, p["W_x"], p["W_h"], p["b"], self.h)
         self.h = hs[0]
@@ -660,6 +687,13 @@ class LSTM(_Cell):
     """LSTM cell, stateful (gates i, f, g, o; see ``reference.lstm_forward``); y = h W_y + b_y."""
 
     cell = "lstm"
+
+
+class GRU(_Cell):
+    """GRU cell, stateful (gates r, z, n, PyTorch's; see ``reference.gru_forward``), with the
+    parameters W_x (I, 3H), W_h (H, 3H), b (3H,), b_hn (H,); y = h W_y + b_y."""
+
+    cell = "gru"
 
 
 class Stack:

@@ -190,6 +190,77 @@ def lstm_backward(
 
 
 # ---------------------------------------------------------------------------------------------
+# GRU layer
+
+
+def gru_forward(hs, gates, R, X, W_x, W_h, b, b_hn, h0, *, out=None, mask=None):
+    """GRU over a sequence, PyTorch's formulation with gates in its order r, z, n:
+
+        a_t = x_t W_x + b                                    (B, 3H) the input side
+        R_t = h_{t-1} W_h + (0, 0, b_hn)                     (B, 3H) the recurrent side
+        r = sigmoid(a_r + R_r);   z = sigmoid(a_z + R_z)
+        n = tanh(a_n + r * R_n)
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    b holds b_ir + b_hr, b_iz + b_hz and b_in; b_hn (H,) stays apart, inside r * R_n.
+    Outputs: hs (T, B, H) every h_t; gates (T, B, 3H) the activated r, z, n; R (T, B, 3H)
+    every R_t.  X (T, B) ids or (T, B, I);  W_x (I, 3H);  W_h (H, 3H);  b (3H,);  h0 (B, H).
+    Dropout (``out``, ``mask``): as in ``rnn_forward``.
+    """
+    _check_dropout(out, mask)
+    H = h0.shape[-1]
+    A = _project_input(X, W_x, b)
+    h = h0
+    for t in range(X.shape[0]):
+        a, rec = A[t], h @ W_h
+        rec[:, 2 * H :] += b_hn
+        r = _sigmoid(a[:, :H] + rec[:, :H])
+        z = _sigmoid(a[:, H : 2 * H] + rec[:, H : 2 * H])
+        n = np.tanh(a[:, 2 * H :] + r * rec[:, 2 * H :])
+        h = (1.0 - z) * n + z * h
+        gates[t] = np.concatenate([r, z, n], axis=1)
+        hs[t], R[t] = h, rec
+    if mask is not None:
+        out[...] = hs * mask
+
+
+def gru_backward(
+    dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dhs, X, hs, gates, R, W_x, W_h, h0, *, mask=None
+):
+    """Backward through time of ``gru_forward``.
+
+    From t = T-1 down to 0, with dh = dhs[t] + carry the gradient reaching h_t (dhs[t] * mask[t]
+    + carry with ``mask``, as in ``rnn_backward``):
+        da_n = dh * (1 - z) * (1 - n^2)                 (input side of n)
+        da_r = da_n * R_n * r (1 - r)                   da_z = dh * (h_{t-1} - n) * z (1 - z)
+        dA_t = (da_r, da_z, da_n)                       d loss / d a_t
+        dR_t = (da_r, da_z, da_n * r)                   d loss / d R_t
+        carry to h_{t-1}:  dh * z + dR_t W_h^T
+    then dW_h += hs_prev^T dR, db_hn += sum dR_n, dW_x += X^T dA, db += sum dA,
+    dX = dA W_x^T (None for layer 0), dh0 = the final carry.
+    dA, dR (T, B, 3H) are scratch; dhs (T, B, H) is read only.
+    """
+    H = h0.shape[-1]
+    carry = np.zeros_like(h0)
+    for t in reversed(range(X.shape[0])):
+        r, z, n = (gates[t, :, k * H : (k + 1) * H] for k in range(3))
+        h_prev = hs[t - 1] if t > 0 else h0
+        dh = _from_above(dhs, mask, t) + carry
+        da_n = dh * (1.0 - z) * (1.0 - n * n)
+        da_r = da_n * R[t, :, 2 * H :] * r * (1.0 - r)
+        da_z = dh * (h_prev - n) * z * (1.0 - z)
+        dA[t] = np.concatenate([da_r, da_z, da_n], axis=1)
+        dR[t] = np.concatenate([da_r, da_z, da_n * r], axis=1)
+        carry = dh * z + dR[t] @ W_h.T
+    dh0[...] = carry
+    hs_prev = np.concatenate([h0[None], hs[:-1]])  # h_{t-1} for every t
+    dR2 = dR.reshape(-1, 3 * H)
+    dW_h += hs_prev.reshape(-1, H).T @ dR2
+    db_hn += dR2[:, 2 * H :].sum(axis=0)
+    _accumulate_input_grads(dX, dW_x, db, dA, X, W_x)
+
+
+# ---------------------------------------------------------------------------------------------
 # Output layer and loss
 
 
@@ -313,15 +384,19 @@ def draw(out, logits, uniforms, temperature, top_k, argmax):
         out[row] = min(pick, z.shape[1] - 1)
 
 
-def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax):
+def sample(
+    out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax,
+    b_hn=None,
+):  # fmt: skip
     """Generate N characters for S independent streams: feed a character, get the distribution
     of the next one, ``draw`` it, feed it back.
 
     out (N, S) ids out: out[t] is drawn after feeding out[t - 1] (first_ids (S,) for t = 0).
     uniforms (N, S): one uniform number in [0, 1) per draw.  h, c (L, S, H): the state,
-    advanced in place (c is None for an RNN); after the call it has consumed every character
-    but the last drawn one, so a following call continues with first_ids = out[-1].
-    W_x, W_h, b: lists of the L layers' weights; W_y (H, V), b_y (V,).
+    advanced in place (c is None for an RNN and a GRU); after the call it has consumed every
+    character but the last drawn one, so a following call continues with first_ids = out[-1].
+    W_x, W_h, b: lists of the L layers' weights; W_y (H, V), b_y (V,).  b_hn: for a GRU, the
+    list of the L layers' b_hn (H,); None for an RNN or an LSTM.
     """
     L, S, H = h.shape
     ids = first_ids.copy()
@@ -331,7 +406,10 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
         layer_input = ids[None, :]
         for layer in range(L):
             weights = W_x[layer], W_h[layer], b[layer]
-            if c is None:
+            if b_hn is not None:
+                gates, R = np.empty((1, S, 3 * H), h.dtype), np.empty((1, S, 3 * H), h.dtype)
+                gru_forward(hs, gates, R, layer_input, *weights, b_hn[layer], h[layer])
+            elif c is None:
                 rnn_forward(hs, layer_input, *weights, h[layer])
             else:
                 cs, tcs = np.empty_like(hs), np.empty_like(hs)
@@ -368,7 +446,8 @@ class CharLM(_model.CharLM):
 
 
 class _NumpyCell:
-    """The constructor of ``RNN`` and ``LSTM`` below: rnnfast's, with ``backend="numpy"``."""
+    """The constructor of ``RNN``, ``LSTM`` and ``GRU`` below: rnnfast's, with
+    ``backend="numpy"``."""
 
     def __init__(
         self,
@@ -391,3 +470,7 @@ class RNN(_NumpyCell, _model.RNN):
 
 class LSTM(_NumpyCell, _model.LSTM):
     """``rnnfast.LSTM`` over the NumPy kernels of this module (``backend="numpy"``)."""
+
+
+class GRU(_NumpyCell, _model.GRU):
+    """``rnnfast.GRU`` over the NumPy kernels of this module (``backend="numpy"``)."""

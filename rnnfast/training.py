@@ -53,7 +53,7 @@ EVAL_WINDOW = 128
 class TrainConfig:
     """Everything that defines a training run; stored in every checkpoint."""
 
-    cell: str = "lstm"  # "lstm" or "rnn"
+    cell: str = "lstm"  # "lstm", "rnn" or "gru"
     hidden_size: int = 128
     num_layers: int = 2
     dropout: float = 0.0  # inverted dropout on every layer's output in training (CharLM)

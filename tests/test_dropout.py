@@ -17,7 +17,7 @@ from rnnfast.__main__ import main
 
 VOCAB = rnnfast.Vocab("abcdefg")
 V, H = len(VOCAB), 10
-CELLS = ["rnn", "lstm"]
+CELLS = ["rnn", "lstm", "gru"]
 BACKENDS = ["c", "numpy"]
 
 

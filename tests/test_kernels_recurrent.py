@@ -17,8 +17,8 @@ import rnnfast.reference as ref
 from rnnfast import CharLM, State
 from rnnfast import _kernels as K  # a missing or broken extension must fail, not skip
 
-GATES = {"rnn": 1, "lstm": 4}
-CELLS = ["rnn", "lstm"]
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+CELLS = ["rnn", "lstm", "gru"]
 # (T, B, I, H): I is V for id inputs.  B = 1 with H >= 70 sends the one-row products through
 # blas.c's gemv path (N * K >= 16384).  B >= 6 covers the packed per-step kernel's 4-row blocks
 # and its row tail (csrc/pgemm_tmpl.h), H = 37, 70 its partial column panels.
@@ -38,7 +38,8 @@ SHAPE_IDS = ["T{}-B{}-I{}-H{}".format(*s) for s in SHAPES]
 
 
 def make_layer(rng, cell, shape, dtype, inputs="ids", init="random"):
-    """Inputs of one layer: a dict with X, W_x, W_h, b, h0 (and c0 for an LSTM)."""
+    """Inputs of one layer: a dict with X, W_x, W_h, b, h0 (and c0 for an LSTM, b_hn for a
+    GRU)."""
     T, B, I, H = shape  # noqa: E741
     G = GATES[cell] * H
     if inputs == "ids":
@@ -52,6 +53,8 @@ def make_layer(rng, cell, shape, dtype, inputs="ids", init="random"):
         "W_h": rng.uniform(-0.6, 0.6, (H, G)).astype(dtype),
         "b": rng.uniform(-0.3, 0.3, G).astype(dtype),
     }
+    if cell == "gru":
+        layer["b_hn"] = rng.uniform(-0.3, 0.3, H).astype(dtype)
     states = ["h0", "c0"] if cell == "lstm" else ["h0"]
     for name in states:
         layer[name] = (
@@ -66,6 +69,9 @@ def forward_outputs(cell, layer):
     dtype = layer["W_h"].dtype
     if cell == "rnn":
         return {"H": np.full((T, B, H), np.nan, dtype)}
+    if cell == "gru":
+        return {"H": np.full((T, B, H), np.nan, dtype), "gates": np.full((T, B, G), np.nan, dtype),
+                "R": np.full((T, B, G), np.nan, dtype)}  # fmt: skip
     out = {name: np.full((T, B, H), np.nan, dtype) for name in ("H", "C", "tanhC")}
     out["gates"] = np.full((T, B, G), np.nan, dtype)
     return out
@@ -96,6 +102,9 @@ def backward_grads(rng, cell, layer, fill="random"):
     }
     if cell == "lstm":
         grads["dc0"] = np.full((B, H), np.nan, dtype)
+    if cell == "gru":
+        grads["db_hn"] = start(H)
+        grads["dR"] = np.full((T, B, G), np.nan, dtype)
     grads["dX"] = None if layer["X"].dtype == np.int64 else np.full(layer["X"].shape, np.nan, dtype)
     return grads
 
@@ -117,6 +126,11 @@ def run_backward(ops, cell, layer, fwd, dH, grads):
             layer["W_h"],
             layer["h0"],
         )
+    elif cell == "gru":
+        ops.gru_backward(
+            g["dX"], g["dW_x"], g["dW_h"], g["db"], g["db_hn"], g["dh0"], g["dA"], g["dR"], dH,
+            layer["X"], fwd["H"], fwd["gates"], fwd["R"], layer["W_x"], layer["W_h"], layer["h0"],
+        )  # fmt: skip
     else:
         ops.lstm_backward(
             g["dX"],
@@ -220,10 +234,11 @@ def test_backward_twice_accumulates_twice(rng, dtype, cell, inputs):
     run_backward(K, cell, layer, fwd, dH, grads)
     once = copy_dict(grads)
     run_backward(K, cell, layer, fwd, dH, grads)
-    for name in ("dW_x", "dW_h", "db"):
-        assert_close(grads[name], 2 * once[name], dtype, name)
-        assert np.abs(once[name]).max() > 0, name
-    for name in ("dX", "dh0", "dc0", "dA"):  # assigned: identical on the second call
+    for name in ("dW_x", "dW_h", "db", "db_hn"):
+        if name in grads:
+            assert_close(grads[name], 2 * once[name], dtype, name)
+            assert np.abs(once[name]).max() > 0, name
+    for name in ("dX", "dh0", "dc0", "dA", "dR"):  # assigned: identical on the second call
         if name in grads and grads[name] is not None:
             np.testing.assert_array_equal(grads[name], once[name], err_msg=name)
 
@@ -290,7 +305,8 @@ def test_model_negative_control(rng, dtype):
 
 def test_model_c_backend_uses_the_c_kernels():
     ops = CharLM(5, backend="c").kernels
-    for name in ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "sample"):
+    names = [f"{cell}_{part}" for cell in CELLS for part in ("forward", "backward")]
+    for name in (*names, "sample"):
         assert getattr(ops, name) is getattr(K, name), name
 
 
@@ -342,6 +358,11 @@ def forward_call(cell, layer, out, ops=K):
         return lambda: ops.rnn_forward(
             out["H"], layer["X"], layer["W_x"], layer["W_h"], layer["b"], layer["h0"]
         )
+    if cell == "gru":
+        return lambda: ops.gru_forward(
+            out["H"], out["gates"], out["R"], layer["X"], layer["W_x"], layer["W_h"], layer["b"],
+            layer["b_hn"], layer["h0"],
+        )  # fmt: skip
     return lambda: ops.lstm_forward(
         out["H"],
         out["C"],
@@ -388,6 +409,8 @@ def bad_forward_cases(cell, layer, out, dtype):
     ro.flags.writeable = False
     case("H read-only", ValueError, "H: output array is read-only", H=ro)
     case("b length", ValueError, "b: expected shape", b=layer["b"][:-1].copy())
+    if "b_hn" in layer:
+        case("b_hn length", ValueError, "b_hn: expected shape", b_hn=layer["b_hn"][:-1].copy())
     case(
         "h0 batch",
         ValueError,
@@ -442,6 +465,11 @@ def test_forward_overlapping_output_raises(rng, dtype, cell):
         out["C"] = out["H"]
         with pytest.raises(ValueError, match="C: output array overlaps H"):
             forward_call(cell, layer, out)()
+    if cell == "gru":
+        out = forward_outputs(cell, layer)
+        out["R"] = out["gates"]
+        with pytest.raises(ValueError, match="R: output array overlaps gates"):
+            forward_call(cell, layer, out)()
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -480,6 +508,13 @@ def test_backward_bad_input_raises_before_c(rng, dtype, cell):
     g = backward_grads(rng, cell, layer, fill="zero")
     g["dW_x"] = g["dW_h"]  # I == H: one buffer for two gradients
     attempt(ValueError, "dW_h: output array overlaps dW_x", g)
+    if cell == "gru":
+        g = backward_grads(rng, cell, layer, fill="zero")
+        g["dR"] = g["dA"]
+        attempt(ValueError, "dR: output array overlaps dA", g)
+        g = backward_grads(rng, cell, layer, fill="zero")
+        g["db_hn"] = g["db_hn"][:-1].copy()
+        attempt(ValueError, "db_hn: expected shape", g)
     ids_layer = make_layer(rng, cell, (4, 3, 6, 6), dtype, "ids")
     ids_fwd = run_forward(K, cell, ids_layer)
     bad = dict(ids_layer)
@@ -517,8 +552,10 @@ def with_dropout(ops, mask, out=None):
     return SimpleNamespace(
         rnn_forward=partial(ops.rnn_forward, **forward),
         lstm_forward=partial(ops.lstm_forward, **forward),
+        gru_forward=partial(ops.gru_forward, **forward),
         rnn_backward=partial(ops.rnn_backward, mask=mask),
         lstm_backward=partial(ops.lstm_backward, mask=mask),
+        gru_backward=partial(ops.gru_backward, mask=mask),
     )
 
 

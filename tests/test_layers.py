@@ -16,7 +16,7 @@ import rnnfast
 from rnnfast import layers
 from rnnfast.model import State
 
-CLASSES = {"rnn": layers.RNN, "lstm": layers.LSTM}
+CLASSES = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}
 
 SHAPES = [  # cell, I, H, layers, T, B
     ("rnn", 3, 5, 1, 1, 1),
@@ -26,6 +26,10 @@ SHAPES = [  # cell, I, H, layers, T, B
     ("lstm", 8, 7, 2, 6, 3),
     ("lstm", 1, 33, 3, 4, 2),
     ("lstm", 17, 9, 1, 3, 64),  # B >= 2 rows per thread block in the packed kernel
+    ("gru", 3, 5, 1, 1, 1),
+    ("gru", 8, 7, 2, 6, 3),
+    ("gru", 1, 33, 3, 4, 2),
+    ("gru", 17, 9, 1, 3, 64),
 ]
 
 
@@ -112,14 +116,14 @@ def fd_check(layer, x, state, dout, dstate, use_dstate_in_backward=True):
 
 
 @pytest.mark.parametrize("batch_first", [False, True], ids=["time_major", "batch_first"])
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_finite_differences(cell, batch_first, rng):
     layer = CLASSES[cell](3, 4, num_layers=2, dtype=np.float64, backend="numpy",
                           batch_first=batch_first, seed=2)  # fmt: skip
     assert fd_check(layer, *random_problem(layer, 3, 2, rng)) < 1e-7
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_finite_differences_negative_control(cell, rng):
     """The same check fails when backward does not see the final state's gradient."""
     layer = CLASSES[cell](3, 4, num_layers=2, dtype=np.float64, backend="numpy", seed=2)

@@ -63,6 +63,20 @@ REFERENCE_PLANTS = [
         ("backward", "finite differences"),
     ),
     (
+        "reset gate dropped from n",
+        "gru_forward",
+        "n = np.tanh(a[:, 2 * H :] + r * rec[:, 2 * H :])",
+        "n = np.tanh(a[:, 2 * H :] + rec[:, 2 * H :])",
+        ("forward",),
+    ),
+    (
+        "missing direct carry through z",
+        "gru_backward",
+        "carry = dh * z + dR[t] @ W_h.T",
+        "carry = dR[t] @ W_h.T",
+        ("backward", "finite differences"),
+    ),
+    (
         "wrong transpose",
         "rnn_backward",
         "carry = dA[t] @ W_h.T",
@@ -156,6 +170,12 @@ C_PLANTS = [
         "csrc/recurrent_tmpl.h",
         "            t_hi = t;\n",
         "            t_hi = t + 1;\n",
+    ),
+    (
+        "GRU's b_hn dropped from the n gate",
+        "csrc/cell_tmpl.h",
+        "const real rn = rec_n[j] + b_hn[j];",
+        "const real rn = rec_n[j];",
     ),
     (
         "packed panel drops its last partial column",

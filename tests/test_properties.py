@@ -18,7 +18,7 @@ def close(actual, expected, dtype, name=""):
 
 @st.composite
 def problems(draw):
-    cell = draw(st.sampled_from(["rnn", "lstm"]))
+    cell = draw(st.sampled_from(["rnn", "lstm", "gru"]))
     dtype = draw(DTYPES)
     V = draw(st.integers(2, 200))
     H = draw(st.integers(1, 300))
@@ -155,7 +155,7 @@ def test_optimizer_updates(name, dtype, H, steps, grad_scale, seed):
 
 
 @given(
-    cell=st.sampled_from(["rnn", "lstm"]),
+    cell=st.sampled_from(["rnn", "lstm", "gru"]),
     V=st.integers(2, 120),
     H=st.integers(1, 64),
     L=st.integers(1, 3),

@@ -18,6 +18,8 @@ CASES = [
     pytest.param("rnn", 2, id="rnn-2layers"),
     pytest.param("lstm", 1, id="lstm-1layer"),
     pytest.param("lstm", 2, id="lstm-2layers"),
+    pytest.param("gru", 1, id="gru-1layer"),
+    pytest.param("gru", 2, id="gru-2layers"),
 ]
 
 
