@@ -175,7 +175,7 @@ C_PLANTS = [
         "GRU's b_hn dropped from the n gate",
         "csrc/cell_tmpl.h",
         "const real rn = rec_n[j] + b_hn[j];",
-        "const real rn = rec_n[j];",
+        "const real rn = rec_n[j] + (real)0 * b_hn[j];",  # b_hn still read: -Werror builds
     ),
     (
         "packed panel drops its last partial column",
@@ -187,7 +187,7 @@ C_PLANTS = [
         "LSTM backward ignores the dropout mask",
         "csrc/cell_tmpl.h",
         "const real dh = (dropout ? dH[j] * mask[j] : dH[j]) + carry_h[j];",
-        "const real dh = dH[j] + carry_h[j];",
+        "const real dh = (dropout ? dH[j] + (real)0 * mask[j] : dH[j]) + carry_h[j];",
     ),
 ]
 # Chunks of 1 KiB and no row floor: 1 or 2 steps a chunk at the grid's shapes, so every LSTM
