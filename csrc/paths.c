@@ -1,6 +1,7 @@
 #include "paths.h"
 
-static struct rf_paths current = {-1, RF_PACKED_AUTO, RF_CHUNK_BYTES}; /* isa -1: not yet set */
+/* isa -1: not yet set */
+static struct rf_paths current = {-1, RF_PACKED_AUTO, RF_CHUNK_BYTES, RF_CHUNK_ROWS};
 
 int rf_isa_available(int isa)
 {
@@ -33,7 +34,7 @@ int rf_isa_active(void)
 
 int rf_paths_set(const struct rf_paths *paths)
 {
-    if (!rf_isa_available(paths->isa) || paths->chunk_bytes < 1
+    if (!rf_isa_available(paths->isa) || paths->chunk_bytes < 1 || paths->chunk_rows < 1
         || paths->packed < RF_PACKED_AUTO || paths->packed > RF_PACKED_ON)
         return -1;
     current = *paths;
@@ -60,8 +61,10 @@ int rf_use_packed(int M)
     return M >= 2 && (rf_isa_active() == RF_ISA_AVX512 || BASELINE_PACKS);
 }
 
-int rf_chunk_steps(int64_t row_bytes)
+int rf_chunk_steps(int B, int64_t step_bytes)
 {
-    const int64_t steps = current.chunk_bytes / row_bytes;
+    const int64_t by_bytes = current.chunk_bytes / step_bytes;
+    const int64_t by_rows = (current.chunk_rows + B - 1) / B;
+    const int64_t steps = by_bytes > by_rows ? by_bytes : by_rows;
     return steps < 1 ? 1 : steps > 0x7fffffff ? 0x7fffffff : (int)steps;
 }

@@ -18,7 +18,8 @@
  * AVX-512 and B >= 2 (where it was measured faster); RF_PACKED_ON / RF_PACKED_OFF force it.
  *
  * Chunks.  The recurrent drivers project the input and run the weight-gradient GEMMs per chunk
- * of about chunk_bytes of activations (RF_CHUNK_BYTES by default), at least one step a chunk. */
+ * of about chunk_bytes of activations (RF_CHUNK_BYTES by default), but of at least chunk_rows
+ * rows (RF_CHUNK_ROWS: steps x B) and at least one step. */
 #ifndef RNNFAST_PATHS_H
 #define RNNFAST_PATHS_H
 
@@ -33,6 +34,16 @@ enum rf_packed { RF_PACKED_AUTO = -1, RF_PACKED_OFF = 0, RF_PACKED_ON = 1 };
  * another default (-DRF_CHUNK_BYTES=1024: every test shape crosses chunk boundaries). */
 #ifndef RF_CHUNK_BYTES
 #define RF_CHUNK_BYTES (512 * 1024)
+#endif
+
+/* The floor keeps each chunk's GEMMs large where one step's slab is already near chunk_bytes:
+ * at B=64, H=512..1024 (a step of 0.5-1 MiB) a chunk of one step made them rank-64 updates.
+ * Measured against no floor (in-process A/B, layers.LSTM forward+backward, float32, 1 thread):
+ * 1.1-1.45x at (I, H, B, T) = (512, 512, 64, 64) and (1024, 1024, 64, 32); at charrnn-default
+ * (6 steps a chunk instead of 5) 0.97-1.00x, where 512 rows (11 steps) gave 0.92-0.99x.
+ * A build or a test may lower it (1: chunks of chunk_bytes alone). */
+#ifndef RF_CHUNK_ROWS
+#define RF_CHUNK_ROWS 256
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) \
@@ -59,20 +70,22 @@ struct rf_paths {
     int isa;             /* enum rf_isa in force */
     int packed;          /* enum rf_packed */
     int64_t chunk_bytes; /* >= 1 */
+    int64_t chunk_rows;  /* >= 1 */
 };
 
 /* Whether this build has the variant and the CPU runs it. */
 int rf_isa_available(int isa);
 /* The variant in force (the best available until rf_paths_set chose one). */
 int rf_isa_active(void);
-/* Set all three; returns 0, or -1 (nothing changed) when paths->isa is not available or
- * chunk_bytes < 1.  Not thread-safe against running kernels: call it between calls. */
+/* Set them all; returns 0, or -1 (nothing changed) when paths->isa is not available or
+ * chunk_bytes or chunk_rows < 1.  Not thread-safe against running kernels: call it between
+ * calls. */
 int rf_paths_set(const struct rf_paths *paths);
 struct rf_paths rf_paths_get(void);
 /* Whether the per-step products of M rows use the packed kernel. */
 int rf_use_packed(int M);
-/* Steps per chunk for `row_bytes` bytes of activations per step. */
-int rf_chunk_steps(int64_t row_bytes);
+/* Steps per chunk for steps of B rows and `step_bytes` bytes of activations each. */
+int rf_chunk_steps(int B, int64_t step_bytes);
 
 #if RF_ISA_VARIANTS
 #define RF_BY_ISA(result, fn, args)                                                            \

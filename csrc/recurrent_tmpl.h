@@ -10,9 +10,9 @@
  * dh = dA_t W_h^T (one per-step product; dh0 is the carry buffer);  if t starts a chunk, the
  * weight-gradient GEMMs of the chunk's steps while its dA is in cache;  after the loop
  * db += sum dA and, for ids, the scatter-add into dW_x.
- * Chunks hold about rf_paths.chunk_bytes of A (rf_chunk_steps); the per-step products go
- * through pgemm_tmpl.h's kernel over W_h packed once per call into ws->pack, or through BLAS,
- * as rf_use_packed says (paths.h). */
+ * Chunks hold about rf_paths.chunk_bytes of A but at least rf_paths.chunk_rows rows
+ * (rf_chunk_steps); the per-step products go through pgemm_tmpl.h's kernel over W_h packed once
+ * per call into ws->pack, or through BLAS, as rf_use_packed says (paths.h). */
 
 static void FN(vec_tanh)(real *out, const real *x, int64_t n)
 {
@@ -97,7 +97,7 @@ static RF_ALWAYS_INLINE void FN(recurrent_forward)(
     const int packed = rf_use_packed(B);
     if (packed)
         FN(pg_pack)(ws->pack, L->W_h, H, G, 0);
-    const int chunk = rf_chunk_steps(gstep * (int64_t)sizeof(real));
+    const int chunk = rf_chunk_steps(B, gstep * (int64_t)sizeof(real));
     for (int t = 0; t < T; t++) {
         real *a = A + t * gstep;
         if (t % chunk == 0) {
@@ -134,7 +134,7 @@ static RF_ALWAYS_INLINE void FN(recurrent_backward)(
     memset(g->dh0, 0, sizeof(real) * (size_t)step); /* the carries into step T-1 */
     if (cell == CELL_LSTM)
         memset(g->dc0, 0, sizeof(real) * (size_t)step);
-    const int chunk = rf_chunk_steps(gstep * (int64_t)sizeof(real));
+    const int chunk = rf_chunk_steps(B, gstep * (int64_t)sizeof(real));
     int t_hi = T;
     for (int t = T - 1; t >= 0; t--) {
         real *da = ws->dA + t * gstep;

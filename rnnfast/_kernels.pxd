@@ -28,6 +28,7 @@ cdef extern from "paths.h" nogil:
         int isa
         int packed
         int64_t chunk_bytes
+        int64_t chunk_rows
     int rf_isa_available(int isa)
     int rf_paths_set(const rf_paths *paths)
     rf_paths rf_paths_get()

@@ -56,19 +56,22 @@ def _available_isas():
 
 
 def _paths():
-    """The paths in force: {"isa": name, "packed": "auto" | True | False, "chunk_bytes": int}."""
+    """The paths in force: {"isa": name, "packed": "auto" | True | False, "chunk_bytes": int,
+    "chunk_rows": int}."""
     cdef rf_paths p = rf_paths_get()
     isa = next(name for name, value in _ISAS.items() if value == p.isa)
     packed = next(key for key, value in _PACKED.items() if value == p.packed)
-    return {"isa": isa, "packed": packed, "chunk_bytes": p.chunk_bytes}
+    return {"isa": isa, "packed": packed, "chunk_bytes": p.chunk_bytes,
+            "chunk_rows": p.chunk_rows}
 
 
-def _set_paths(isa=None, packed=None, chunk_bytes=None):
+def _set_paths(isa=None, packed=None, chunk_bytes=None, chunk_rows=None):
     """Force the kernels' paths (tests; None leaves a setting as it is).  isa: "avx512", "avx2"
     or "baseline" (the elementwise loops' variant; ValueError if this build or CPU lacks it);
     packed: True (the packed per-step kernel at every B), False (BLAS), "auto" (packed on AVX-512
-    for B >= 2); chunk_bytes: the size of the recurrent drivers' chunks (>= 1: one step per chunk
-    at least).  Not thread-safe against running kernels."""
+    for B >= 2); chunk_bytes, chunk_rows: the recurrent drivers' chunks hold about chunk_bytes
+    of activations but at least chunk_rows rows and one step (both >= 1; chunk_rows=1 leaves
+    chunk_bytes alone in charge).  Not thread-safe against running kernels."""
     cdef rf_paths p = rf_paths_get()
     if isa is not None:
         if isa not in _ISAS:
@@ -82,12 +85,17 @@ def _set_paths(isa=None, packed=None, chunk_bytes=None):
             raise ValueError(f"packed: expected True, False or 'auto', got {packed!r}")
         p.packed = _PACKED[packed]
     if chunk_bytes is not None:
-        if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, (int, np.integer)) \
-                or chunk_bytes < 1:
-            raise ValueError(f"chunk_bytes: expected an integer >= 1, got {chunk_bytes!r}")
-        p.chunk_bytes = chunk_bytes
+        p.chunk_bytes = _positive_int("chunk_bytes", chunk_bytes)
+    if chunk_rows is not None:
+        p.chunk_rows = _positive_int("chunk_rows", chunk_rows)
     if rf_paths_set(&p) != 0:
         raise ValueError(f"paths: rejected by the C library: {_paths()} unchanged")
+
+
+def _positive_int(str name, object value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+    return value
 
 
 def _paths_from_environment(environ):

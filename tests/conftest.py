@@ -125,15 +125,23 @@ def dtype(request):
 class KernelPath:
     """One forced combination of the kernels' machine-dependent paths (csrc/paths.h)."""
 
-    def __init__(self, isa=None, packed=None, chunk_steps=None):
-        self.isa, self.packed, self.chunk_steps = isa, packed, chunk_steps
+    def __init__(self, isa=None, packed=None, chunk_steps=None, chunk_by=None):
+        self.isa, self.packed, self.chunk_steps, self.chunk_by = isa, packed, chunk_steps, chunk_by
 
     def fit_chunk(self, B, G, dtype):
         """With chunk_steps, size the recurrent drivers' chunks to that many steps of a (B, G)
-        slab of dtype (a fraction, e.g. 2.5, leaves a last chunk shorter than the others)."""
-        if self.chunk_steps is not None:
+        slab of dtype (a fraction, e.g. 2.5, leaves a last chunk shorter than the others):
+        by chunk_bytes with no row floor, or with chunk_by="rows" by the row floor alone (the
+        fraction of rows rounds up to whole steps)."""
+        if self.chunk_steps is None:
+            return
+        if self.chunk_by == "rows":
+            rows = max(1, int(self.chunk_steps * B))
+            _kernels._set_paths(chunk_bytes=1, chunk_rows=rows)
+        else:
             row_bytes = B * G * np.dtype(dtype).itemsize
-            _kernels._set_paths(chunk_bytes=max(1, int(self.chunk_steps * row_bytes)))
+            bytes_ = max(1, int(self.chunk_steps * row_bytes))
+            _kernels._set_paths(chunk_bytes=bytes_, chunk_rows=1)
 
     def __repr__(self):
         parts = [f"{k}={v}" for k, v in vars(self).items() if v is not None]
@@ -143,13 +151,14 @@ class KernelPath:
 def _kernel_paths():
     """Every ISA variant this build and CPU have, each with the packed per-step kernel forced on
     (at every B, so B = 1 too) and off; then chunks of one step and of 2.5 steps (the last chunk
-    shorter) on the machine's own choice of the rest."""
+    shorter), and chunks set by the row floor, on the machine's own choice of the rest."""
     paths = [
         KernelPath(isa=isa, packed=packed)
         for isa in _kernels._available_isas()
         for packed in (False, True)
     ]
-    return paths + [KernelPath(chunk_steps=1), KernelPath(chunk_steps=2.5)]
+    chunks = [KernelPath(chunk_steps=1), KernelPath(chunk_steps=2.5)]
+    return paths + chunks + [KernelPath(chunk_steps=2.5, chunk_by="rows")]
 
 
 KERNEL_PATHS = _kernel_paths()

@@ -56,10 +56,11 @@ def test_paths_round_trip_and_defaults():
     if not {"RNNFAST_ISA", "RNNFAST_PACKED"} & set(os.environ):  # the machine's own choice
         assert before["isa"] == ISAS[0] and before["packed"] == "auto"
     try:
-        K._set_paths(isa="baseline", packed=True, chunk_bytes=3)
-        assert K._paths() == {"isa": "baseline", "packed": True, "chunk_bytes": 3}
+        K._set_paths(isa="baseline", packed=True, chunk_bytes=3, chunk_rows=5)
+        expected = {"isa": "baseline", "packed": True, "chunk_bytes": 3, "chunk_rows": 5}
+        assert K._paths() == expected
         K._set_paths(packed=False)  # None leaves the others alone
-        assert K._paths() == {"isa": "baseline", "packed": False, "chunk_bytes": 3}
+        assert K._paths() == {**expected, "packed": False}
     finally:
         K._set_paths(**before)
     assert K._paths() == before
@@ -72,6 +73,8 @@ def test_paths_round_trip_and_defaults():
         (dict(packed="yes"), "packed: expected True, False or 'auto'"),
         (dict(chunk_bytes=0), "chunk_bytes: expected an integer >= 1, got 0"),
         (dict(chunk_bytes=2.5), "chunk_bytes: expected an integer"),
+        (dict(chunk_bytes=64, chunk_rows=0), "chunk_rows: expected an integer >= 1, got 0"),
+        (dict(chunk_rows=True), "chunk_rows: expected an integer"),
     ],
 )
 def test_bad_paths_raise_and_change_nothing(kwargs, match):

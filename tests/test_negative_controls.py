@@ -164,9 +164,10 @@ C_PLANTS = [
         "const int w = N - j0 < PG_NR ? N - j0 - 1 : PG_NR;\n        const real *restrict panel",
     ),
 ]
-# Chunks of 1 KiB: 1 or 2 steps a chunk at the grid's shapes, so every LSTM comparison crosses
-# chunk boundaries (the default 512 KiB holds the whole sequence at every shape of the grid).
-SMALL_CHUNKS = "-DRF_CHUNK_BYTES=1024"
+# Chunks of 1 KiB and no row floor: 1 or 2 steps a chunk at the grid's shapes, so every LSTM
+# comparison crosses chunk boundaries (the default 512 KiB holds the whole sequence at every
+# shape of the grid, and so does the default floor of 512 rows).
+SMALL_CHUNKS = "-DRF_CHUNK_BYTES=1024 -DRF_CHUNK_ROWS=1"
 KERNEL_CHECKS = ["tests/test_kernels_recurrent.py", "-k", "matches_reference"]
 
 
