@@ -100,6 +100,8 @@ cdef extern from "recurrent.h" nogil:
         float *dh0
         float *dc0
         const float *dH
+        const float *dh_T
+        const float *dc_T
     struct rf_workspace_f32:
         float *dA
         float *pack
@@ -143,6 +145,8 @@ cdef extern from "recurrent.h" nogil:
         double *dh0
         double *dc0
         const double *dH
+        const double *dh_T
+        const double *dc_T
     struct rf_workspace_f64:
         double *dA
         double *pack

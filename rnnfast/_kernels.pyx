@@ -539,6 +539,12 @@ cdef tuple _check_layer(str cell, object X, object W_x, object W_h, object b, ob
     return dtype, T, B, I, H, ids
 
 
+cdef _check_final_state_grad(str name, object a, object dtype, int B, int H):
+    """The optional gradient of the final state (None: zero)."""
+    if a is not None:
+        _check_array(name, a, dtype, (B, H))
+
+
 cdef _check_no_input_gradient(object dX, bint ids):
     if dX is not None and ids:
         raise ValueError("dX: expected None when X holds character ids (no input gradient), "
@@ -603,7 +609,7 @@ def rnn_forward(H, X, W_x, W_h, b, h0):
 
 
 cdef _fill_grads(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
-                 object dc0, object dA, object dH):
+                 object dc0, object dA, object dH, object dh_T, object dc_T):
     _out(&d.grads.dX, dX)
     _out(&d.grads.dW_x, dW_x)
     _out(&d.grads.dW_h, dW_h)
@@ -611,20 +617,22 @@ cdef _fill_grads(rf_recurrent *d, object dX, object dW_x, object dW_h, object db
     _out(&d.grads.dh0, dh0)
     _out(&d.grads.dc0, dc0)
     _in(&d.grads.dH, dH)
+    _in(&d.grads.dh_T, dh_T)
+    _in(&d.grads.dc_T, dc_T)
     _out(&d.ws.dA, dA)
 
 
 cdef _rnn_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
                    object dA, object dH, object X, object H, object W_x, object W_h, object h0,
-                   int T, int B, int I, int n, bint ids):
+                   object dh_T, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, n)
     _out(&d.layer.hs, H)
-    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH, dh_T, None)
     with nogil:
         rf_rnn_backward(d)
 
 
-def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0):
+def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, dh_T=None):
     """Backward through time of ``rnn_forward``; see ``reference.rnn_backward``."""
     cdef int T, B, I, n
     cdef bint ids
@@ -639,14 +647,18 @@ def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0):
     _check_output("db", db, dtype, (n,))
     _check_output("dh0", dh0, dtype, (B, n))
     _check_output("dA", dA, dtype, (T, B, n))
+    _check_final_state_grad("dh_T", dh_T, dtype, B, n)
     _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dA", "dH", "X", "H", "W_x", "W_h",
-                       "h0"), (dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0), 6)
+                       "h0", "dh_T"), (dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, dh_T),
+                      6)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _rnn_backward(&d32, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, T, B, I, n, ids)
+        _rnn_backward(&d32, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, dh_T, T, B, I, n,
+                      ids)
     else:
-        _rnn_backward(&d64, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, T, B, I, n, ids)
+        _rnn_backward(&d64, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, dh_T, T, B, I, n,
+                      ids)
 
 
 cdef _fill_lstm_cache(rf_recurrent *d, object H, object C, object tanhC, object gates):
@@ -689,16 +701,16 @@ def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0):
 cdef _lstm_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
                     object dc0, object dA, object dH, object X, object H, object C,
                     object tanhC, object gates, object W_x, object W_h, object h0, object c0,
-                    int T, int B, int I, int n, bint ids):
+                    object dh_T, object dc_T, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, None, h0, c0, T, B, I, n, ids, 4 * n)
     _fill_lstm_cache(d, H, C, tanhC, gates)
-    _fill_grads(d, dX, dW_x, dW_h, db, dh0, dc0, dA, dH)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, dh_T, dc_T)
     with nogil:
         rf_lstm_backward(d)
 
 
 def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h, h0,
-                  c0):
+                  c0, dh_T=None, dc_T=None):
     """Backward through time of ``lstm_forward``; see ``reference.lstm_backward``."""
     if c0 is None:
         raise TypeError("c0: expected a numpy.ndarray, got NoneType")
@@ -717,18 +729,20 @@ def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W
     _check_output("dh0", dh0, dtype, (B, n))
     _check_output("dc0", dc0, dtype, (B, n))
     _check_output("dA", dA, dtype, (T, B, 4 * n))
+    _check_final_state_grad("dh_T", dh_T, dtype, B, n)
+    _check_final_state_grad("dc_T", dc_T, dtype, B, n)
     _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dc0", "dA", "dH", "X", "H", "C",
-                       "tanhC", "gates", "W_x", "W_h", "h0", "c0"),
+                       "tanhC", "gates", "W_x", "W_h", "h0", "c0", "dh_T", "dc_T"),
                       (dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h,
-                       h0, c0), 7)
+                       h0, c0, dh_T, dc_T), 7)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
         _lstm_backward(&d32, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
-                       W_h, h0, c0, T, B, I, n, ids)
+                       W_h, h0, c0, dh_T, dc_T, T, B, I, n, ids)
     else:
         _lstm_backward(&d64, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
-                       W_h, h0, c0, T, B, I, n, ids)
+                       W_h, h0, c0, dh_T, dc_T, T, B, I, n, ids)
 
 
 # ---- the sampling loop -----------------------------------------------------------------------

@@ -38,8 +38,7 @@ class Weights(NamedTuple):
 
 class _Cache:
     """What backward needs from a forward: the input, the initial state and, per layer, the
-    kernels' activations.  For an LSTM every array has one spare step after the last (see
-    ``stack_backward``)."""
+    kernels' activations."""
 
     __slots__ = ("owner", "cell", "X", "h0", "c0", "H", "C", "tanhC", "gates")
 
@@ -59,39 +58,31 @@ class _Cache:
 
 def stack_forward(ops, cell: str, X, weights: list[Weights], h0, c0, owner=None) -> _Cache:
     """Run the stacked layers over X (T, B, I) from h0, c0 (L, B, H) (c0 None for an RNN);
-    the top layer's h for every step is ``cache.H[-1][:T]``."""
+    the top layer's h for every step is ``cache.H[-1]``."""
     T, B = X.shape[0], X.shape[1]
     n = h0.shape[-1]
     cache = _Cache(owner, cell, X, h0, c0)
     layer_input = X
     for layer, w in enumerate(weights):
+        H = np.empty((T, B, n), X.dtype)
         if cell == "lstm":
-            # The spare step T: gates i=0, f=1, g=0, o=1 and tanh(c)=0 make its backward turn
-            # a dH_T into dA_T = 0 and a carry dc = dH_T into step T-1 (stack_backward).
-            H = np.empty((T + 1, B, n), X.dtype)
             C, tanhC = np.empty_like(H), np.empty_like(H)
-            gates = np.empty((T + 1, B, 4 * n), X.dtype)
-            H[T], C[T], tanhC[T] = 0, 0, 0
-            gates[T].reshape(B, 4, n)[...] = np.array([0, 1, 0, 1], X.dtype)[:, None]
-            ops.lstm_forward(
-                H[:T], C[:T], tanhC[:T], gates[:T], layer_input, *w, h0[layer], c0[layer]
-            )
+            gates = np.empty((T, B, 4 * n), X.dtype)
+            ops.lstm_forward(H, C, tanhC, gates, layer_input, *w, h0[layer], c0[layer])
             cache.C.append(C)
             cache.tanhC.append(tanhC)
             cache.gates.append(gates)
         else:
-            H = np.empty((T, B, n), X.dtype)
             ops.rnn_forward(H, layer_input, *w, h0[layer])
         cache.H.append(H)
-        layer_input = H[:T]
+        layer_input = H
     return cache
 
 
 def final_state(cache: _Cache) -> State:
     """The state after the last step, (L, B, H) each."""
-    T = cache.shape[0]
-    c = np.stack([C[T - 1] for C in cache.C]) if cache.cell == "lstm" else None
-    return State(np.stack([H[T - 1] for H in cache.H]), c)
+    c = np.stack([C[-1] for C in cache.C]) if cache.cell == "lstm" else None
+    return State(np.stack([H[-1] for H in cache.H]), c)
 
 
 def stack_backward(
@@ -101,54 +92,38 @@ def stack_backward(
     """Backward of ``stack_forward``: accumulate into ``dweights``; returns (dX, dh0, dc0).
 
     dH_top (T, B, H): the gradient of the top layer's outputs, read only.  dh_T, dc_T (L, B, H)
-    or None: the gradient of the final state.  The kernels start their carries at zero, so
-    dh_T is added to the layer's dH at step T-1 (a copy of dH_top for the top layer), and an
-    LSTM's dc_T enters through the spare step T: there dH_T = dc_T gives dc = dc_T and
-    dA_T = 0 exactly, so the carry into step T-1 is (0, dc_T) and the weight gradients are
-    unchanged.  That path needs X with the spare step too: a copy of layer 0's input.
+    or None (zero): the gradient of the final state, each layer's the start of its kernel's
+    carries.
     """
     X = cache.X
     T, B = cache.shape
     L, n = len(weights), cache.h0.shape[-1]
     lstm = cache.cell == "lstm"
-    steps = T + 1 if lstm and dc_T is not None else T
     dtype = X.dtype
-    if steps == T and dh_T is None:
-        dH = dH_top
-    else:
-        dH = np.zeros((steps, B, n), dtype)
-        dH[:T] = dH_top
+    dH = dH_top
     dh0 = np.empty((L, B, n), dtype)
     dc0 = np.empty((L, B, n), dtype) if lstm else None
-    dA = np.empty((steps, B, GATES[cache.cell] * n), dtype)
+    dA = np.empty((T, B, GATES[cache.cell] * n), dtype)
     for layer in reversed(range(L)):
-        if dh_T is not None:
-            dH[T - 1] += dh_T[layer]
-        if steps > T:
-            dH[T] = dc_T[layer]
-        if layer > 0:
-            layer_input = cache.H[layer - 1][:steps]
-        elif steps > T:
-            layer_input = np.zeros((steps, B, X.shape[2]), dtype)
-            layer_input[:T] = X
-        else:
-            layer_input = X
+        layer_input = cache.H[layer - 1] if layer > 0 else X
         wants_dX = layer > 0 or input_grad
         dX = np.empty(layer_input.shape, dtype) if wants_dX else None
         w = weights[layer]
+        dh_last = None if dh_T is None else dh_T[layer]
         if lstm:
+            dc_last = None if dc_T is None else dc_T[layer]
             ops.lstm_backward(
                 dX, *dweights[layer], dh0[layer], dc0[layer], dA, dH, layer_input,
-                cache.H[layer][:steps], cache.C[layer][:steps], cache.tanhC[layer][:steps],
-                cache.gates[layer][:steps], w.W_x, w.W_h, cache.h0[layer], cache.c0[layer],
+                cache.H[layer], cache.C[layer], cache.tanhC[layer], cache.gates[layer], w.W_x,
+                w.W_h, cache.h0[layer], cache.c0[layer], dh_last, dc_last,
             )  # fmt: skip
         else:
             ops.rnn_backward(
                 dX, *dweights[layer], dh0[layer], dA, dH, layer_input, cache.H[layer],
-                w.W_x, w.W_h, cache.h0[layer],
+                w.W_x, w.W_h, cache.h0[layer], dh_last,
             )  # fmt: skip
         dH = dX
-    return (None if dH is None else dH[:T]), dh0, dc0
+    return dH, dh0, dc0
 
 
 # -- the public layers ------------------------------------------------------------------------
@@ -276,13 +251,13 @@ class _Layer:
         ``backward``.  ``state`` is the initial State (zeros when None).
         """
         X = self._check_sequence("x", x, self.input_size, "I")
-        T, B = X.shape[:2]
+        B = X.shape[1]
         if state is None:
             h0, c0 = self.zero_state(B)
         else:
             h0, c0 = self._check_state("state", state, B, partial=False)
         cache = stack_forward(self.kernels, self.cell, X, self._weights(self.params), h0, c0, self)
-        out = cache.H[-1][:T].view()
+        out = cache.H[-1].view()
         out.flags.writeable = False
         return (out.transpose(1, 0, 2) if self.batch_first else out), final_state(cache), cache
 

@@ -76,19 +76,20 @@ def rnn_forward(hs, X, W_x, W_h, b, h0):
         hs[t] = h
 
 
-def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0):
+def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0, dh_T=None):
     """Backward through time of ``rnn_forward``.
 
     Going from t = T-1 down to 0, with dh the gradient reaching h_t (from above, dhs[t], plus
-    the carry from step t+1):
+    the carry from step t+1, which starts as dh_T, the final state's gradient, or zero):
         dA_t = dh * (1 - h_t^2)          (tanh' from the cached output)
         carry to h_{t-1}:  dA_t W_h^T
     then, over all steps at once, dW_h += hs_prev^T dA, dW_x += X^T dA, db += sum dA, and
     dX = dA W_x^T (None for layer 0), dh0 = the final carry.
-    dA (T, B, H) is scratch; dhs (T, B, H) is read only.
+    dA (T, B, H) is scratch; dhs (T, B, H) is read only; dh_T (B, H) or None is the gradient of
+    the final state hs[T-1] from beyond the sequence (read only).
     """
     H = h0.shape[-1]
-    carry = np.zeros_like(h0)
+    carry = np.zeros_like(h0) if dh_T is None else dh_T
     for t in reversed(range(X.shape[0])):
         dA[t] = (dhs[t] + carry) * (1.0 - hs[t] * hs[t])
         carry = dA[t] @ W_h.T
@@ -130,20 +131,25 @@ def lstm_forward(hs, cs, tcs, gates, X, W_x, W_h, b, h0, c0):
         hs[t], cs[t], tcs[t] = h, c, tc
 
 
-def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dhs, X, hs, cs, tcs, gates, W_x, W_h, h0, c0):
+def lstm_backward(
+    dX, dW_x, dW_h, db, dh0, dc0, dA, dhs, X, hs, cs, tcs, gates, W_x, W_h, h0, c0,
+    dh_T=None, dc_T=None,
+):  # fmt: skip
     """Backward through time of ``lstm_forward``.
 
-    From t = T-1 down to 0, with dh = dhs[t] + carry_h and dc = carry_c:
+    From t = T-1 down to 0, with dh = dhs[t] + carry_h and dc = carry_c (the carries start as
+    dh_T, dc_T, the final state's gradient, or zero):
         dc += dh * o * (1 - tanh(c_t)^2)
         da_i = dc * g * i (1 - i)         da_f = dc * c_{t-1} * f (1 - f)
         da_g = dc * i * (1 - g^2)         da_o = dh * tanh(c_t) * o (1 - o)
         carry_h = dA_t W_h^T,   carry_c = dc * f
     then dW_h += hs_prev^T dA, dW_x += X^T dA, db += sum dA, dX = dA W_x^T (None for layer 0),
-    dh0, dc0 = the final carries.  dA (T, B, 4H) is scratch; dhs (T, B, H) is read only.
+    dh0, dc0 = the final carries.  dA (T, B, 4H) is scratch; dhs (T, B, H) is read only; dh_T,
+    dc_T (B, H) or None are the gradients of the final state hs[T-1], cs[T-1] (read only).
     """
     H = h0.shape[-1]
-    carry_h = np.zeros_like(h0)
-    carry_c = np.zeros_like(c0)
+    carry_h = np.zeros_like(h0) if dh_T is None else dh_T
+    carry_c = np.zeros_like(c0) if dc_T is None else dc_T
     for t in reversed(range(X.shape[0])):
         i, f, g, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))
         c_prev = cs[t - 1] if t > 0 else c0
