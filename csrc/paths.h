@@ -31,7 +31,8 @@ enum rf_packed { RF_PACKED_AUTO = -1, RF_PACKED_OFF = 0, RF_PACKED_ON = 1 };
 /* Measured at charrnn-default (B=50, H=128: 5 LSTM steps a chunk) against whole-sequence GEMMs
  * outside the loop: backward 1.015-1.033x, forward projection a further 1.014-1.015x training
  * speed; 256 KiB and 1 MiB were no better than 512 KiB for the backward.  A build may set
- * another default (-DRF_CHUNK_BYTES=1024: every test shape crosses chunk boundaries). */
+ * another default (-DRF_CHUNK_BYTES=1024 with -DRF_CHUNK_ROWS=1: every test shape crosses chunk
+ * boundaries). */
 #ifndef RF_CHUNK_BYTES
 #define RF_CHUNK_BYTES (512 * 1024)
 #endif
