@@ -632,7 +632,7 @@ cdef _rnn_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object 
         rf_rnn_backward(d)
 
 
-def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, dh_T=None):
+def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, *, dh_T=None):
     """Backward through time of ``rnn_forward``; see ``reference.rnn_backward``."""
     cdef int T, B, I, n
     cdef bint ids
@@ -710,7 +710,7 @@ cdef _lstm_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object
 
 
 def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h, h0,
-                  c0, dh_T=None, dc_T=None):
+                  c0, *, dh_T=None, dc_T=None):
     """Backward through time of ``lstm_forward``; see ``reference.lstm_backward``."""
     if c0 is None:
         raise TypeError("c0: expected a numpy.ndarray, got NoneType")

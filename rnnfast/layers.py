@@ -115,12 +115,12 @@ def stack_backward(
             ops.lstm_backward(
                 dX, *dweights[layer], dh0[layer], dc0[layer], dA, dH, layer_input,
                 cache.H[layer], cache.C[layer], cache.tanhC[layer], cache.gates[layer], w.W_x,
-                w.W_h, cache.h0[layer], cache.c0[layer], dh_last, dc_last,
+                w.W_h, cache.h0[layer], cache.c0[layer], dh_T=dh_last, dc_T=dc_last,
             )  # fmt: skip
         else:
             ops.rnn_backward(
                 dX, *dweights[layer], dh0[layer], dA, dH, layer_input, cache.H[layer],
-                w.W_x, w.W_h, cache.h0[layer], dh_last,
+                w.W_x, w.W_h, cache.h0[layer], dh_T=dh_last,
             )  # fmt: skip
         dH = dX
     return dH, dh0, dc0

@@ -76,7 +76,7 @@ def rnn_forward(hs, X, W_x, W_h, b, h0):
         hs[t] = h
 
 
-def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0, dh_T=None):
+def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0, *, dh_T=None):
     """Backward through time of ``rnn_forward``.
 
     Going from t = T-1 down to 0, with dh the gradient reaching h_t (from above, dhs[t], plus
@@ -133,7 +133,7 @@ def lstm_forward(hs, cs, tcs, gates, X, W_x, W_h, b, h0, c0):
 
 def lstm_backward(
     dX, dW_x, dW_h, db, dh0, dc0, dA, dhs, X, hs, cs, tcs, gates, W_x, W_h, h0, c0,
-    dh_T=None, dc_T=None,
+    *, dh_T=None, dc_T=None,
 ):  # fmt: skip
     """Backward through time of ``lstm_forward``.
 

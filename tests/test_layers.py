@@ -136,9 +136,9 @@ def test_no_copy_of_contiguous_time_major_arrays(rng):
     seen = {}
     ops = layer.kernels
 
-    def lstm_backward(*args):
+    def lstm_backward(*args, **kwargs):
         seen["dH"] = args[7]
-        return ops.lstm_backward(*args)
+        return ops.lstm_backward(*args, **kwargs)
 
     layer.kernels = SimpleNamespace(lstm_backward=lstm_backward)
     dout = rng.normal(size=(5, 2, 4))
