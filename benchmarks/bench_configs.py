@@ -1,12 +1,14 @@
 """Benchmark configurations and helpers shared by the pytest-benchmark suites and compare.py.
 
 A config is (cell, V, H, layers, B, T).  mincharrnn is karpathy's min-char-rnn (RNN, H=100,
-one sequence of 25); charrnn-default is char-rnn's default LSTM; mid and large are slow in the
+one sequence of 25); charrnn-default is char-rnn's default LSTM, and charrnn-gru the same sizes
+with GRU cells (char-rnn's -model gru); mid and large are slow in the
 NumPy backend and run only on request (``--large`` for pytest, ``--configs`` for compare.py).
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -24,6 +26,7 @@ class Config(NamedTuple):
 CONFIGS = {
     "mincharrnn": Config("rnn", 65, 100, 1, 1, 25),
     "charrnn-default": Config("lstm", 65, 128, 2, 50, 50),
+    "charrnn-gru": Config("gru", 65, 128, 2, 50, 50),
     "small-batch1": Config("lstm", 65, 256, 1, 1, 64),
     "mid": Config("lstm", 65, 512, 2, 32, 64),
     "large": Config("lstm", 65, 1024, 1, 64, 64),
@@ -31,7 +34,10 @@ CONFIGS = {
 LARGE = {"mid", "large"}  # selected only on request
 DEFAULT = [name for name in CONFIGS if name not in LARGE]
 # Tiny shapes for the benchmark scripts' --smoke runs (CI checks that the scripts run, in seconds).
-SMOKE_CONFIGS = {"smoke-lstm": Config("lstm", 65, 16, 2, 4, 8)}
+SMOKE_CONFIGS = {
+    "smoke-lstm": Config("lstm", 65, 16, 2, 4, 8),
+    "smoke-gru": Config("gru", 65, 16, 2, 4, 8),
+}
 
 
 def vocab(V: int):
@@ -53,18 +59,17 @@ def forward_gemm_flops_per_char(cfg: Config) -> int:
     recurrent product h W_h (2 H G) and, above layer 0, the input projection x W_x (2 H G) --
     layer 0's one-hot input is a row gather, no FLOPs -- plus the output layer (2 H V).
     Training counts 3x this (forward, and the two products of backward)."""
-    G = (4 if cfg.cell == "lstm" else 1) * cfg.H
+    from rnnfast.model import GATES
+
+    G = GATES[cfg.cell] * cfg.H
     per_layer = [2 * cfg.H * G + (2 * cfg.H * G if layer > 0 else 0) for layer in range(cfg.layers)]
     return sum(per_layer) + 2 * cfg.H * cfg.V
 
 
 def num_params(cfg: Config) -> int:
-    G = (4 if cfg.cell == "lstm" else 1) * cfg.H
-    n = 0
-    for layer in range(cfg.layers):
-        I = cfg.V if layer == 0 else cfg.H  # noqa: E741
-        n += I * G + cfg.H * G + G
-    return n + cfg.H * cfg.V + cfg.V
+    from rnnfast.model import param_shapes
+
+    return sum(math.prod(shape) for _, shape in param_shapes(cfg.cell, cfg.V, cfg.H, cfg.layers))
 
 
 def blas_info() -> list[dict]:

@@ -2,7 +2,7 @@
 the mincharrnn config, a faithful NumPy min-char-rnn -- in ONE run, interleaved in rounds.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. \\
-        python benchmarks/compare.py --configs mincharrnn,charrnn-default --threads 1
+        python benchmarks/compare.py --configs mincharrnn,charrnn-default,charrnn-gru --threads 1
 
 Per config and thread count, every implementation runs training steps (Adam lr 2e-3, clip by
 value 5, state carried between steps; min-char-rnn: its own Adagrad) and batch-1 sampling
@@ -107,8 +107,8 @@ class RnnfastRunner:
 
 
 class TorchRunner:
-    """nn.LSTM / nn.RNN on one-hot input + nn.Linear + cross-entropy + value clipping + Adam,
-    eager, float32 unless ``dtype`` says otherwise (a torch dtype)."""
+    """nn.LSTM / nn.GRU / nn.RNN on one-hot input + nn.Linear + cross-entropy + value clipping
+    + Adam, eager, float32 unless ``dtype`` says otherwise (a torch dtype)."""
 
     def __init__(self, cfg: Config, dtype=None):
         import torch
@@ -117,7 +117,7 @@ class TorchRunner:
         self.torch, self.cfg = torch, cfg
         self.dtype = torch.float32 if dtype is None else dtype
         torch.manual_seed(0)
-        rnn_type = nn.LSTM if cfg.cell == "lstm" else nn.RNN
+        rnn_type = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cfg.cell]
         self.rnn = rnn_type(cfg.V, cfg.H, cfg.layers, dtype=self.dtype)
         self.head = nn.Linear(cfg.H, cfg.V, dtype=self.dtype)
         self.params = list(self.rnn.parameters()) + list(self.head.parameters())
@@ -300,6 +300,7 @@ def rate(fn, round_time: float) -> float:
 
 
 def run_config(name, cfg, threads, args, with_torch, with_jax):
+    with_jax = with_jax and cfg.cell != "gru"  # jax_recipe.py has the RNN and LSTM cells only
     runners = make_runners(name, cfg, threads, with_torch, with_jax)
     samples = {(impl, task): [] for impl in runners for task in ("train", "sample")}
     try:
@@ -326,7 +327,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--configs",
-        help=f"comma-separated, from {', '.join(CONFIGS)} (default mincharrnn,charrnn-default; "
+        help=f"comma-separated, from {', '.join(CONFIGS)} (default mincharrnn,charrnn-default,"
+        "charrnn-gru; "
         f"with --smoke mincharrnn,{','.join(SMOKE_CONFIGS)})",
     )
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
@@ -349,7 +351,9 @@ def main(argv=None):
     configs = {**CONFIGS, **SMOKE_CONFIGS}
     if args.configs is None:
         args.configs = ",".join(
-            ["mincharrnn", *SMOKE_CONFIGS] if args.smoke else ["mincharrnn", "charrnn-default"]
+            ["mincharrnn", *SMOKE_CONFIGS]
+            if args.smoke
+            else ["mincharrnn", "charrnn-default", "charrnn-gru"]
         )
     if args.smoke:
         args.rounds, args.round_time = 1, 0.01

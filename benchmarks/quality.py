@@ -6,7 +6,9 @@
 Both train char-rnn's default model (a 2x128 LSTM, batch 50, 50 steps, Adam 2e-3, gradient
 clipped by value at 5, one-hot input, uniform(+-1/sqrt(H)) initial weights) on the first 90% of
 tinyshakespeare and report the mean cross-entropy (nats per character) on the last 10% (the
-111,540 characters of nanoGPT's split) every ``--eval-every`` seconds of training.  Only training
+111,540 characters of nanoGPT's split) every ``--eval-every`` seconds of training.  ``--dropout P``
+applies rnnfast's rule in both: on every layer's output, between the layers (nn.LSTM's dropout)
+and before the decoder (an nn.Dropout), in training only.  Only training
 time is counted: the clock stops while the validation loss is computed.  Each row of the CSV:
 seconds, training characters, training loss (mean of the last interval), validation loss.
 """
@@ -32,7 +34,8 @@ DEFAULT_DATA = (
 class RnnfastRun:
     def __init__(self, V, args):
         self.model = rnnfast.CharLM(V, cell=args.cell, hidden_size=args.hidden_size,
-                                    num_layers=args.num_layers, seed=args.seed)  # fmt: skip
+                                    num_layers=args.num_layers, seed=args.seed,
+                                    dropout=args.dropout)  # fmt: skip
         self.opt = rnnfast.Adam(self.model, lr=args.lr)
         self.state = None
         self.clip = args.clip
@@ -59,7 +62,9 @@ class TorchRun:
         torch.manual_seed(args.seed)
         self.torch, self.V = torch, V
         cls = torch.nn.LSTM if args.cell == "lstm" else torch.nn.RNN
-        self.rnn = cls(V, args.hidden_size, num_layers=args.num_layers)
+        between = args.dropout if args.num_layers > 1 else 0.0  # nn.LSTM warns at one layer
+        self.rnn = cls(V, args.hidden_size, num_layers=args.num_layers, dropout=between)
+        self.dropout = torch.nn.Dropout(args.dropout)  # the top layer's output, as rnnfast
         self.linear = torch.nn.Linear(args.hidden_size, V)
         self.params = list(self.rnn.parameters()) + list(self.linear.parameters())
         self.opt = torch.optim.Adam(self.params, lr=args.lr)
@@ -73,12 +78,14 @@ class TorchRun:
         torch = self.torch
         onehot = torch.nn.functional.one_hot(torch.from_numpy(x), self.V).float()
         out, state = self.rnn(onehot, state)
-        logits = self.linear(out).reshape(-1, self.V)
+        logits = self.linear(self.dropout(out)).reshape(-1, self.V)
         target = torch.from_numpy(y.reshape(-1))
         return torch.nn.functional.cross_entropy(logits, target), state
 
     def train_step(self, x, y):
         torch = self.torch
+        self.rnn.train()
+        self.dropout.train()
         self.opt.zero_grad()
         loss, state = self._forward(x, y, self.state)
         loss.backward()
@@ -91,6 +98,8 @@ class TorchRun:
 
     def evaluate(self, batches):
         total, state = 0.0, None
+        self.rnn.eval()
+        self.dropout.eval()
         with self.torch.no_grad():
             for x, y in batches:
                 loss, state = self._forward(x, y, state)
@@ -107,6 +116,7 @@ def main(argv=None):
     parser.add_argument("--cell", default="lstm")
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--num-layers", type=int, default=2)
+    parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--seq-length", type=int, default=50)
     parser.add_argument("--lr", type=float, default=2e-3)

@@ -15,13 +15,14 @@ void rf_blas_init(rf_sgemm_fn sgemm, rf_dgemm_fn dgemm, rf_sgemv_fn sgemv, rf_dg
     dgemv_ptr = dgemv;
 }
 
-/* A single row times a large matrix runs several times faster as gemv than as gemm (OpenBLAS
- * packs the whole matrix for one row); below this many matrix elements gemm wins. */
-#define GEMV_MIN_ELEMENTS 16384
-
 /* A row-major matrix is its column-major transpose with the same leading dimension, so the
  * row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T: swap the operands.
- * For M == 1 that is a matrix-vector product: C^T (N) = op(B)^T a, with a = A's only row.
+ * For M == 1 that is a matrix-vector product: C^T (N) = op(B)^T a, with a = op(A)'s only row
+ * (stride lda when A is transposed).  One row always goes to gemv: OpenBLAS's gemm packs the
+ * whole matrix for one row (with its Haswell kernels, sgemm_itcopy took 44% of batch-1 sampling
+ * at H=100); measured through SciPy, sgemm with one row against sgemv (benchmarks/packed_paths.py,
+ * results/packed_paths.log): Haswell kernels 1.3-8x slower, SkylakeX 1.1-1.6x slower, at
+ * (K x N) from 100 x 65 to 512 x 2048.
  * The one NaN guard of the kernels: with beta = 0, C is zeroed first, since BLAS may still
  * multiply the old C by 0 (OpenBLAS's gemv scales y, and NaN * 0 is NaN) and callers pass
  * uninitialized outputs. */
@@ -34,10 +35,11 @@ void rf_blas_init(rf_sgemm_fn sgemm, rf_dgemm_fn dgemm, rf_sgemv_fn sgemv, rf_dg
         if (beta == 0)                                                                         \
             for (int r = 0; r < M; r++)                                                        \
                 memset(C + (long)r * ldc, 0, sizeof(REAL) * (size_t)N);                        \
-        if (M == 1 && !trans_a && (long)N * K >= GEMV_MIN_ELEMENTS) {                          \
+        if (M == 1) {                                                                          \
             char t = trans_b ? 'T' : 'N';                                                      \
             int rows = trans_b ? K : N, cols = trans_b ? N : K, one = 1;                       \
-            GEMV_PTR(&t, &rows, &cols, &alpha, (REAL *)B, &ldb, (REAL *)A, &one, &beta, C,     \
+            int inc_a = trans_a ? lda : 1;                                                     \
+            GEMV_PTR(&t, &rows, &cols, &alpha, (REAL *)B, &ldb, (REAL *)A, &inc_a, &beta, C,   \
                      &one);                                                                    \
             return;                                                                            \
         }                                                                                      \

@@ -1,3 +1,5 @@
+#include <math.h>
+
 #include "paths.h"
 
 /* isa -1: not yet set */
@@ -47,18 +49,32 @@ struct rf_paths rf_paths_get(void)
     return current;
 }
 
-/* A build for the host (-march=native) whose baseline has AVX-512F and FMA packs by default too. */
-#if defined(__AVX512F__) && defined(__FMA__)
+/* The baseline variant packs by default where the build's baseline has hardware fma
+ * (FP_FAST_FMAF: a -march=native x86 build with FMA, AArch64 where the loops become NEON fmla):
+ * on x86-64 without FMA its fmaf is a libm call per element, 20-50x slower than BLAS
+ * (benchmarks/results/packed_paths.log). */
+#if defined(FP_FAST_FMAF)
 #define BASELINE_PACKS 1
 #else
 #define BASELINE_PACKS 0
 #endif
 
+/* Packed for B >= 2 on AVX-512 and AVX2; B = 1 through BLAS, whose one-row products are gemv
+ * (blas.c), which streams W_h as the packed kernel does without its two packs per call.
+ * Measured, 1 thread, one layer's forward + backward per step, BLAS / packed (> 1: packed
+ * faster), benchmarks/packed_paths.py (results/packed_paths.log); AVX-512 variant with SkylakeX
+ * kernels / AVX2 variant with Haswell kernels:
+ *   charrnn-default B=50 H=128 1.08 / 1.13;  mid B=32 H=512 1.21 / 1.24;
+ *   large B=64 H=1024 0.95 / 0.91 (a miss: the panels outgrow L1 at K = 1024);
+ *   B=1: H=100 rnn 0.81 / 1.02, H=128 1.25 / 1.24, H=256 0.79 / 0.87, H=512 0.94 / 0.97. */
 int rf_use_packed(int M)
 {
     if (current.packed != RF_PACKED_AUTO)
         return current.packed;
-    return M >= 2 && (rf_isa_active() == RF_ISA_AVX512 || BASELINE_PACKS);
+    if (M < 2)
+        return 0;
+    const int isa = rf_isa_active();
+    return isa == RF_ISA_AVX512 || isa == RF_ISA_AVX2 || BASELINE_PACKS;
 }
 
 int rf_chunk_steps(int B, int64_t step_bytes)

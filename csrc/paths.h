@@ -14,8 +14,9 @@
  * the baseline.
  *
  * Packed per-step products.  The per-step GEMMs h_{t-1} W_h (and the backward carry) go through
- * the packed kernel of pgemm_tmpl.h or through BLAS: by default packed when the active ISA is
- * AVX-512 and B >= 2 (where it was measured faster); RF_PACKED_ON / RF_PACKED_OFF force it.
+ * the packed kernel of pgemm_tmpl.h or through BLAS: by default packed when B >= 2 and the active
+ * ISA is AVX-512 or AVX2 (or the baseline with hardware fma), where it was measured faster
+ * (paths.c); RF_PACKED_ON / RF_PACKED_OFF force it.
  *
  * Chunks.  The recurrent drivers project the input and run the weight-gradient GEMMs per chunk
  * of about chunk_bytes of activations (RF_CHUNK_BYTES by default), but of at least chunk_rows

@@ -5,8 +5,9 @@
 #include "paths.h"
 #include "recurrent.h"
 
-/* The two cells of the one recurrent driver (recurrent_tmpl.h). */
-enum { CELL_RNN = 0, CELL_LSTM = 1 };
+/* The three cells of the one recurrent driver (recurrent_tmpl.h), and their gate blocks. */
+enum { CELL_RNN = 0, CELL_LSTM = 1, CELL_GRU = 2 };
+#define CELL_GATES(cell) ((cell) == CELL_LSTM ? 4 : (cell) == CELL_GRU ? 3 : 1)
 
 /* The value at position k (0-based) of a (n) sorted in descending order; reorders a.
  * Quickselect with Hoare partitioning: the value is unique whatever the order of equal ones. */
@@ -128,6 +129,18 @@ void rf_lstm_backward_f32(const struct rf_layer_grads_f32 *grads,
     RF_BY_ISA(, lstm_backward_f32, (grads, ws, layer))
 }
 
+void rf_gru_forward_f32(const struct rf_layer_f32 *layer,
+                        const struct rf_workspace_f32 *ws)
+{
+    RF_BY_ISA(, gru_forward_f32, (layer, ws))
+}
+
+void rf_gru_backward_f32(const struct rf_layer_grads_f32 *grads,
+                         const struct rf_workspace_f32 *ws, const struct rf_layer_f32 *layer)
+{
+    RF_BY_ISA(, gru_backward_f32, (grads, ws, layer))
+}
+
 void rf_sample_f32(int64_t *out, const struct rf_sampler_f32 *sampler,
                    const double *uniforms, const int64_t *first_ids, int N)
 {
@@ -156,6 +169,18 @@ void rf_lstm_backward_f64(const struct rf_layer_grads_f64 *grads,
                           const struct rf_workspace_f64 *ws, const struct rf_layer_f64 *layer)
 {
     RF_BY_ISA(, lstm_backward_f64, (grads, ws, layer))
+}
+
+void rf_gru_forward_f64(const struct rf_layer_f64 *layer,
+                        const struct rf_workspace_f64 *ws)
+{
+    RF_BY_ISA(, gru_forward_f64, (layer, ws))
+}
+
+void rf_gru_backward_f64(const struct rf_layer_grads_f64 *grads,
+                         const struct rf_workspace_f64 *ws, const struct rf_layer_f64 *layer)
+{
+    RF_BY_ISA(, gru_backward_f64, (grads, ws, layer))
 }
 
 void rf_sample_f64(int64_t *out, const struct rf_sampler_f64 *sampler,

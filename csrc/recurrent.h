@@ -1,16 +1,20 @@
-/* The recurrent layers (vanilla RNN and LSTM) over a whole sequence, forward and backward through
- * time, and the sampling loop.  Plain C99: no Python, no allocation, no I/O; the bridge
+/* The recurrent layers (vanilla RNN, LSTM and GRU) over a whole sequence, forward and backward
+ * through time, and the sampling loop.  Plain C99: no Python, no allocation, no I/O; the bridge
  * (rnnfast/_kernels.pyx) has checked every shape, dtype, index and aliasing before a call.
  *
  * Dimension letters: T time steps, B batch, I the layer's input size (V for layer 0), H hidden
- * size, G = 4H (LSTM) or H (RNN), S sampled streams, L layers, V vocabulary, N sampled steps.
+ * size, G = 4H (LSTM), 3H (GRU) or H (RNN), S sampled streams, L layers, V vocabulary, N sampled
+ * steps.
  * Each kernel takes descriptors (sizes and pointers, shapes in the comments) in the order
- * outputs, inputs.  Forward assigns; backward accumulates (+=) into dW_x, dW_h, db and assigns
- * dX (may be NULL), dh0, dc0 and the workspace, its carries starting from dh_T, dc_T (or zero).  The equations are those of
+ * outputs, inputs.  Forward assigns; backward accumulates (+=) into dW_x, dW_h, db, db_hn and
+ * assigns dX (may be NULL), dh0, dc0 and the workspace, its carries starting from dh_T, dc_T
+ * (or zero).  The equations are those of
  * rnnfast/reference.py:
  *   RNN    h_t = tanh(x_t W_x + h_{t-1} W_h + b)
  *   LSTM   a_t = x_t W_x + h_{t-1} W_h + b, gates i, f, g, o = sig(a_i), sig(a_f), tanh(a_g),
- *          sig(a_o);  c_t = f c_{t-1} + i g;  h_t = o tanh(c_t) */
+ *          sig(a_o);  c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
+ *   GRU    a_t = x_t W_x + b,  R_t = h_{t-1} W_h + (0, 0, b_hn),  r = sig(a_r + R_r),
+ *          z = sig(a_z + R_z),  n = tanh(a_n + r R_n);  h_t = (1 - z) n + z h_{t-1} */
 #ifndef RNNFAST_RECURRENT_H
 #define RNNFAST_RECURRENT_H
 
@@ -29,10 +33,16 @@
         const real *b;      /* (G) */                                                          \
         const real *h0;     /* (B, H) */                                                       \
         const real *c0;     /* (B, H); LSTM only, NULL for the RNN */                          \
+        const real *b_hn;   /* (H); GRU only */                                                \
         real *hs;           /* (T, B, H) h_t */                                                \
         real *cs;           /* (T, B, H) c_t; LSTM only */                                     \
         real *tcs;          /* (T, B, H) tanh(c_t); LSTM only */                               \
-        real *gates;        /* (T, B, 4H) activated i, f, g, o; LSTM only */                   \
+        real *gates;        /* (T, B, G) activated LSTM i, f, g, o / GRU r, z, n; not RNN */   \
+        real *R;            /* (T, B, 3H) R_t = h_{t-1} W_h + (0, 0, b_hn); GRU only */        \
+        /* Dropout on the layer's output: both NULL (none) or both set.  The recurrence reads  \
+         * hs; the layer above reads out, and backward takes dH as d loss / d out. */          \
+        const real *mask;   /* (T, B, H) each output's factor: 0 or 1 / (1 - p) */             \
+        real *out;          /* (T, B, H) out_t = h_t * mask_t; forward writes it */            \
     };                                                                                         \
     /* The gradients of one layer: dH in, the rest out. */                                    \
     struct rf_layer_grads_##sfx {                                                              \
@@ -42,15 +52,18 @@
         real *db;        /* (G) += */                                                          \
         real *dh0;       /* (B, H) assigned */                                                 \
         real *dc0;       /* (B, H) assigned; LSTM only */                                      \
-        const real *dH;  /* (T, B, H) d loss / d h_t from above (the layer or the output) */   \
+        real *db_hn;     /* (H) +=; GRU only */                                                \
+        const real *dH;  /* (T, B, H) d loss / d h_t (/ d out_t with dropout) from above */    \
         /* (B, H) d loss / d h_{T-1}, d loss / d c_{T-1} from beyond the sequence (the final   \
-         * state's gradient): the carries into step T-1.  NULL: zero; dc_T is LSTM only. */    \
+         * state's gradient, past any dropout): the carries into step T-1.  NULL: zero; dc_T   \
+         * is LSTM only. */                                                                    \
         const real *dh_T;                                                                      \
         const real *dc_T;                                                                      \
     };                                                                                         \
     /* Scratch, assigned by the kernels. */                                                   \
     struct rf_workspace_##sfx {                                                                \
         real *dA;   /* (T, B, G) d loss / d a_t; backward only */                              \
+        real *dR;   /* (T, B, 3H) d loss / d R_t; GRU backward only */                         \
         real *pack; /* (rf_recurrent_pack_size(H, G)) W_h packed for the per-step products */  \
     };                                                                                         \
     /* The sampling loop's model, state, options and scratch. */                              \
@@ -59,14 +72,16 @@
         const real *const *W_x; /* L pointers: (V, G) for layer 0, (H, G) above */             \
         const real *const *W_h; /* L pointers: (H, G) */                                       \
         const real *const *b;   /* L pointers: (G) */                                          \
+        const real *const *b_hn; /* L pointers: (H) for a GRU; NULL otherwise */               \
         const real *W_y;        /* (H, V) */                                                   \
         const real *b_y;        /* (V) */                                                      \
         real *h;                /* (L, S, H) in/out */                                         \
-        real *c;                /* (L, S, H) in/out; NULL: an RNN */                           \
+        real *c;                /* (L, S, H) in/out; NULL: an RNN or a GRU */                  \
         double temperature;     /* > 0 */                                                      \
         int top_k;              /* <= 0: no top-k */                                           \
         int argmax;             /* nonzero: the first largest logit, no draw */                \
         real *act;              /* (S, G) scratch */                                           \
+        real *rec;              /* (S, G) scratch; GRU only */                                 \
         real *cbuf, *tcbuf;     /* (S, H) scratch */                                           \
         real *logits;           /* (S, V) scratch */                                           \
         double *w, *sel;        /* (V) scratch */                                              \
@@ -82,11 +97,16 @@
     void rf_lstm_backward_##sfx(const struct rf_layer_grads_##sfx *grads,                      \
                                 const struct rf_workspace_##sfx *ws,                           \
                                 const struct rf_layer_##sfx *layer);                           \
+    void rf_gru_forward_##sfx(const struct rf_layer_##sfx *layer,                              \
+                              const struct rf_workspace_##sfx *ws);                            \
+    void rf_gru_backward_##sfx(const struct rf_layer_grads_##sfx *grads,                       \
+                               const struct rf_workspace_##sfx *ws,                            \
+                               const struct rf_layer_##sfx *layer);                            \
     /* Generate N ids for S streams (reference.sample / reference.draw).  out (N, S);         \
      * uniforms (N, S); first_ids (S). */                                                     \
     void rf_sample_##sfx(int64_t *out, const struct rf_sampler_##sfx *sampler,                 \
                          const double *uniforms, const int64_t *first_ids, int N);             \
-    /* Elements of the workspace's pack (G = 4H LSTM, H RNN). */                              \
+    /* Elements of the workspace's pack (G = 4H LSTM, 3H GRU, H RNN). */                      \
     int64_t rf_recurrent_pack_size_##sfx(int H, int G);                                        \
     /* out (n) = the kernels' own tanh / sigmoid of x (n), for the error test against libm. */ \
     void rf_vec_tanh_##sfx(real *out, const real *x, int64_t n);                               \

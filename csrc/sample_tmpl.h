@@ -46,7 +46,7 @@ static void FN(sample)(int64_t *out, const struct DT(rf_sampler) *m, const doubl
                        const int64_t *first_ids, int N)
 {
     const int S = m->S, L = m->L, H = m->H, V = m->V;
-    const int G = m->c ? 4 * H : H;
+    const int G = (m->c ? 4 : m->b_hn ? 3 : 1) * H;
     const int64_t slab = (int64_t)S * H; /* one layer of h, c (S,H) */
     real *act = m->act, *logits = m->logits;
     int64_t *ids = m->ids;
@@ -58,11 +58,16 @@ static void FN(sample)(int64_t *out, const struct DT(rf_sampler) *m, const doubl
                 FN(project)(act, ids, NULL, m->W_x[0], m->b[0], S, V, G);
             else
                 FN(project)(act, NULL, hl - slab, m->W_x[l], m->b[l], S, H, G);
-            GEMM(0, 0, S, G, H, 1, hl, H, m->W_h[l], G, 1, act, G); /* act += h W_h */
+            /* act += h W_h, or for the GRU rec = h W_h apart (its n gate reads it alone) */
+            real *rec = m->b_hn ? m->rec : act;
+            GEMM(0, 0, S, G, H, 1, hl, H, m->W_h[l], G, m->b_hn ? 0 : 1, rec, G);
             if (m->c) {
                 real *cl = m->c + l * slab;
                 FN(lstm_cell)(hl, m->cbuf, m->tcbuf, act, cl, S, H);
                 memcpy(cl, m->cbuf, sizeof(real) * (size_t)slab);
+            } else if (m->b_hn) {
+                FN(gru_cell)(m->cbuf, act, rec, m->b_hn[l], hl, S, H);
+                memcpy(hl, m->cbuf, sizeof(real) * (size_t)slab);
             } else {
                 FN(tanh_pass)(hl, act, slab);
             }

@@ -1,4 +1,4 @@
-"""rnnfast: character-level RNN and LSTM language models on the CPU, with fused C kernels.
+"""rnnfast: character-level RNN, LSTM and GRU language models on the CPU, with fused C kernels.
 
     model = rnnfast.CharLM(vocab, cell="lstm", hidden_size=256, num_layers=2)
     opt = rnnfast.Adam(model, lr=2e-3)
@@ -10,12 +10,12 @@
 
 from . import cs231n, layers, reference  # noqa: F401  (the submodules are public)
 from .data import Batches, Vocab, builtin_corpus, load_text, split
-from .model import LSTM, RNN, CharLM, Params, Stack, State
+from .model import GRU, LSTM, RNN, CharLM, Params, Stack, State
 from .optim import SGD, Adagrad, Adam, Optimizer, RMSProp
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "LSTM", "RNN", "SGD", "Adagrad", "Adam", "Batches", "CharLM", "Optimizer", "Params",
+    "GRU", "LSTM", "RNN", "SGD", "Adagrad", "Adam", "Batches", "CharLM", "Optimizer", "Params",
     "RMSProp", "Stack", "State", "Vocab", "builtin_corpus", "load_text", "reference", "split",
 ]  # fmt: skip

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .distributed import DEFAULT_TIMEOUT
 
     parser = argparse.ArgumentParser(
-        prog="rnnfast", description="Character-level RNN/LSTM language models on the CPU."
+        prog="rnnfast", description="Character-level RNN/LSTM/GRU language models on the CPU."
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -90,9 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a UTF-8 text file (default: the built-in corpus, Python standard-library source)",
     )
-    t.add_argument("--cell", choices=("lstm", "rnn"), help="default lstm")
+    t.add_argument("--cell", choices=("lstm", "rnn", "gru"), help="default lstm")
     t.add_argument("--hidden-size", type=_positive_int, metavar="N", help="default 128")
     t.add_argument("--num-layers", type=_positive_int, metavar="N", help="default 2")
+    t.add_argument(
+        "--dropout",
+        type=_fraction,
+        metavar="P",
+        help="inverted dropout on every layer's output in training, in [0, 1) (default 0)",
+    )
     t.add_argument("--batch-size", type=_positive_int, metavar="N", help="default 50")
     t.add_argument("--seq-length", type=_positive_int, metavar="N", help="default 50")
     t.add_argument(
@@ -325,6 +331,7 @@ _ARCHITECTURE = {
     "cell": "cell",
     "hidden_size": "hidden-size",
     "num_layers": "num-layers",
+    "dropout": "dropout",
     "batch_size": "batch-size",
     "seq_length": "seq-length",
     "optimizer": "optimizer",
@@ -591,7 +598,8 @@ def cmd_info(args) -> int:
         f"checkpoint   {path} (format version {meta['format_version']}, written by rnnfast "
         f"{meta.get('rnnfast_version', '?')})",
         f"model        {m['cell']}, hidden_size {m['hidden_size']}, num_layers "
-        f"{m['num_layers']}, {m['dtype']}, {ck.model.num_params:,} parameters",
+        f"{m['num_layers']}, {m['dtype']}, {ck.model.num_params:,} parameters"
+        + (f", dropout {ck.model.dropout:g}" if ck.model.dropout else ""),
         f"vocabulary   {m['vocab_size']} characters",
     ]
     if ck.optimizer is not None:

@@ -88,10 +88,14 @@ cdef extern from "recurrent.h" nogil:
         const float *b
         const float *h0
         const float *c0
+        const float *b_hn
         float *hs
         float *cs
         float *tcs
         float *gates
+        float *R
+        const float *mask
+        float *out
     struct rf_layer_grads_f32:
         float *dX
         float *dW_x
@@ -99,17 +103,20 @@ cdef extern from "recurrent.h" nogil:
         float *db
         float *dh0
         float *dc0
+        float *db_hn
         const float *dH
         const float *dh_T
         const float *dc_T
     struct rf_workspace_f32:
         float *dA
+        float *dR
         float *pack
     struct rf_sampler_f32:
         int L, S, H, V
         const float *const *W_x
         const float *const *W_h
         const float *const *b
+        const float *const *b_hn
         const float *W_y
         const float *b_y
         float *h
@@ -118,6 +125,7 @@ cdef extern from "recurrent.h" nogil:
         int top_k
         int argmax
         float *act
+        float *rec
         float *cbuf
         float *tcbuf
         float *logits
@@ -133,10 +141,14 @@ cdef extern from "recurrent.h" nogil:
         const double *b
         const double *h0
         const double *c0
+        const double *b_hn
         double *hs
         double *cs
         double *tcs
         double *gates
+        double *R
+        const double *mask
+        double *out
     struct rf_layer_grads_f64:
         double *dX
         double *dW_x
@@ -144,17 +156,20 @@ cdef extern from "recurrent.h" nogil:
         double *db
         double *dh0
         double *dc0
+        double *db_hn
         const double *dH
         const double *dh_T
         const double *dc_T
     struct rf_workspace_f64:
         double *dA
+        double *dR
         double *pack
     struct rf_sampler_f64:
         int L, S, H, V
         const double *const *W_x
         const double *const *W_h
         const double *const *b
+        const double *const *b_hn
         const double *W_y
         const double *b_y
         double *h
@@ -163,6 +178,7 @@ cdef extern from "recurrent.h" nogil:
         int top_k
         int argmax
         double *act
+        double *rec
         double *cbuf
         double *tcbuf
         double *logits
@@ -175,6 +191,9 @@ cdef extern from "recurrent.h" nogil:
     void rf_lstm_forward_f32(const rf_layer_f32 *layer, const rf_workspace_f32 *ws)
     void rf_lstm_backward_f32(const rf_layer_grads_f32 *grads, const rf_workspace_f32 *ws,
                               const rf_layer_f32 *layer)
+    void rf_gru_forward_f32(const rf_layer_f32 *layer, const rf_workspace_f32 *ws)
+    void rf_gru_backward_f32(const rf_layer_grads_f32 *grads, const rf_workspace_f32 *ws,
+                             const rf_layer_f32 *layer)
     void rf_sample_f32(int64_t *out, const rf_sampler_f32 *sampler, const double *uniforms,
                        const int64_t *first_ids, int N)
     void rf_rnn_forward_f64(const rf_layer_f64 *layer, const rf_workspace_f64 *ws)
@@ -183,6 +202,9 @@ cdef extern from "recurrent.h" nogil:
     void rf_lstm_forward_f64(const rf_layer_f64 *layer, const rf_workspace_f64 *ws)
     void rf_lstm_backward_f64(const rf_layer_grads_f64 *grads, const rf_workspace_f64 *ws,
                               const rf_layer_f64 *layer)
+    void rf_gru_forward_f64(const rf_layer_f64 *layer, const rf_workspace_f64 *ws)
+    void rf_gru_backward_f64(const rf_layer_grads_f64 *grads, const rf_workspace_f64 *ws,
+                             const rf_layer_f64 *layer)
     void rf_sample_f64(int64_t *out, const rf_sampler_f64 *sampler, const double *uniforms,
                        const int64_t *first_ids, int N)
     int64_t rf_recurrent_pack_size_f32(int H, int G)
@@ -329,6 +351,20 @@ cdef inline void rf_lstm_backward(const rf_recurrent *d) noexcept nogil:
         rf_lstm_backward_f32(&d.grads, &d.ws, &d.layer)
     else:
         rf_lstm_backward_f64(&d.grads, &d.ws, &d.layer)
+
+
+cdef inline void rf_gru_forward(const rf_recurrent *d) noexcept nogil:
+    if rf_recurrent is rf_recurrent_f32:
+        rf_gru_forward_f32(&d.layer, &d.ws)
+    else:
+        rf_gru_forward_f64(&d.layer, &d.ws)
+
+
+cdef inline void rf_gru_backward(const rf_recurrent *d) noexcept nogil:
+    if rf_recurrent is rf_recurrent_f32:
+        rf_gru_backward_f32(&d.grads, &d.ws, &d.layer)
+    else:
+        rf_gru_backward_f64(&d.grads, &d.ws, &d.layer)
 
 
 cdef inline void rf_sample(int64_t *out, const rf_sampler *sampler, const double *uniforms,

@@ -41,7 +41,8 @@ rf_blas_init(<rf_sgemm_fn>_blas_function("sgemm"), <rf_dgemm_fn>_blas_function("
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _INDEX_DTYPE = np.dtype(np.int64)
-_GATES = {"rnn": 1, "lstm": 4}
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+_A_CELL = {"rnn": "an rnn", "lstm": "an lstm", "gru": "a gru"}
 
 
 # ---- the code paths: machine-chosen by default, forceable (csrc/paths.h) ---------------------
@@ -496,10 +497,10 @@ cdef tuple _check_layer(str cell, object X, object W_x, object W_h, object b, ob
     (dtype, T, B, I, H, ids), ids True when X holds character ids."""
     cdef int gates = _GATES[cell]
     dtype = _float_dtype("W_h", W_h)
-    g_name = "4H" if gates == 4 else "H"
+    g_name = f"{gates}H" if gates > 1 else "H"
     if W_h.ndim != 2 or W_h.shape[0] < 1 or W_h.shape[1] != gates * W_h.shape[0]:
-        raise ValueError(f"W_h: expected shape (H, {g_name}) with H >= 1 for an {cell} layer, "
-                         f"got {W_h.shape}")
+        raise ValueError(f"W_h: expected shape (H, {g_name}) with H >= 1 for {_A_CELL[cell]} "
+                         f"layer, got {W_h.shape}")
     H = W_h.shape[0]
     G = gates * H
     _check_array("W_h", W_h, dtype, (H, G))
@@ -561,6 +562,23 @@ cdef inline void _out(floating **field, object a):
     field[0] = <floating *>_data(a)
 
 
+cdef _check_dropout(object out, object mask, object dtype, tuple shape, bint forward):
+    """Dropout's arrays, each of the layer's ``shape`` (T, B, H): the factors ``mask`` or None,
+    and in a forward the output ``out``, given exactly when ``mask`` is."""
+    if forward and (out is None) != (mask is None):
+        given = "out" if mask is None else "mask"
+        raise ValueError(f"out, mask: expected both (dropout) or neither, got {given} alone")
+    if mask is not None:
+        _check_array("mask", mask, dtype, shape)
+    if out is not None:
+        _check_output("out", out, dtype, shape)
+
+
+cdef _fill_dropout(rf_recurrent *d, object out, object mask):
+    _out(&d.layer.out, out)
+    _in(&d.layer.mask, mask)
+
+
 cdef object _fill_layer(rf_recurrent *d, object X, object W_x, object W_h, object b, object h0,
                         object c0, int T, int B, int I, int H, bint ids, int G):
     """Zero the descriptors, fill the layer's sizes and inputs and give the workspace a fresh
@@ -586,26 +604,30 @@ cdef object _fill_layer(rf_recurrent *d, object X, object W_x, object W_h, objec
 
 
 cdef _rnn_forward(rf_recurrent *d, object H, object X, object W_x, object W_h, object b,
-                  object h0, int T, int B, int I, int n, bint ids):
+                  object h0, object out, object mask, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, b, h0, None, T, B, I, n, ids, n)
     _out(&d.layer.hs, H)
+    _fill_dropout(d, out, mask)
     with nogil:
         rf_rnn_forward(d)
 
 
-def rnn_forward(H, X, W_x, W_h, b, h0):
-    """Vanilla RNN over a sequence; see ``reference.rnn_forward``."""
+def rnn_forward(H, X, W_x, W_h, b, h0, *, out=None, mask=None):
+    """Vanilla RNN over a sequence, with dropout on its output when ``out`` and ``mask`` are
+    given; see ``reference.rnn_forward``."""
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("rnn", X, W_x, W_h, b, h0, None)
     _check_output("H", H, dtype, (T, B, n))
-    _check_no_overlap(("H", "X", "W_x", "W_h", "b", "h0"), (H, X, W_x, W_h, b, h0), 1)
+    _check_dropout(out, mask, dtype, (T, B, n), True)
+    _check_no_overlap(("H", "out", "X", "W_x", "W_h", "b", "h0", "mask"),
+                      (H, out, X, W_x, W_h, b, h0, mask), 2)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _rnn_forward(&d32, H, X, W_x, W_h, b, h0, T, B, I, n, ids)
+        _rnn_forward(&d32, H, X, W_x, W_h, b, h0, out, mask, T, B, I, n, ids)
     else:
-        _rnn_forward(&d64, H, X, W_x, W_h, b, h0, T, B, I, n, ids)
+        _rnn_forward(&d64, H, X, W_x, W_h, b, h0, out, mask, T, B, I, n, ids)
 
 
 cdef _fill_grads(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
@@ -624,21 +646,25 @@ cdef _fill_grads(rf_recurrent *d, object dX, object dW_x, object dW_h, object db
 
 cdef _rnn_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
                    object dA, object dH, object X, object H, object W_x, object W_h, object h0,
-                   object dh_T, int T, int B, int I, int n, bint ids):
+                   object mask, object dh_T, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, n)
     _out(&d.layer.hs, H)
+    _fill_dropout(d, None, mask)
     _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH, dh_T, None)
     with nogil:
         rf_rnn_backward(d)
 
 
-def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, *, dh_T=None):
-    """Backward through time of ``rnn_forward``; see ``reference.rnn_backward``."""
+def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, *, mask=None, dh_T=None):
+    """Backward through time of ``rnn_forward`` (through its dropout when ``mask`` is given: dH
+    is then the gradient of out), from the final state's gradient ``dh_T`` (None: zero); see
+    ``reference.rnn_backward``."""
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("rnn", X, W_x, W_h, None, h0, None)
     _check_array("dH", dH, dtype, (T, B, n))
     _check_array("H", H, dtype, (T, B, n))
+    _check_dropout(None, mask, dtype, (T, B, n), False)
     _check_no_input_gradient(dX, ids)
     if dX is not None:
         _check_output("dX", dX, dtype, (T, B, I))
@@ -649,16 +675,16 @@ def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, *, dh_T=No
     _check_output("dA", dA, dtype, (T, B, n))
     _check_final_state_grad("dh_T", dh_T, dtype, B, n)
     _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dA", "dH", "X", "H", "W_x", "W_h",
-                       "h0", "dh_T"), (dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, dh_T),
-                      6)
+                       "h0", "mask", "dh_T"),
+                      (dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask, dh_T), 6)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _rnn_backward(&d32, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, dh_T, T, B, I, n,
-                      ids)
+        _rnn_backward(&d32, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask, dh_T, T,
+                      B, I, n, ids)
     else:
-        _rnn_backward(&d64, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, dh_T, T, B, I, n,
-                      ids)
+        _rnn_backward(&d64, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask, dh_T, T,
+                      B, I, n, ids)
 
 
 cdef _fill_lstm_cache(rf_recurrent *d, object H, object C, object tanhC, object gates):
@@ -669,16 +695,18 @@ cdef _fill_lstm_cache(rf_recurrent *d, object H, object C, object tanhC, object 
 
 
 cdef _lstm_forward(rf_recurrent *d, object H, object C, object tanhC, object gates, object X,
-                   object W_x, object W_h, object b, object h0, object c0, int T, int B, int I,
-                   int n, bint ids):
+                   object W_x, object W_h, object b, object h0, object c0, object out,
+                   object mask, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, b, h0, c0, T, B, I, n, ids, 4 * n)
     _fill_lstm_cache(d, H, C, tanhC, gates)
+    _fill_dropout(d, out, mask)
     with nogil:
         rf_lstm_forward(d)
 
 
-def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0):
-    """LSTM over a sequence; see ``reference.lstm_forward``."""
+def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, *, out=None, mask=None):
+    """LSTM over a sequence, with dropout on its output when ``out`` and ``mask`` are given;
+    see ``reference.lstm_forward``."""
     if c0 is None:
         raise TypeError("c0: expected a numpy.ndarray, got NoneType")
     cdef int T, B, I, n
@@ -688,30 +716,37 @@ def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0):
     _check_output("C", C, dtype, (T, B, n))
     _check_output("tanhC", tanhC, dtype, (T, B, n))
     _check_output("gates", gates, dtype, (T, B, 4 * n))
-    _check_no_overlap(("H", "C", "tanhC", "gates", "X", "W_x", "W_h", "b", "h0", "c0"),
-                      (H, C, tanhC, gates, X, W_x, W_h, b, h0, c0), 4)
+    _check_dropout(out, mask, dtype, (T, B, n), True)
+    _check_no_overlap(("H", "C", "tanhC", "gates", "out", "X", "W_x", "W_h", "b", "h0", "c0",
+                       "mask"), (H, C, tanhC, gates, out, X, W_x, W_h, b, h0, c0, mask), 5)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _lstm_forward(&d32, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, T, B, I, n, ids)
+        _lstm_forward(&d32, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, out, mask, T, B, I, n,
+                      ids)
     else:
-        _lstm_forward(&d64, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, T, B, I, n, ids)
+        _lstm_forward(&d64, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, out, mask, T, B, I, n,
+                      ids)
 
 
 cdef _lstm_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
                     object dc0, object dA, object dH, object X, object H, object C,
                     object tanhC, object gates, object W_x, object W_h, object h0, object c0,
-                    object dh_T, object dc_T, int T, int B, int I, int n, bint ids):
+                    object mask, object dh_T, object dc_T, int T, int B, int I, int n,
+                    bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, None, h0, c0, T, B, I, n, ids, 4 * n)
     _fill_lstm_cache(d, H, C, tanhC, gates)
+    _fill_dropout(d, None, mask)
     _fill_grads(d, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, dh_T, dc_T)
     with nogil:
         rf_lstm_backward(d)
 
 
 def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h, h0,
-                  c0, *, dh_T=None, dc_T=None):
-    """Backward through time of ``lstm_forward``; see ``reference.lstm_backward``."""
+                  c0, *, mask=None, dh_T=None, dc_T=None):
+    """Backward through time of ``lstm_forward`` (through its dropout when ``mask`` is given:
+    dH is then the gradient of out), from the final state's gradients ``dh_T``, ``dc_T`` (None:
+    zero); see ``reference.lstm_backward``."""
     if c0 is None:
         raise TypeError("c0: expected a numpy.ndarray, got NoneType")
     cdef int T, B, I, n
@@ -720,6 +755,7 @@ def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W
     for name, a in (("dH", dH), ("H", H), ("C", C), ("tanhC", tanhC)):
         _check_array(name, a, dtype, (T, B, n))
     _check_array("gates", gates, dtype, (T, B, 4 * n))
+    _check_dropout(None, mask, dtype, (T, B, n), False)
     _check_no_input_gradient(dX, ids)
     if dX is not None:
         _check_output("dX", dX, dtype, (T, B, I))
@@ -732,17 +768,107 @@ def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W
     _check_final_state_grad("dh_T", dh_T, dtype, B, n)
     _check_final_state_grad("dc_T", dc_T, dtype, B, n)
     _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dc0", "dA", "dH", "X", "H", "C",
-                       "tanhC", "gates", "W_x", "W_h", "h0", "c0", "dh_T", "dc_T"),
+                       "tanhC", "gates", "W_x", "W_h", "h0", "c0", "mask", "dh_T", "dc_T"),
                       (dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h,
-                       h0, c0, dh_T, dc_T), 7)
+                       h0, c0, mask, dh_T, dc_T), 7)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
         _lstm_backward(&d32, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
-                       W_h, h0, c0, dh_T, dc_T, T, B, I, n, ids)
+                       W_h, h0, c0, mask, dh_T, dc_T, T, B, I, n, ids)
     else:
         _lstm_backward(&d64, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
-                       W_h, h0, c0, dh_T, dc_T, T, B, I, n, ids)
+                       W_h, h0, c0, mask, dh_T, dc_T, T, B, I, n, ids)
+
+
+cdef _fill_gru_cache(rf_recurrent *d, object H, object gates, object R, object b_hn):
+    _out(&d.layer.hs, H)
+    _out(&d.layer.gates, gates)
+    _out(&d.layer.R, R)
+    _in(&d.layer.b_hn, b_hn)
+
+
+cdef _gru_forward(rf_recurrent *d, object H, object gates, object R, object X, object W_x,
+                  object W_h, object b, object b_hn, object h0, object out, object mask, int T,
+                  int B, int I, int n, bint ids):
+    _pack = _fill_layer(d, X, W_x, W_h, b, h0, None, T, B, I, n, ids, 3 * n)
+    _fill_gru_cache(d, H, gates, R, b_hn)
+    _fill_dropout(d, out, mask)
+    with nogil:
+        rf_gru_forward(d)
+
+
+def gru_forward(H, gates, R, X, W_x, W_h, b, b_hn, h0, *, out=None, mask=None):
+    """GRU over a sequence, with dropout on its output when ``out`` and ``mask`` are given; see
+    ``reference.gru_forward``."""
+    cdef int T, B, I, n
+    cdef bint ids
+    dtype, T, B, I, n, ids = _check_layer("gru", X, W_x, W_h, b, h0, None)
+    _check_array("b_hn", b_hn, dtype, (n,))
+    _check_output("H", H, dtype, (T, B, n))
+    _check_output("gates", gates, dtype, (T, B, 3 * n))
+    _check_output("R", R, dtype, (T, B, 3 * n))
+    _check_dropout(out, mask, dtype, (T, B, n), True)
+    _check_no_overlap(("H", "gates", "R", "out", "X", "W_x", "W_h", "b", "b_hn", "h0", "mask"),
+                      (H, gates, R, out, X, W_x, W_h, b, b_hn, h0, mask), 4)
+    cdef rf_recurrent_f32 d32
+    cdef rf_recurrent_f64 d64
+    if dtype == _F32:
+        _gru_forward(&d32, H, gates, R, X, W_x, W_h, b, b_hn, h0, out, mask, T, B, I, n, ids)
+    else:
+        _gru_forward(&d64, H, gates, R, X, W_x, W_h, b, b_hn, h0, out, mask, T, B, I, n, ids)
+
+
+cdef _gru_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db,
+                   object db_hn, object dh0, object dA, object dR, object dH, object X, object H,
+                   object gates, object R, object W_x, object W_h, object h0, object mask,
+                   object dh_T, int T, int B, int I, int n, bint ids):
+    _pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, 3 * n)
+    _fill_gru_cache(d, H, gates, R, None)
+    _fill_dropout(d, None, mask)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH, dh_T, None)
+    _out(&d.grads.db_hn, db_hn)
+    _out(&d.ws.dR, dR)
+    with nogil:
+        rf_gru_backward(d)
+
+
+def gru_backward(dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x, W_h, h0, *,
+                 mask=None, dh_T=None):
+    """Backward through time of ``gru_forward`` (through its dropout when ``mask`` is given: dH
+    is then the gradient of its ``out``), from the final state's gradient ``dh_T`` (None: zero);
+    see ``reference.gru_backward``."""
+    cdef int T, B, I, n
+    cdef bint ids
+    dtype, T, B, I, n, ids = _check_layer("gru", X, W_x, W_h, None, h0, None)
+    _check_array("dH", dH, dtype, (T, B, n))
+    _check_array("H", H, dtype, (T, B, n))
+    _check_array("gates", gates, dtype, (T, B, 3 * n))
+    _check_array("R", R, dtype, (T, B, 3 * n))
+    _check_no_input_gradient(dX, ids)
+    if dX is not None:
+        _check_output("dX", dX, dtype, (T, B, I))
+    _check_output("dW_x", dW_x, dtype, (I, 3 * n))
+    _check_output("dW_h", dW_h, dtype, (n, 3 * n))
+    _check_output("db", db, dtype, (3 * n,))
+    _check_output("db_hn", db_hn, dtype, (n,))
+    _check_output("dh0", dh0, dtype, (B, n))
+    _check_output("dA", dA, dtype, (T, B, 3 * n))
+    _check_output("dR", dR, dtype, (T, B, 3 * n))
+    _check_dropout(None, mask, dtype, (T, B, n), False)
+    _check_final_state_grad("dh_T", dh_T, dtype, B, n)
+    _check_no_overlap(("dX", "dW_x", "dW_h", "db", "db_hn", "dh0", "dA", "dR", "dH", "X", "H",
+                       "gates", "R", "W_x", "W_h", "h0", "mask", "dh_T"),
+                      (dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x, W_h,
+                       h0, mask, dh_T), 8)
+    cdef rf_recurrent_f32 d32
+    cdef rf_recurrent_f64 d64
+    if dtype == _F32:
+        _gru_backward(&d32, dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x,
+                      W_h, h0, mask, dh_T, T, B, I, n, ids)
+    else:
+        _gru_backward(&d64, dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x,
+                      W_h, h0, mask, dh_T, T, B, I, n, ids)
 
 
 # ---- the sampling loop -----------------------------------------------------------------------
@@ -758,23 +884,23 @@ cdef list _check_layer_list(str name, object arrays, int L):
 
 
 cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, object h, object c,
-             list W_x, list W_h, list b, object W_y, object b_y, double temperature, int top_k,
-             bint argmax, int N, int S, int L, int n, int V):
+             list W_x, list W_h, list b, list b_hn, object W_y, object b_y, double temperature,
+             int top_k, bint argmax, int N, int S, int L, int n, int V, int G):
     if rf_sampler is rf_sampler_f32:
         dtype = _F32
     else:
         dtype = _F64
-    G = (4 if c is not None else 1) * n
     # scratch for the whole call, never per step
     act = np.empty((S, G), dtype)
+    rec = np.empty((S, G), dtype) if b_hn else None
     cbuf = np.empty((S, n), dtype)
     tcbuf = np.empty((S, n), dtype)
     logits = np.empty((S, V), dtype)
     w = np.empty(V, np.float64)
     sel = np.empty(V, np.float64)
     ids = np.empty(S, _INDEX_DTYPE)
-    pointers = np.array([a.ctypes.data for arrays in (W_x, W_h, b) for a in arrays],
-                        dtype=np.uintp)  # W_x[0..L-1], W_h[0..L-1], b[0..L-1]
+    pointers = np.array([a.ctypes.data for arrays in (W_x, W_h, b, b_hn) for a in arrays],
+                        dtype=np.uintp)  # W_x[0..L-1], W_h[0..L-1], b[0..L-1], b_hn[0..L-1]
     memset(m, 0, sizeof(m[0]))
     m.L, m.S, m.H, m.V = L, S, n, V
     if rf_sampler is rf_sampler_f32:
@@ -783,12 +909,14 @@ cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, objec
         m.W_x = <const double *const *>_data(pointers)
     m.W_h = m.W_x + L
     m.b = m.W_x + 2 * L
+    m.b_hn = m.W_x + 3 * L if b_hn else NULL
     _in(&m.W_y, W_y)
     _in(&m.b_y, b_y)
     _out(&m.h, h)
     _out(&m.c, c)
     m.temperature, m.top_k, m.argmax = temperature, top_k, argmax
     _out(&m.act, act)
+    _out(&m.rec, rec)
     _out(&m.cbuf, cbuf)
     _out(&m.tcbuf, tcbuf)
     _out(&m.logits, logits)
@@ -802,26 +930,31 @@ cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, objec
         rf_sample(op, m, up, fp, N)
 
 
-def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax):
+def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax,
+           b_hn=None):
     """Generate characters for S streams; see ``reference.sample`` and ``reference.draw``."""
     dtype = _float_dtype("h", h)
     if h.ndim != 3 or min(h.shape) < 1:
         raise ValueError(f"h: expected shape (L, S, H) with every dimension >= 1, got {h.shape}")
     L, S, n = h.shape
-    cell = "rnn" if c is None else "lstm"
+    if b_hn is not None and c is not None:
+        raise ValueError("c: expected None with b_hn given (a GRU has no cell state), got an "
+                         "array")
+    cell = "gru" if b_hn is not None else "rnn" if c is None else "lstm"
     G = _GATES[cell] * n
-    g_name = "4H" if cell == "lstm" else "H"
+    g_name = f"{_GATES[cell]}H" if cell != "rnn" else "H"
     _check_output("h", h, dtype, (L, S, n))
     if c is not None:
         _check_output("c", c, dtype, (L, S, n))
     W_x, W_h, b = (_check_layer_list(name, a, L) for name, a in
                    (("W_x", W_x), ("W_h", W_h), ("b", b)))
-    for layer in range(L):  # first W_h: its shape tells an LSTM (c given) from an RNN
+    b_hn = [] if b_hn is None else _check_layer_list("b_hn", b_hn, L)
+    for layer in range(L):  # first W_h: its shape tells the cell (c, b_hn given or None)
         _check_ndim(f"W_h[{layer}]", W_h[layer], 2, f"(H, {g_name}) = {(n, G)}")
         if W_h[layer].shape != (n, G):
-            raise ValueError(f"W_h[{layer}]: expected shape (H, {g_name}) = {(n, G)} for an "
-                             f"{cell} layer (c is {'None' if c is None else 'given'}), "
-                             f"got {W_h[layer].shape}")
+            raise ValueError(f"W_h[{layer}]: expected shape (H, {g_name}) = {(n, G)} for "
+                             f"{_A_CELL[cell]} layer (c is {'None' if c is None else 'given'}, "
+                             f"b_hn {'None' if not b_hn else 'given'}), got {W_h[layer].shape}")
         _check_array(f"W_h[{layer}]", W_h[layer], dtype, (n, G))
     _check_ndim("W_x[0]", W_x[0], 2, f"(V, {G})")
     V = W_x[0].shape[0]
@@ -830,6 +963,8 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
     for layer in range(L):
         _check_array(f"W_x[{layer}]", W_x[layer], dtype, (V if layer == 0 else n, G))
         _check_array(f"b[{layer}]", b[layer], dtype, (G,))
+    for layer in range(len(b_hn)):
+        _check_array(f"b_hn[{layer}]", b_hn[layer], dtype, (n,))
     _check_array("W_y", W_y, dtype, (n, V))
     _check_array("b_y", b_y, dtype, (V,))
     _check_ndim("out", out, 2, f"(N, {S})")
@@ -847,20 +982,21 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
     _check_int_size("out", (N, S * max(G, V)))
     names = ["out", "h", "c", "uniforms", "first_ids"]
     names += [f"{kind}[{k}]" for kind in ("W_x", "W_h", "b") for k in range(L)]
+    names += [f"b_hn[{k}]" for k in range(len(b_hn))]
     _check_no_overlap((*names, "W_y", "b_y"),
-                      (out, h, c, uniforms, first_ids, *W_x, *W_h, *b, W_y, b_y), 3)
+                      (out, h, c, uniforms, first_ids, *W_x, *W_h, *b, *b_hn, W_y, b_y), 3)
     cdef int k = 0 if top_k is None or top_k >= V else top_k
-    cdef int cN = N, cS = S, cL = L, cH = n, cV = V
+    cdef int cN = N, cS = S, cL = L, cH = n, cV = V, cG = G
     cdef double temp = temperature
     cdef bint am = argmax
     cdef rf_sampler_f32 m32
     cdef rf_sampler_f64 m64
     if dtype == _F32:
-        _sample(&m32, out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temp, k, am, cN,
-                cS, cL, cH, cV)
+        _sample(&m32, out, uniforms, first_ids, h, c, W_x, W_h, b, b_hn, W_y, b_y, temp, k, am,
+                cN, cS, cL, cH, cV, cG)
     else:
-        _sample(&m64, out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temp, k, am, cN,
-                cS, cL, cH, cV)
+        _sample(&m64, out, uniforms, first_ids, h, c, W_x, W_h, b, b_hn, W_y, b_y, temp, k, am,
+                cN, cS, cL, cH, cV, cG)
 
 
 # ---- test hooks: the kernels' own exp, tanh and sigmoid -------------------------------------

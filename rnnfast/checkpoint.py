@@ -11,10 +11,11 @@ Layout of the archive (``numpy.savez``, read back with ``allow_pickle=False``):
 
 The metadata JSON sits inside the archive rather than beside it, so a checkpoint is one file and
 one atomic rename.  Its keys: ``format`` ("rnnfast-checkpoint"), ``format_version``,
-``rnnfast_version``, ``model`` (cell, hidden_size, num_layers, dtype, vocab_size), ``vocab``
-(the characters, in id order), ``optimizer`` (name, step_count, hyperparameters) or null,
-``training`` (whatever the trainer needs: step, epoch, batch index, learning rate schedule, data
-description, ...).  No absolute path is stored.
+``rnnfast_version``, ``model`` (cell, hidden_size, num_layers, dtype, vocab_size, dropout,
+generator: the state of the model's dropout generator), ``vocab`` (the characters, in id
+order), ``optimizer`` (name, step_count, hyperparameters) or null, ``training`` (whatever the
+trainer needs: step, epoch, batch index, learning rate schedule, data description, ...).  No
+absolute path is stored.
 
 Writes are atomic: the archive is written to a temporary file in the destination directory,
 flushed and fsynced, then renamed over the destination with ``os.replace``; a crash at any moment
@@ -111,6 +112,8 @@ def save(
             "num_layers": model.num_layers,
             "dtype": model.dtype.name,
             "vocab_size": model.vocab_size,
+            "dropout": model.dropout,
+            "generator": model.generator.bit_generator.state,
         },
         "vocab": model.vocab.chars,
         "optimizer": None,
@@ -294,7 +297,10 @@ def _build(path, meta, arrays, dtype, backend) -> Checkpoint:
         num_layers=config["num_layers"],
         dtype=dtype,
         backend=backend or "c",
+        dropout=config.get("dropout", 0.0),
     )
+    if "generator" in config:  # the dropout masks continue where they stopped
+        model.generator.bit_generator.state = config["generator"]
     params = arrays["params"]
     if params.shape != model.flat_params.shape:
         raise CheckpointError(
@@ -324,7 +330,7 @@ def _build(path, meta, arrays, dtype, backend) -> Checkpoint:
     if "state.h" in arrays:
         h = arrays["state.h"].astype(dtype)
         c = arrays["state.c"].astype(dtype) if "state.c" in arrays else None
-        if (c is None) != (model.cell == "rnn"):
+        if (c is None) != (model.cell != "lstm"):
             raise CheckpointError(
                 f"{path} is inconsistent: the saved state does not fit a {model.cell} model"
             )

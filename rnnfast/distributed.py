@@ -20,7 +20,8 @@ rank's share of the carried state, (L, B_r, H))::
     dp = DataParallel()                      # MPI.COMM_WORLD
     loss, state = dp.train_step(model, x, y, optimizer, state, clip=5.0)
 
-or, step by step, ``streams = dp.shard(B)``, ``model.loss_and_grads`` on ``x[:, streams]``,
+or, step by step, ``streams = dp.shard(B)``, ``model.loss_and_grads`` on ``x[:, streams]`` (with
+``masks=model.dropout_masks(T, B)[:, :, streams]`` for a model with dropout),
 ``loss = dp.allreduce_grads(grads, loss, weight=dp.weight(B))``, then ``model.clip_grads`` and
 ``optimizer.step(grads)``.  A collective that waits longer than ``timeout`` seconds (a rank
 died or hangs) prints which rank gave up and aborts the whole run, so nothing hangs.
@@ -295,7 +296,10 @@ class DataParallel:
             raise ValueError("optimizer: it was created for a different model")
         x, y = np.asarray(x), np.asarray(y)
         streams = self.shard(x.shape[1])
-        loss, grads, state = model.loss_and_grads(x[:, streams], y[:, streams], state)
+        # dropout: every rank draws the masks of the whole batch and applies its streams' share,
+        # so the generators stay in step and the masks are those of one process
+        masks = model.dropout_masks(*x.shape)[:, :, streams] if model.dropout else None
+        loss, grads, state = model.loss_and_grads(x[:, streams], y[:, streams], state, masks=masks)
         loss = self.allreduce_grads(grads, loss, self.weight(x.shape[1]))
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss}: the model was not updated")

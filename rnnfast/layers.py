@@ -7,7 +7,8 @@ its embedding and output layer.
     rnnfast.Adam(lstm, lr=1e-3).step(grads)
 
 The parameters are CharLM's recurrent ones, same names and layout in one flat buffer
-(``W_x.{l}`` (I, G), ``W_h.{l}`` (H, G), ``b.{l}`` (G), LSTM gates i, f, g, o), so rnnfast's
+(``W_x.{l}`` (I, G), ``W_h.{l}`` (H, G), ``b.{l}`` (G), LSTM gates i, f, g, o, GRU gates r, z, n
+and its ``b_hn.{l}`` (H)), so rnnfast's
 optimizers and ``clip_grads`` take a layer as they take a CharLM.
 
 The cache holds references to ``x`` and the initial state, and backward reads the parameters as
@@ -17,13 +18,12 @@ they are then: change neither between a forward and its backward.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import NamedTuple
 
 import numpy as np
 
-from .model import GATES, CharLM, Params, State, kernels, param_shapes
-from .validation import check_float_dtype, check_int
+from .model import CELL_NAMES, GATES, CharLM, Params, State, kernels, param_shapes
+from .validation import check_float_dtype, check_int, check_real
 
 # -- the layers of one stack, on validated time-major arrays (shared with rnnfast.cs231n) ------
 
@@ -38,13 +38,16 @@ class Weights(NamedTuple):
 
 class _Cache:
     """What backward needs from a forward: the input, the initial state and, per layer, the
-    kernels' activations."""
+    kernels' activations (a GRU's recurrent products in R), the output the layer above read
+    (``outs``: H itself, or H * mask with dropout) and the dropout mask (None without)."""
 
-    __slots__ = ("owner", "cell", "X", "h0", "c0", "H", "C", "tanhC", "gates")
+    __slots__ = ("owner", "cell", "X", "h0", "c0", "H", "C", "tanhC", "gates", "R", "outs",
+                 "masks")  # fmt: skip
 
     def __init__(self, owner, cell, X, h0, c0):
         self.owner, self.cell, self.X, self.h0, self.c0 = owner, cell, X, h0, c0
-        self.H, self.C, self.tanhC, self.gates = [], [], [], []
+        self.H, self.C, self.tanhC, self.gates, self.R = [], [], [], [], []
+        self.outs, self.masks = [], []
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -56,26 +59,42 @@ class _Cache:
         return f"<rnnfast layer cache: {self.cell}, {len(self.H)} layers, T={T}, B={B}>"
 
 
-def stack_forward(ops, cell: str, X, weights: list[Weights], h0, c0, owner=None) -> _Cache:
-    """Run the stacked layers over X (T, B, I) from h0, c0 (L, B, H) (c0 None for an RNN);
-    the top layer's h for every step is ``cache.H[-1]``."""
+def stack_forward(
+    ops, cell: str, X, weights: list[Weights], h0, c0, owner=None, masks=None, b_hn=None
+) -> _Cache:
+    """Run the stacked layers over X (T, B, I) from h0, c0 (L, B, H) (c0 None for an RNN or a
+    GRU; b_hn the GRU layers' (H,) biases, else None); the top layer's h for every step is
+    ``cache.H[-1]``.  ``masks`` (L - 1, T, B, H): dropout between the layers (layer k + 1
+    reads layer k's h * masks[k]), or None."""
     T, B = X.shape[0], X.shape[1]
     n = h0.shape[-1]
     cache = _Cache(owner, cell, X, h0, c0)
     layer_input = X
     for layer, w in enumerate(weights):
         H = np.empty((T, B, n), X.dtype)
+        out = mask = None
+        drop = {}
+        if masks is not None and layer < len(weights) - 1:
+            out, mask = np.empty_like(H), masks[layer]
+            drop = {"out": out, "mask": mask}
         if cell == "lstm":
             C, tanhC = np.empty_like(H), np.empty_like(H)
             gates = np.empty((T, B, 4 * n), X.dtype)
-            ops.lstm_forward(H, C, tanhC, gates, layer_input, *w, h0[layer], c0[layer])
+            ops.lstm_forward(H, C, tanhC, gates, layer_input, *w, h0[layer], c0[layer], **drop)
             cache.C.append(C)
             cache.tanhC.append(tanhC)
             cache.gates.append(gates)
+        elif cell == "gru":
+            gates, R = (np.empty((T, B, 3 * n), X.dtype) for _ in range(2))
+            ops.gru_forward(H, gates, R, layer_input, *w, b_hn[layer], h0[layer], **drop)
+            cache.gates.append(gates)
+            cache.R.append(R)
         else:
-            ops.rnn_forward(H, layer_input, *w, h0[layer])
+            ops.rnn_forward(H, layer_input, *w, h0[layer], **drop)
         cache.H.append(H)
-        layer_input = H
+        cache.outs.append(H if out is None else out)
+        cache.masks.append(mask)
+        layer_input = cache.outs[-1]
     return cache
 
 
@@ -87,13 +106,16 @@ def final_state(cache: _Cache) -> State:
 
 def stack_backward(
     ops, cache: _Cache, weights: list[Weights], dweights: list[Weights], dH_top, dh_T, dc_T,
-    input_grad: bool = True,
+    input_grad: bool = True, db_hn=None,
 ):  # fmt: skip
-    """Backward of ``stack_forward``: accumulate into ``dweights``; returns (dX, dh0, dc0).
+    """Backward of ``stack_forward``: accumulate into ``dweights`` (and a GRU's ``db_hn``, the
+    list of its layers' (H,) gradients); returns (dX, dh0, dc0).
 
     dH_top (T, B, H): the gradient of the top layer's outputs, read only.  dh_T, dc_T (L, B, H)
     or None (zero): the gradient of the final state, each layer's the start of its kernel's
-    carries.
+    carries.  With dropout between the layers, dH of a layer below the top is the gradient of
+    its output H * mask, which the kernel multiplies by the mask; dh_T reaches h_{T-1} itself,
+    as a carry, past the mask.
     """
     X = cache.X
     T, B = cache.shape
@@ -104,23 +126,34 @@ def stack_backward(
     dh0 = np.empty((L, B, n), dtype)
     dc0 = np.empty((L, B, n), dtype) if lstm else None
     dA = np.empty((T, B, GATES[cache.cell] * n), dtype)
+    dR = np.empty_like(dA) if cache.cell == "gru" else None
     for layer in reversed(range(L)):
-        layer_input = cache.H[layer - 1] if layer > 0 else X
+        layer_input = cache.outs[layer - 1] if layer > 0 else X
         wants_dX = layer > 0 or input_grad
         dX = np.empty(layer_input.shape, dtype) if wants_dX else None
         w = weights[layer]
-        dh_last = None if dh_T is None else dh_T[layer]
+        mask = cache.masks[layer]
+        optional = {"mask": mask} if mask is not None else {}
+        if dh_T is not None:
+            optional["dh_T"] = dh_T[layer]
         if lstm:
-            dc_last = None if dc_T is None else dc_T[layer]
+            if dc_T is not None:
+                optional["dc_T"] = dc_T[layer]
             ops.lstm_backward(
                 dX, *dweights[layer], dh0[layer], dc0[layer], dA, dH, layer_input,
                 cache.H[layer], cache.C[layer], cache.tanhC[layer], cache.gates[layer], w.W_x,
-                w.W_h, cache.h0[layer], cache.c0[layer], dh_T=dh_last, dc_T=dc_last,
+                w.W_h, cache.h0[layer], cache.c0[layer], **optional,
+            )  # fmt: skip
+        elif cache.cell == "gru":
+            ops.gru_backward(
+                dX, *dweights[layer], db_hn[layer], dh0[layer], dA, dR, dH, layer_input,
+                cache.H[layer], cache.gates[layer], cache.R[layer], w.W_x, w.W_h,
+                cache.h0[layer], **optional,
             )  # fmt: skip
         else:
             ops.rnn_backward(
                 dX, *dweights[layer], dh0[layer], dA, dH, layer_input, cache.H[layer],
-                w.W_x, w.W_h, cache.h0[layer], dh_T=dh_last,
+                w.W_x, w.W_h, cache.h0[layer], **optional,
             )  # fmt: skip
         dH = dX
     return dH, dh0, dc0
@@ -130,7 +163,7 @@ def stack_backward(
 
 
 class _Layer:
-    """Stacked recurrent layers over dense inputs; see ``RNN`` and ``LSTM``."""
+    """Stacked recurrent layers over dense inputs; see ``RNN``, ``LSTM`` and ``GRU``."""
 
     cell = ""
     torch_class = ""
@@ -144,11 +177,13 @@ class _Layer:
         backend: str = "c",
         batch_first: bool = False,
         seed: int | None = None,
+        dropout: float = 0.0,
     ):
         self.input_size = check_int("input_size", input_size)
         self.hidden_size = check_int("hidden_size", hidden_size)
         self.num_layers = check_int("num_layers", num_layers)
         self.dtype = check_float_dtype("dtype", dtype)
+        self.dropout = check_real("dropout", dropout, high=1.0, low_inclusive=True)
         if not isinstance(batch_first, (bool, np.bool_)):
             raise TypeError(f"batch_first: expected a bool, got {batch_first!r}")
         self.backend, self.batch_first = backend, bool(batch_first)
@@ -159,13 +194,16 @@ class _Layer:
         self.flat_params = np.empty(sum(math.prod(s) for _, s in self._shapes), self.dtype)
         self.params = Params(self.flat_params, self._shapes)
         bound = 1.0 / math.sqrt(self.hidden_size)  # PyTorch's initialization
-        self.flat_params[...] = np.random.default_rng(seed).uniform(
+        seeds = np.random.SeedSequence(seed)  # default_rng(seeds) is default_rng(seed)
+        self.flat_params[...] = np.random.default_rng(seeds).uniform(
             -bound, bound, self.flat_params.size
         )
+        self.generator = np.random.default_rng(seeds.spawn(1)[0])  # the dropout masks
 
     def __repr__(self) -> str:
         extra = f", num_layers={self.num_layers}" if self.num_layers != 1 else ""
         extra += ", batch_first=True" if self.batch_first else ""
+        extra += f", dropout={self.dropout:g}" if self.dropout else ""
         return (
             f"layers.{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
             f"dtype={self.dtype.name}, backend={self.backend!r})"
@@ -178,12 +216,19 @@ class _Layer:
     zero_state = CharLM.zero_state
     clip_grads = CharLM.clip_grads
     _clip = CharLM._clip
+    _draw_masks = CharLM._draw_masks  # reads generator, dropout
 
     def _weights(self, params: Params) -> list[Weights]:
         return [
             Weights(params[f"W_x.{k}"], params[f"W_h.{k}"], params[f"b.{k}"])
             for k in range(self.num_layers)
         ]
+
+    def _b_hn(self, params: Params) -> list[np.ndarray] | None:
+        """A GRU's b_hn.{l} (or their gradients); None for the other cells."""
+        if self.cell != "gru":
+            return None
+        return [params[f"b_hn.{k}"] for k in range(self.num_layers)]
 
     # -- checking inputs -----------------------------------------------------------------
 
@@ -219,16 +264,18 @@ class _Layer:
     def _check_state(self, name: str, state, batch_size: int, partial: bool):
         """(h, c) of (L, B, H) arrays; with ``partial`` either may be None (zero)."""
         if not isinstance(state, tuple) or len(state) != 2:
-            raise TypeError(f"{name}: expected a State (h, c), c None for an RNN, got "
+            raise TypeError(f"{name}: expected a State (h, c), c None for an RNN or a GRU, got "
                             f"{type(state).__name__}")  # fmt: skip
         shape = (self.num_layers, batch_size, self.hidden_size)
         checked = []
         for part, a in zip("hc", state, strict=True):
-            if a is None and (partial or self.cell == "rnn" and part == "c"):
+            if a is None and (partial or self.cell != "lstm" and part == "c"):
                 checked.append(None)
                 continue
-            if self.cell == "rnn" and part == "c":
-                raise ValueError(f"{name}.c: an RNN has no cell state; expected None")
+            if self.cell != "lstm" and part == "c":
+                raise ValueError(
+                    f"{name}.c: {CELL_NAMES[self.cell]} has no cell state; expected None"
+                )
             if a is None:
                 raise TypeError(f"{name}.{part}: expected an array of shape {shape}, got None")
             a = np.asarray(a)
@@ -243,20 +290,31 @@ class _Layer:
 
     # -- forward and backward ------------------------------------------------------------
 
-    def forward(self, x, state: State | None = None):
+    def forward(self, x, state: State | None = None, *, train: bool = False):
         """Run the layers over x: (T, B, I), or (B, T, I) with ``batch_first``.
 
         Returns ``(out, state, cache)``: out (T, B, H) [(B, T, H)] the top layer's h at every
         step, a read-only view of the cache; state the final State (h, c) (L, B, H); cache for
-        ``backward``.  ``state`` is the initial State (zeros when None).
+        ``backward``.  ``state`` is the initial State (zeros when None).  With ``train=True``
+        and ``dropout`` > 0, inverted dropout between the layers (PyTorch's rule: each layer
+        but the top reads the output below it with elements zeroed with probability
+        ``dropout`` and the rest scaled by 1 / (1 - dropout)), masks from ``generator``.
         """
+        if not isinstance(train, (bool, np.bool_)):
+            raise TypeError(f"train: expected a bool, got {type(train).__name__}")
         X = self._check_sequence("x", x, self.input_size, "I")
-        B = X.shape[1]
+        T, B = X.shape[:2]
         if state is None:
             h0, c0 = self.zero_state(B)
         else:
             h0, c0 = self._check_state("state", state, B, partial=False)
-        cache = stack_forward(self.kernels, self.cell, X, self._weights(self.params), h0, c0, self)
+        masks = None
+        if train and self.dropout and self.num_layers > 1:
+            masks = np.empty((self.num_layers - 1, T, B, self.hidden_size), self.dtype)
+            self._draw_masks(masks)
+        weights = self._weights(self.params)
+        cache = stack_forward(self.kernels, self.cell, X, weights, h0, c0, self, masks,
+                              self._b_hn(self.params))  # fmt: skip
         out = cache.H[-1].view()
         out.flags.writeable = False
         return (out.transpose(1, 0, 2) if self.batch_first else out), final_state(cache), cache
@@ -289,7 +347,7 @@ class _Layer:
             raise ValueError("grads: expected a Params like this layer's zeros_like_params()")
         dX, dh0, dc0 = stack_backward(
             self.kernels, cache, self._weights(self.params), self._weights(grads), dH, dh_T, dc_T,
-            input_grad=input_grad,
+            input_grad=input_grad, db_hn=self._b_hn(grads),
         )  # fmt: skip
         if dX is not None and self.batch_first:
             dX = dX.transpose(1, 0, 2)
@@ -299,28 +357,26 @@ class _Layer:
 
     @classmethod
     def from_torch(cls, module, *, backend: str = "c"):
-        """A layer with the weights of a PyTorch ``nn.RNN`` (tanh) / ``nn.LSTM``: its sizes,
-        num_layers, dtype and batch_first (dropout between layers is not applied)."""
+        """A layer with the weights of a PyTorch ``nn.RNN`` (tanh) / ``nn.LSTM`` / ``nn.GRU``:
+        its sizes, num_layers, dtype, batch_first and dropout (applied by
+        ``forward(train=True)``)."""
         from .torch_interop import load_recurrent, recurrent_config
 
         config = recurrent_config(module, cls.torch_class)
-        if module.dropout:
-            warnings.warn(
-                f"{type(module).__name__}.dropout={module.dropout}: rnnfast's layers apply no "
-                "dropout (the same as the module in eval mode)",
-                stacklevel=2,
-            )
-        layer = cls(**config, backend=backend)
+        layer = cls(**config, backend=backend, dropout=module.dropout)
         load_recurrent(layer.params, module)
         return layer
 
     def to_torch(self):
-        """A new ``nn.RNN`` / ``nn.LSTM`` with these weights (the merged bias comes back as
-        bias_ih, with bias_hh zero) and this layer's batch_first."""
+        """A new ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` with these weights (the merged bias comes
+        back as bias_ih, with bias_hh zero but for a GRU's b_hn), this layer's batch_first and
+        dropout."""
         from .torch_interop import recurrent_to_torch
 
-        return recurrent_to_torch(self.cell, self.params, self.input_size, self.hidden_size,
-                                  self.num_layers, self.dtype, self.batch_first)  # fmt: skip
+        module = recurrent_to_torch(self.cell, self.params, self.input_size, self.hidden_size,
+                                    self.num_layers, self.dtype, self.batch_first)  # fmt: skip
+        module.dropout = self.dropout  # read at each call (set here: no 1-layer warning)
+        return module
 
 
 class RNN(_Layer):
@@ -335,7 +391,11 @@ class RNN(_Layer):
     batch_first : bool
         x and out are (B, T, .) instead of (T, B, .); states stay (L, B, H), as in PyTorch.
     seed : int or None
-        Seeds the initial weights, uniform in [-1/sqrt(H), 1/sqrt(H)].
+        Seeds the initial weights, uniform in [-1/sqrt(H), 1/sqrt(H)], and, apart from them,
+        ``generator``, which draws the dropout masks.
+    dropout : float in [0, 1)
+        PyTorch's ``dropout``: between stacked layers (not after the top one), in
+        ``forward(train=True)`` only.  0 (the default): none.
     """
 
     cell = "rnn"
@@ -350,4 +410,12 @@ class LSTM(_Layer):
     torch_class = "LSTM"
 
 
-__all__ = ["LSTM", "RNN"]
+class GRU(_Layer):
+    """Stacked GRU layers over dense inputs, gates r, z, n (``reference.gru_forward``); the
+    parameters as ``RNN``'s plus each layer's ``b_hn.{l}`` (H,)."""
+
+    cell = "gru"
+    torch_class = "GRU"
+
+
+__all__ = ["GRU", "LSTM", "RNN"]

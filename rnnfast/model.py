@@ -40,14 +40,15 @@ except ImportError as err:  # a source checkout on sys.path ahead of the install
         "`pip install -e .` or `python setup.py build_ext --inplace`."
     ) from err
 
-CELLS = ("lstm", "rnn")
+CELLS = ("lstm", "rnn", "gru")
 BACKENDS = ("c", "numpy")
-GATES = {"lstm": 4, "rnn": 1}
+GATES = {"lstm": 4, "rnn": 1, "gru": 3}
+CELL_NAMES = {"lstm": "an LSTM", "rnn": "an RNN", "gru": "a GRU"}  # for messages
 
 # The kernels the Python API calls; each exists with one signature in rnnfast.reference and
 # in rnnfast._kernels.
 KERNEL_NAMES = (
-    "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+    "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
     "linear_forward", "linear_backward", "softmax_xent",
     "sgd_update", "adagrad_update", "rmsprop_update", "adam_update",
     "clip_by_value", "global_norm", "scale", "sample",
@@ -67,19 +68,22 @@ def kernels(backend: str) -> SimpleNamespace:
 
 
 class State(NamedTuple):
-    """Recurrent state: h (and c for an LSTM, else None), each (L, B, H)."""
+    """Recurrent state: h (and c for an LSTM; None for an RNN or a GRU), each (L, B, H)."""
 
     h: np.ndarray
     c: np.ndarray | None = None
 
 
 def param_shapes(cell: str, V: int, H: int, L: int) -> list[tuple[str, tuple[int, ...]]]:
-    """Names and shapes of the parameters, in their order in the flat buffer."""
+    """Names and shapes of the parameters, in their order in the flat buffer (a GRU layer's
+    recurrent bias of n, ``b_hn.{l}`` (H,), follows its ``b.{l}``)."""
     G = GATES[cell] * H
     shapes = []
     for layer in range(L):
         I = V if layer == 0 else H  # noqa: E741
         shapes += [(f"W_x.{layer}", (I, G)), (f"W_h.{layer}", (H, G)), (f"b.{layer}", (G,))]
+        if cell == "gru":
+            shapes.append((f"b_hn.{layer}", (H,)))
     return shapes + [("W_y", (H, V)), ("b_y", (V,))]
 
 
@@ -119,27 +123,45 @@ class _Workspace:
     def __init__(self, cell, T, B, V, H, L, dtype):
         G = GATES[cell] * H
         self.shape = (T, B)
+        self.dtype = np.dtype(dtype)
         # per layer: h_t, c_t, tanh(c_t) of every step (T, B, H); activated gates (T, B, G)
         self.hs = [np.empty((T, B, H), dtype) for _ in range(L)]
         if cell == "lstm":
             self.cs = [np.empty((T, B, H), dtype) for _ in range(L)]
             self.tcs = [np.empty((T, B, H), dtype) for _ in range(L)]
+        if cell != "rnn":
             self.gates = [np.empty((T, B, G), dtype) for _ in range(L)]
+        if cell == "gru":  # the recurrent products R_t (T, B, 3H), and their gradient
+            self.R = [np.empty((T, B, G), dtype) for _ in range(L)]
+            self.dR = np.empty((T, B, G), dtype)
         self.logits = np.empty((T * B, V), dtype)
         self.dlogits = np.empty((T * B, V), dtype)
         self.dhs = [np.empty((T, B, H), dtype) for _ in range(L)]
         self.dA = np.empty((T, B, G), dtype)
+        # with dropout: every layer's dropped output out = h * mask (L, T, B, H), and the masks
+        self.outs = self.masks = None
+        self._dropout_shape = (L, T, B, H)
+        # set by each forward: the layers' outputs as the layer above reads them (hs, or outs
+        # with dropout) and the masks applied (None: no dropout)
+        self.outputs, self.used_masks = self.hs, None
+
+    def dropout_buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """(outs, masks), each (L, T, B, H), allocated at the first call."""
+        if self.outs is None:
+            self.outs = np.empty(self._dropout_shape, self.dtype)
+            self.masks = np.empty_like(self.outs)
+        return self.outs, self.masks
 
 
 class CharLM:
     """A character-level language model: an embedding by row gather, ``num_layers`` stacked
-    RNN or LSTM layers, a linear output layer and a softmax over the vocabulary.
+    RNN, LSTM or GRU layers, a linear output layer and a softmax over the vocabulary.
 
     Parameters
     ----------
     vocab : Vocab or int
         The vocabulary, or just its size V (then sampling needs ids, not text).
-    cell : {"lstm", "rnn"}
+    cell : {"lstm", "rnn", "gru"}
     hidden_size : int
     num_layers : int
     dtype : numpy dtype, float32 (default) or float64
@@ -147,13 +169,23 @@ class CharLM:
         The kernels: C (``rnnfast._kernels``, the default) or NumPy (``rnnfast.reference``,
         whose ``CharLM`` is this class with ``backend="numpy"`` as its default).
     seed : int or None
-        Seeds the initial weights: uniform in [-1/sqrt(H), 1/sqrt(H)], as PyTorch does.
+        Seeds the initial weights: uniform in [-1/sqrt(H), 1/sqrt(H)], as PyTorch does; and,
+        independently of them, ``generator``.
+    dropout : float in [0, 1)
+        Inverted dropout on the output of every layer, the top one included (what the layer
+        above and the output layer read; the recurrence reads the undropped h): in training
+        each output element is zeroed with probability ``dropout`` and the others scaled by
+        1 / (1 - dropout).  Applied by ``train_step``, and by ``loss`` and ``loss_and_grads``
+        with ``train=True``; never in evaluation or sampling.  0 (the default): none.
 
     Attributes
     ----------
     kernels : namespace
         The backend's kernels (``rnnfast.model.kernels(backend)``), which the optimizers and
         samplers of this model call.
+    generator : numpy.random.Generator
+        Draws the dropout masks (``dropout_masks``); a checkpoint saves its state, so a
+        resumed training draws the masks the uninterrupted one would have drawn.
     """
 
     def __init__(
@@ -165,6 +197,7 @@ class CharLM:
         dtype=np.float32,
         backend: str = "c",
         seed: int | None = None,
+        dropout: float = 0.0,
     ):
         if isinstance(vocab, Vocab):
             self.vocab, V = vocab, len(vocab)
@@ -176,6 +209,7 @@ class CharLM:
         self.hidden_size = check_int("hidden_size", hidden_size)
         self.num_layers = check_int("num_layers", num_layers)
         self.dtype = check_float_dtype("dtype", dtype)
+        self.dropout = check_real("dropout", dropout, high=1.0, low_inclusive=True)
         self.kernels = kernels(backend)
         self.backend, self.vocab_size = backend, V
         self._shapes = param_shapes(cell, V, self.hidden_size, self.num_layers)
@@ -185,10 +219,13 @@ class CharLM:
         self._layer_weights = [
             [self.params[f"{w}.{k}"] for k in layers] for w in ("W_x", "W_h", "b")
         ]
+        self._b_hn = [self.params[f"b_hn.{k}"] for k in layers] if cell == "gru" else None
         bound = 1.0 / math.sqrt(self.hidden_size)
-        self.flat_params[...] = np.random.default_rng(seed).uniform(
+        seeds = np.random.SeedSequence(seed)  # default_rng(seeds) is default_rng(seed)
+        self.flat_params[...] = np.random.default_rng(seeds).uniform(
             -bound, bound, self.flat_params.size
         )
+        self.generator = np.random.default_rng(seeds.spawn(1)[0])
         self._grads = self.zeros_like_params()
         self._workspace = None
 
@@ -196,13 +233,14 @@ class CharLM:
         return (
             f"CharLM(vocab_size={self.vocab_size}, cell={self.cell!r}, "
             f"hidden_size={self.hidden_size}, num_layers={self.num_layers}, "
-            f"dtype={self.dtype.name}, backend={self.backend!r})"
+            f"dtype={self.dtype.name}, backend={self.backend!r}"
+            + (f", dropout={self.dropout:g})" if self.dropout else ")")
         )
 
     @classmethod
     def from_torch(cls, rnn, linear, vocab: Vocab | None = None, *, backend: str | None = None):
-        """A model holding the weights of a PyTorch ``nn.RNN`` (tanh) or ``nn.LSTM`` (any
-        num_layers, one-hot input of the vocabulary's size) and its ``nn.Linear`` decoder.
+        """A model holding the weights of a PyTorch ``nn.RNN`` (tanh), ``nn.LSTM`` or ``nn.GRU``
+        (any num_layers, one-hot input of the vocabulary's size) and its ``nn.Linear`` decoder.
         ``backend`` None keeps the class's default (``"numpy"`` for ``reference.CharLM``)."""
         from .torch_interop import load_from_torch, torch_config
 
@@ -218,7 +256,7 @@ class CharLM:
         return model
 
     def to_torch(self):
-        """A new ``(nn.RNN or nn.LSTM, nn.Linear)`` pair with this model's weights."""
+        """A new ``(nn.RNN, nn.LSTM or nn.GRU, nn.Linear)`` pair with this model's weights."""
         from .torch_interop import to_torch
 
         return to_torch(self)
@@ -251,10 +289,12 @@ class CharLM:
             )
         shape = (self.num_layers, batch_size, self.hidden_size)
         h = check_array("state.h", state[0], shape, self.dtype)
-        if self.cell == "rnn":
+        if self.cell != "lstm":
             if state[1] is not None:
                 got = type(state[1]).__name__
-                raise ValueError(f"state.c: expected None (an RNN has no cell state), got {got}")
+                raise ValueError(
+                    f"state.c: expected None ({CELL_NAMES[self.cell]} has no cell state), got {got}"
+                )
             return State(h)
         return State(h, check_array("state.c", state[1], shape, self.dtype))
 
@@ -267,23 +307,63 @@ class CharLM:
 
     # -- forward and backward --------------------------------------------------------------
 
-    def _forward(self, x: np.ndarray, state: State) -> _Workspace:
-        """Run every layer and the output layer over x (T, B); logits land in the workspace."""
+    def dropout_masks(self, T: int, B: int) -> np.ndarray:
+        """New dropout masks (L, T, B, H) for a (T, B) batch, drawn from ``generator``: each
+        element 0 with probability ``dropout``, else 1 / (1 - dropout) (in the model's
+        dtype).  ``loss``, ``loss_and_grads`` and ``train_step`` draw theirs the same way."""
+        T, B = check_int("T", T), check_int("B", B)
+        masks = np.empty((self.num_layers, T, B, self.hidden_size), self.dtype)
+        self._draw_masks(masks)
+        return masks
+
+    def _draw_masks(self, masks: np.ndarray) -> None:
+        # uniforms u in [0, 1) of the model's dtype; keep = u >= p, in place (1.0 or 0.0)
+        self.generator.random(dtype=masks.dtype, out=masks)
+        np.greater_equal(masks, masks.dtype.type(self.dropout), out=masks)
+        masks *= masks.dtype.type(1.0 / (1.0 - self.dropout))
+
+    def _masks_for(self, ws: _Workspace, train: bool, masks) -> np.ndarray | None:
+        """The masks of this call: ``masks`` checked, new ones when training with dropout, or
+        None (no dropout)."""
+        if not isinstance(train, (bool, np.bool_)):
+            raise TypeError(f"train: expected a bool, got {type(train).__name__}")
+        if masks is not None:
+            shape = (self.num_layers, *ws.shape, self.hidden_size)
+            return check_array("masks", masks, shape, self.dtype)
+        if not (train and self.dropout):
+            return None
+        _, masks = ws.dropout_buffers()
+        self._draw_masks(masks)
+        return masks
+
+    def _forward(self, x: np.ndarray, state: State, masks: np.ndarray | None) -> _Workspace:
+        """Run every layer and the output layer over x (T, B), with dropout when ``masks``
+        (L, T, B, H) is given; logits land in the workspace, and ``ws.outputs`` are the
+        layers' outputs as the layer above reads them."""
         T, B = x.shape
         ws = self._workspace_for(T, B)
         p, ops = self.params, self.kernels
+        ws.outputs, ws.used_masks = ws.hs, masks
+        if masks is not None:
+            ws.outputs, _ = ws.dropout_buffers()
         layer_input = x
         for layer in range(self.num_layers):
             weights = p[f"W_x.{layer}"], p[f"W_h.{layer}"], p[f"b.{layer}"]
+            drop = {} if masks is None else {"out": ws.outputs[layer], "mask": masks[layer]}
             if self.cell == "lstm":
                 ops.lstm_forward(
                     ws.hs[layer], ws.cs[layer], ws.tcs[layer], ws.gates[layer],
-                    layer_input, *weights, state.h[layer], state.c[layer],
+                    layer_input, *weights, state.h[layer], state.c[layer], **drop,
+                )  # fmt: skip
+            elif self.cell == "gru":
+                ops.gru_forward(
+                    ws.hs[layer], ws.gates[layer], ws.R[layer], layer_input, *weights,
+                    p[f"b_hn.{layer}"], state.h[layer], **drop,
                 )  # fmt: skip
             else:
-                ops.rnn_forward(ws.hs[layer], layer_input, *weights, state.h[layer])
-            layer_input = ws.hs[layer]
-        ops.linear_forward(ws.logits, ws.hs[-1].reshape(T * B, -1), p["W_y"], p["b_y"])
+                ops.rnn_forward(ws.hs[layer], layer_input, *weights, state.h[layer], **drop)
+            layer_input = ws.outputs[layer]
+        ops.linear_forward(ws.logits, ws.outputs[-1].reshape(T * B, -1), p["W_y"], p["b_y"])
         return ws
 
     def _final_state(self, ws: _Workspace) -> State:
@@ -297,24 +377,32 @@ class CharLM:
         T, B = x.shape
         p, ops = self.params, self.kernels
         dstate = self.zero_state(B)
-        hs_top = ws.hs[-1].reshape(T * B, -1)
+        top = ws.outputs[-1].reshape(T * B, -1)
         ops.linear_backward(
-            ws.dhs[-1].reshape(T * B, -1), grads["W_y"], grads["b_y"], ws.dlogits, hs_top, p["W_y"]
+            ws.dhs[-1].reshape(T * B, -1), grads["W_y"], grads["b_y"], ws.dlogits, top, p["W_y"]
         )
+        masks = ws.used_masks
         for layer in reversed(range(self.num_layers)):
             dX = ws.dhs[layer - 1] if layer > 0 else None
-            layer_input = ws.hs[layer - 1] if layer > 0 else x
+            layer_input = ws.outputs[layer - 1] if layer > 0 else x
             dweights = grads[f"W_x.{layer}"], grads[f"W_h.{layer}"], grads[f"b.{layer}"]
+            drop = {} if masks is None else {"mask": masks[layer]}  # ws.dhs: d loss / d out
             if self.cell == "lstm":
                 ops.lstm_backward(
                     dX, *dweights, dstate.h[layer], dstate.c[layer], ws.dA, ws.dhs[layer],
                     layer_input, ws.hs[layer], ws.cs[layer], ws.tcs[layer], ws.gates[layer],
-                    p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], state.c[layer],
+                    p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], state.c[layer], **drop,
+                )  # fmt: skip
+            elif self.cell == "gru":
+                ops.gru_backward(
+                    dX, *dweights, grads[f"b_hn.{layer}"], dstate.h[layer], ws.dA, ws.dR,
+                    ws.dhs[layer], layer_input, ws.hs[layer], ws.gates[layer], ws.R[layer],
+                    p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], **drop,
                 )  # fmt: skip
             else:
                 ops.rnn_backward(
                     dX, *dweights, dstate.h[layer], ws.dA, ws.dhs[layer], layer_input,
-                    ws.hs[layer], p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer],
+                    ws.hs[layer], p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], **drop,
                 )  # fmt: skip
         return dstate
 
@@ -325,30 +413,49 @@ class CharLM:
             raise ValueError(f"y: expected the shape of x {x.shape}, got {y.shape}")
         return x, y.reshape(-1), self.check_state(state, x.shape[1])
 
-    def loss(self, x, y, state: State | None = None) -> tuple[float, State]:
+    def loss(
+        self, x, y, state: State | None = None, *, train: bool = False, masks=None
+    ) -> tuple[float, State]:
         """Mean cross-entropy (nats per character) of predicting y from x, both (T, B) ids,
-        starting from ``state`` (zeros when None); returns the loss and the final state."""
+        starting from ``state`` (zeros when None); returns the loss and the final state.
+
+        Dropout: none unless ``train=True`` (new masks from ``generator``, when ``dropout``
+        > 0) or ``masks`` (L, T, B, H) are given (applied as they are, e.g. from
+        ``dropout_masks``).
+        """
         x, y, state = self._inputs(x, y, state)
-        ws = self._forward(x, state)
+        masks = self._masks_for(self._workspace_for(*x.shape), train, masks)
+        ws = self._forward(x, state, masks)
         loss = self.kernels.softmax_xent(None, ws.logits, y)
         return loss, self._final_state(ws)
 
-    def _loss_and_grads_into(self, grads: Params, x, y, state):
+    def _loss_and_grads_into(self, grads: Params, x, y, state, train, masks):
         x, y, state = self._inputs(x, y, state)
-        ws = self._forward(x, state)
+        masks = self._masks_for(self._workspace_for(*x.shape), train, masks)
+        ws = self._forward(x, state, masks)
         loss = self.kernels.softmax_xent(ws.dlogits, ws.logits, y)
         grads.flat[...] = 0
         dstate = self._backward(grads, x, state, ws)
         return loss, self._final_state(ws), dstate
 
-    def loss_and_grads(self, x, y, state: State | None = None, *, state_grad: bool = False):
+    def loss_and_grads(
+        self,
+        x,
+        y,
+        state: State | None = None,
+        *,
+        state_grad: bool = False,
+        train: bool = False,
+        masks=None,
+    ):
         """Loss, gradients of every parameter (a ``Params`` like ``.params``) and final state.
 
         With ``state_grad=True`` also returns the gradient of the loss with respect to the
-        initial state, as a State: ``(loss, grads, state, dstate)``.
+        initial state, as a State: ``(loss, grads, state, dstate)``.  Dropout (``train``,
+        ``masks``): as in ``loss``.
         """
         grads = self.zeros_like_params()
-        loss, final, dstate = self._loss_and_grads_into(grads, x, y, state)
+        loss, final, dstate = self._loss_and_grads_into(grads, x, y, state, train, masks)
         return (loss, grads, final, dstate) if state_grad else (loss, grads, final)
 
     def clip_grads(
@@ -382,12 +489,13 @@ class CharLM:
     ) -> tuple[float, State]:
         """One step of truncated BPTT: forward over x (T, B), softmax cross-entropy, backward,
         gradient clipping (by value ``clip``, and by global norm ``max_norm``), optimizer
-        update.  A non-finite loss raises FloatingPointError and leaves the model unchanged."""
+        update, with dropout (``dropout`` > 0: new masks from ``generator``).  A non-finite loss
+        raises FloatingPointError and leaves the model unchanged."""
         if optimizer.model is not self:
             raise ValueError("optimizer: expected one created for this model, got one of another")
         clip = check_real("clip", clip, optional=True)
         max_norm = check_real("max_norm", max_norm, optional=True)
-        loss, final, _ = self._loss_and_grads_into(self._grads, x, y, state)
+        loss, final, _ = self._loss_and_grads_into(self._grads, x, y, state, True, None)
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss}: the model was not updated")
         self._clip(self._grads, clip, max_norm)
@@ -399,7 +507,7 @@ class CharLM:
         next character and the final state."""
         x = check_ids("x", x, self.vocab_size, ("T", "B"))
         state = self.check_state(state, x.shape[1])
-        ws = self._forward(x, state)
+        ws = self._forward(x, state, None)
         return ws.logits.reshape(*x.shape, -1).copy(), self._final_state(ws)
 
     def step(self, ids, state: State | None = None) -> tuple[np.ndarray, State]:
@@ -483,7 +591,7 @@ class Sampler:
             model = self._model
             model.kernels.sample(
                 out, uniforms, self._next_ids, *self._state, *model._layer_weights,
-                model.params["W_y"], model.params["b_y"], *self._options,
+                model.params["W_y"], model.params["b_y"], *self._options, b_hn=model._b_hn,
             )  # fmt: skip
             self._next_ids = out[-1].copy()
         return out
@@ -516,6 +624,8 @@ class _Cell:
         self.backend = backend
         G = GATES[self.cell] * hidden_size
         shapes = [("W_x", (input_size, G)), ("W_h", (hidden_size, G)), ("b", (G,))]
+        if self.cell == "gru":
+            shapes.append(("b_hn", (hidden_size,)))
         if output_size is not None:
             shapes += [("W_y", (hidden_size, output_size)), ("b_y", (output_size,))]
         flat = np.empty(sum(math.prod(s) for _, s in shapes), self.dtype)
@@ -553,6 +663,9 @@ class _Cell:
                 hs, cs, tcs, gates, X, p["W_x"], p["W_h"], p["b"], self.h, self.c
             )
             self.c = cs[0]
+        elif self.cell == "gru":
+            gates, R = (np.empty((1, B, 3 * self.hidden_size), self.dtype) for _ in range(2))
+            self.kernels.gru_forward(hs, gates, R, X, p["W_x"], p["W_h"], p["b"], p["b_hn"], self.h)
         else:
             self.kernels.rnn_forward(hs, X, p["W_x"], p["W_h"], p["b"], self.h)
         self.h = hs[0]
@@ -574,6 +687,13 @@ class LSTM(_Cell):
     """LSTM cell, stateful (gates i, f, g, o; see ``reference.lstm_forward``); y = h W_y + b_y."""
 
     cell = "lstm"
+
+
+class GRU(_Cell):
+    """GRU cell, stateful (gates r, z, n, PyTorch's; see ``reference.gru_forward``), with the
+    parameters W_x (I, 3H), W_h (H, 3H), b (3H,), b_hn (H,); y = h W_y + b_y."""
+
+    cell = "gru"
 
 
 class Stack:

@@ -59,28 +59,45 @@ def _sigmoid(a):
     return 1.0 / (1.0 + np.exp(-a))
 
 
+def _from_above(dhs, mask, t):
+    """The gradient reaching h_t from above: dhs[t], or dhs[t] * mask[t] through dropout."""
+    return dhs[t] if mask is None else dhs[t] * mask[t]
+
+
 # ---------------------------------------------------------------------------------------------
 # Vanilla RNN layer
 
 
-def rnn_forward(hs, X, W_x, W_h, b, h0):
+def _check_dropout(out, mask):
+    if (out is None) != (mask is None):
+        raise ValueError("out, mask: expected both (dropout) or neither, got one")
+
+
+def rnn_forward(hs, X, W_x, W_h, b, h0, *, out=None, mask=None):
     """Vanilla RNN over a sequence:  h_t = tanh(x_t W_x + h_{t-1} W_h + b).
 
     hs (T, B, H) out: every h_t.  X (T, B) ids or (T, B, I);  W_x (I, H);  W_h (H, H);  b (H,);
-    h0 (B, H).
+    h0 (B, H).  Dropout: with ``mask`` (T, B, H) given, also ``out`` (T, B, H) = hs * mask, the
+    layer's output to the layer above (inverted dropout: mask holds 0 or 1 / (1 - p)); the
+    recurrence itself reads the undropped h_t.
     """
+    _check_dropout(out, mask)
     A = _project_input(X, W_x, b)
     h = h0
     for t in range(X.shape[0]):
         h = np.tanh(A[t] + h @ W_h)
         hs[t] = h
+    if mask is not None:
+        out[...] = hs * mask
 
 
-def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0, *, dh_T=None):
+def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0, *, mask=None, dh_T=None):
     """Backward through time of ``rnn_forward``.
 
     Going from t = T-1 down to 0, with dh the gradient reaching h_t (from above, dhs[t], plus
-    the carry from step t+1, which starts as dh_T, the final state's gradient, or zero):
+    the carry from step t+1, which starts as dh_T, the final state's gradient, or zero; with
+    ``mask``, dhs is the gradient of out = hs * mask, so the part from above is
+    dhs[t] * mask[t], while dh_T reaches hs[T-1] itself and skips the mask):
         dA_t = dh * (1 - h_t^2)          (tanh' from the cached output)
         carry to h_{t-1}:  dA_t W_h^T
     then, over all steps at once, dW_h += hs_prev^T dA, dW_x += X^T dA, db += sum dA, and
@@ -91,7 +108,7 @@ def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0, *, dh_T=
     H = h0.shape[-1]
     carry = np.zeros_like(h0) if dh_T is None else dh_T
     for t in reversed(range(X.shape[0])):
-        dA[t] = (dhs[t] + carry) * (1.0 - hs[t] * hs[t])
+        dA[t] = (_from_above(dhs, mask, t) + carry) * (1.0 - hs[t] * hs[t])
         carry = dA[t] @ W_h.T
     dh0[...] = carry
     hs_prev = np.concatenate([h0[None], hs[:-1]])  # h_{t-1} for every t
@@ -103,7 +120,7 @@ def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0, *, dh_T=
 # LSTM layer
 
 
-def lstm_forward(hs, cs, tcs, gates, X, W_x, W_h, b, h0, c0):
+def lstm_forward(hs, cs, tcs, gates, X, W_x, W_h, b, h0, c0, *, out=None, mask=None):
     """LSTM over a sequence, gates in PyTorch's order i, f, g, o:
 
         a_t = x_t W_x + h_{t-1} W_h + b                      (B, 4H)
@@ -113,8 +130,9 @@ def lstm_forward(hs, cs, tcs, gates, X, W_x, W_h, b, h0, c0):
 
     Outputs: hs, cs, tcs (T, B, H) hold h_t, c_t, tanh(c_t); gates (T, B, 4H) holds the
     activated i, f, g, o.  X (T, B) ids or (T, B, I);  W_x (I, 4H);  W_h (H, 4H);  b (4H,);
-    h0, c0 (B, H).
+    h0, c0 (B, H).  Dropout (``out``, ``mask``): as in ``rnn_forward``.
     """
+    _check_dropout(out, mask)
     H = h0.shape[-1]
     A = _project_input(X, W_x, b)
     h, c = h0, c0
@@ -129,16 +147,19 @@ def lstm_forward(hs, cs, tcs, gates, X, W_x, W_h, b, h0, c0):
         h = o * tc
         gates[t] = np.concatenate([i, f, g, o], axis=1)
         hs[t], cs[t], tcs[t] = h, c, tc
+    if mask is not None:
+        out[...] = hs * mask
 
 
 def lstm_backward(
     dX, dW_x, dW_h, db, dh0, dc0, dA, dhs, X, hs, cs, tcs, gates, W_x, W_h, h0, c0,
-    *, dh_T=None, dc_T=None,
+    *, mask=None, dh_T=None, dc_T=None,
 ):  # fmt: skip
     """Backward through time of ``lstm_forward``.
 
-    From t = T-1 down to 0, with dh = dhs[t] + carry_h and dc = carry_c (the carries start as
-    dh_T, dc_T, the final state's gradient, or zero):
+    From t = T-1 down to 0, with dh = dhs[t] + carry_h (dhs[t] * mask[t] + carry_h with
+    ``mask``, as in ``rnn_backward``) and dc = carry_c (the carries start as dh_T, dc_T, the
+    final state's gradient, or zero):
         dc += dh * o * (1 - tanh(c_t)^2)
         da_i = dc * g * i (1 - i)         da_f = dc * c_{t-1} * f (1 - f)
         da_g = dc * i * (1 - g^2)         da_o = dh * tanh(c_t) * o (1 - o)
@@ -153,7 +174,7 @@ def lstm_backward(
     for t in reversed(range(X.shape[0])):
         i, f, g, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))
         c_prev = cs[t - 1] if t > 0 else c0
-        dh = dhs[t] + carry_h
+        dh = _from_above(dhs, mask, t) + carry_h
         dc = carry_c + dh * o * (1.0 - tcs[t] * tcs[t])
         dA[t] = np.concatenate(
             [
@@ -170,6 +191,80 @@ def lstm_backward(
     dc0[...] = carry_c
     hs_prev = np.concatenate([h0[None], hs[:-1]])  # h_{t-1} for every t
     dW_h += hs_prev.reshape(-1, H).T @ dA.reshape(-1, 4 * H)
+    _accumulate_input_grads(dX, dW_x, db, dA, X, W_x)
+
+
+# ---------------------------------------------------------------------------------------------
+# GRU layer
+
+
+def gru_forward(hs, gates, R, X, W_x, W_h, b, b_hn, h0, *, out=None, mask=None):
+    """GRU over a sequence, PyTorch's formulation with gates in its order r, z, n:
+
+        a_t = x_t W_x + b                                    (B, 3H) the input side
+        R_t = h_{t-1} W_h + (0, 0, b_hn)                     (B, 3H) the recurrent side
+        r = sigmoid(a_r + R_r);   z = sigmoid(a_z + R_z)
+        n = tanh(a_n + r * R_n)
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    b holds b_ir + b_hr, b_iz + b_hz and b_in; b_hn (H,) stays apart, inside r * R_n.
+    Outputs: hs (T, B, H) every h_t; gates (T, B, 3H) the activated r, z, n; R (T, B, 3H)
+    every R_t.  X (T, B) ids or (T, B, I);  W_x (I, 3H);  W_h (H, 3H);  b (3H,);  h0 (B, H).
+    Dropout (``out``, ``mask``): as in ``rnn_forward``.
+    """
+    _check_dropout(out, mask)
+    H = h0.shape[-1]
+    A = _project_input(X, W_x, b)
+    h = h0
+    for t in range(X.shape[0]):
+        a, rec = A[t], h @ W_h
+        rec[:, 2 * H :] += b_hn
+        r = _sigmoid(a[:, :H] + rec[:, :H])
+        z = _sigmoid(a[:, H : 2 * H] + rec[:, H : 2 * H])
+        n = np.tanh(a[:, 2 * H :] + r * rec[:, 2 * H :])
+        h = (1.0 - z) * n + z * h
+        gates[t] = np.concatenate([r, z, n], axis=1)
+        hs[t], R[t] = h, rec
+    if mask is not None:
+        out[...] = hs * mask
+
+
+def gru_backward(
+    dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dhs, X, hs, gates, R, W_x, W_h, h0,
+    *, mask=None, dh_T=None,
+):  # fmt: skip
+    """Backward through time of ``gru_forward``.
+
+    From t = T-1 down to 0, with dh = dhs[t] + carry the gradient reaching h_t (dhs[t] * mask[t]
+    + carry with ``mask``, as in ``rnn_backward``; the carry starts as dh_T, the final state's
+    gradient, or zero):
+        da_n = dh * (1 - z) * (1 - n^2)                 (input side of n)
+        da_r = da_n * R_n * r (1 - r)                   da_z = dh * (h_{t-1} - n) * z (1 - z)
+        dA_t = (da_r, da_z, da_n)                       d loss / d a_t
+        dR_t = (da_r, da_z, da_n * r)                   d loss / d R_t
+        carry to h_{t-1}:  dh * z + dR_t W_h^T
+    then dW_h += hs_prev^T dR, db_hn += sum dR_n, dW_x += X^T dA, db += sum dA,
+    dX = dA W_x^T (None for layer 0), dh0 = the final carry.
+    dA, dR (T, B, 3H) are scratch; dhs (T, B, H) is read only; dh_T (B, H) or None is the
+    gradient of the final state hs[T-1] from beyond the sequence (read only).
+    """
+    H = h0.shape[-1]
+    carry = np.zeros_like(h0) if dh_T is None else dh_T
+    for t in reversed(range(X.shape[0])):
+        r, z, n = (gates[t, :, k * H : (k + 1) * H] for k in range(3))
+        h_prev = hs[t - 1] if t > 0 else h0
+        dh = _from_above(dhs, mask, t) + carry
+        da_n = dh * (1.0 - z) * (1.0 - n * n)
+        da_r = da_n * R[t, :, 2 * H :] * r * (1.0 - r)
+        da_z = dh * (h_prev - n) * z * (1.0 - z)
+        dA[t] = np.concatenate([da_r, da_z, da_n], axis=1)
+        dR[t] = np.concatenate([da_r, da_z, da_n * r], axis=1)
+        carry = dh * z + dR[t] @ W_h.T
+    dh0[...] = carry
+    hs_prev = np.concatenate([h0[None], hs[:-1]])  # h_{t-1} for every t
+    dR2 = dR.reshape(-1, 3 * H)
+    dW_h += hs_prev.reshape(-1, H).T @ dR2
+    db_hn += dR2[:, 2 * H :].sum(axis=0)
     _accumulate_input_grads(dX, dW_x, db, dA, X, W_x)
 
 
@@ -297,15 +392,19 @@ def draw(out, logits, uniforms, temperature, top_k, argmax):
         out[row] = min(pick, z.shape[1] - 1)
 
 
-def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax):
+def sample(
+    out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax,
+    b_hn=None,
+):  # fmt: skip
     """Generate N characters for S independent streams: feed a character, get the distribution
     of the next one, ``draw`` it, feed it back.
 
     out (N, S) ids out: out[t] is drawn after feeding out[t - 1] (first_ids (S,) for t = 0).
     uniforms (N, S): one uniform number in [0, 1) per draw.  h, c (L, S, H): the state,
-    advanced in place (c is None for an RNN); after the call it has consumed every character
-    but the last drawn one, so a following call continues with first_ids = out[-1].
-    W_x, W_h, b: lists of the L layers' weights; W_y (H, V), b_y (V,).
+    advanced in place (c is None for an RNN and a GRU); after the call it has consumed every
+    character but the last drawn one, so a following call continues with first_ids = out[-1].
+    W_x, W_h, b: lists of the L layers' weights; W_y (H, V), b_y (V,).  b_hn: for a GRU, the
+    list of the L layers' b_hn (H,); None for an RNN or an LSTM.
     """
     L, S, H = h.shape
     ids = first_ids.copy()
@@ -315,7 +414,10 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
         layer_input = ids[None, :]
         for layer in range(L):
             weights = W_x[layer], W_h[layer], b[layer]
-            if c is None:
+            if b_hn is not None:
+                gates, R = np.empty((1, S, 3 * H), h.dtype), np.empty((1, S, 3 * H), h.dtype)
+                gru_forward(hs, gates, R, layer_input, *weights, b_hn[layer], h[layer])
+            elif c is None:
                 rnn_forward(hs, layer_input, *weights, h[layer])
             else:
                 cs, tcs = np.empty_like(hs), np.empty_like(hs)
@@ -346,12 +448,14 @@ class CharLM(_model.CharLM):
         dtype=np.float32,
         backend: str = "numpy",
         seed: int | None = None,
+        dropout: float = 0.0,
     ):
-        super().__init__(vocab, cell, hidden_size, num_layers, dtype, backend, seed)
+        super().__init__(vocab, cell, hidden_size, num_layers, dtype, backend, seed, dropout)
 
 
 class _NumpyCell:
-    """The constructor of ``RNN`` and ``LSTM`` below: rnnfast's, with ``backend="numpy"``."""
+    """The constructor of ``RNN``, ``LSTM`` and ``GRU`` below: rnnfast's, with
+    ``backend="numpy"``."""
 
     def __init__(
         self,
@@ -374,3 +478,7 @@ class RNN(_NumpyCell, _model.RNN):
 
 class LSTM(_NumpyCell, _model.LSTM):
     """``rnnfast.LSTM`` over the NumPy kernels of this module (``backend="numpy"``)."""
+
+
+class GRU(_NumpyCell, _model.GRU):
+    """``rnnfast.GRU`` over the NumPy kernels of this module (``backend="numpy"``)."""

@@ -39,6 +39,7 @@ from .data import Batches, Vocab, split
 from .distributed import DataParallel, checksum
 from .model import CharLM, State
 from .optim import OPTIMIZERS
+from .validation import check_real
 
 LN2 = math.log(2.0)
 DEFAULT_LR = {"adam": 2e-3, "rmsprop": 2e-3, "adagrad": 0.1, "sgd": 0.1}
@@ -52,9 +53,10 @@ EVAL_WINDOW = 128
 class TrainConfig:
     """Everything that defines a training run; stored in every checkpoint."""
 
-    cell: str = "lstm"  # "lstm" or "rnn"
+    cell: str = "lstm"  # "lstm", "rnn" or "gru"
     hidden_size: int = 128
     num_layers: int = 2
+    dropout: float = 0.0  # inverted dropout on every layer's output in training (CharLM)
     batch_size: int = 50  # B contiguous streams
     seq_length: int = 50  # T characters per step (the BPTT window)
     optimizer: str = "adam"  # a key of rnnfast.optim.OPTIMIZERS
@@ -79,6 +81,7 @@ class TrainConfig:
         if self.lr is None:
             self.lr = DEFAULT_LR[self.optimizer]
         self.dtype = np.dtype(self.dtype).name
+        self.dropout = check_real("dropout", self.dropout, high=1.0, low_inclusive=True)
         for name in ("batch_size", "seq_length", "val_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -317,6 +320,7 @@ class Trainer:
                 dtype=config.dtype,
                 backend=config.backend or "c",
                 seed=config.seed,
+                dropout=config.dropout,
             )
             extra = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
             self.optimizer = OPTIMIZERS[config.optimizer](self.model, lr=config.lr, **extra)

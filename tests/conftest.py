@@ -42,14 +42,17 @@ QUANTITY_TOLERANCES = {
     # weight and bias gradients: each element a sum over the T*B rows (or the N rows of a linear
     # layer) of products, rounding ~ sqrt(R) eps of the terms, which are of the array's scale
     # here; db and the one-hot scatter-add are summed in double in C, pairwise in NumPy.
-    # Measured 8.8e-7 of max|expected| at R <= 60 (dW_h, linear db); bound 1e-5.
-    "sums": {"rtol": 0.0, "atol": 1e-7, "scaled": 1e-5},
+    # Measured 8.8e-7 of max|expected| at R <= 60 (dW_h, linear db); bound 1e-5.  atol here
+    # and in "sequence" only holds an all-zero array: at tiny scales (a GRU's dh0 after 46 steps
+    # of 0.1-scale weights, ~1e-5) the error stays relative (measured 2e-7 of the scale), and an
+    # atol of 1e-7 was a 1% bound there (test_properties.py counts such bounds as vacuous).
+    "sums": {"rtol": 0.0, "atol": 1e-9, "scaled": 1e-5},
     # states and their gradients through time (H, C, tanhC, gates, dA, dX, dh0, dc0): each step
     # adds a GEMM's rounding (~ sqrt(H) eps) and the vectorized tanh/sigmoid's 2 ulps, and the
     # recurrence carries every earlier step's error on, amplified by |W_h| (uniform +-0.6 over H
     # up to 130 columns: up to ~4x a step, saturating through tanh) over T <= 12 steps.
     # Measured 6.9e-6 of max|expected| (the RNN's H at T=12, H=33); bound 4e-5 on the array's scale.
-    "sequence": {"rtol": 0.0, "atol": 1e-7, "scaled": 4e-5},
+    "sequence": {"rtol": 0.0, "atol": 1e-9, "scaled": 4e-5},
 }
 # The quantity each name passed to assert_close denotes ("W_h.1" and "loss after step 3" as
 # "W_h" and "loss").  A name not listed here gets the dtype's row of TOLERANCES.
@@ -58,8 +61,9 @@ QUANTITY_OF = {
     **dict.fromkeys(["loss", "losses", "loss only", "loss without dlogits"], "loss"),
     **dict.fromkeys(["dlogits", "rows of dlogits sum to 0"], "dlogits"),
     **dict.fromkeys(["dW_x", "dW_h", "db", "dW", "W_x", "W_h", "b", "W_y", "b_y"], "sums"),
+    **dict.fromkeys(["db_hn", "b_hn"], "sums"),  # a GRU's recurrent bias of n
     **dict.fromkeys(["out"], "sums"),  # a linear layer's forward: one GEMM
-    **dict.fromkeys("H C tanhC gates dA dX dh0 dc0 h c dh dc".split(), "sequence"),
+    **dict.fromkeys("H C tanhC gates dA dX dh0 dc0 h c dh dc R dR".split(), "sequence"),
     **dict.fromkeys(["final state", "dstate"], "sequence"),
 }
 

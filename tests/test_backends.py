@@ -9,6 +9,7 @@ from conftest import assert_as_accurate, assert_close, fit_chunk, subprocess_env
 
 import rnnfast
 from rnnfast import reference
+from rnnfast.model import GATES
 
 MODELS = [  # cell, V, H, layers, T, B
     ("rnn", 65, 100, 1, 25, 1),
@@ -16,6 +17,9 @@ MODELS = [  # cell, V, H, layers, T, B
     ("lstm", 65, 32, 2, 20, 5),
     ("lstm", 11, 13, 3, 7, 4),
     ("lstm", 5, 1, 1, 3, 2),
+    ("gru", 65, 32, 2, 20, 5),
+    ("gru", 2, 7, 3, 1, 1),
+    ("gru", 11, 13, 1, 7, 4),
 ]
 
 
@@ -36,7 +40,7 @@ def random_state(model, B, rng):
 @pytest.mark.parametrize("initial", ["zero", "given"])
 @pytest.mark.usefixtures("kernel_path")
 def test_loss_gradients_and_state_match(cell, V, H, layers, T, B, initial, dtype, rng):
-    fit_chunk(B, (4 if cell == "lstm" else 1) * H, dtype)
+    fit_chunk(B, GATES[cell] * H, dtype)
     c_model, np_model = pair(cell, V, H, layers, dtype)
     x, y = rng.integers(0, V, (2, T, B))
     state = None if initial == "zero" else random_state(c_model, B, rng)
@@ -72,15 +76,18 @@ def train_run(model, optimizer, batches, steps=60):
     return np.array(losses), model.flat_params
 
 
-@pytest.mark.parametrize("optimizer", ["SGD", "Adagrad", "RMSProp", "Adam"])
-def test_training_runs_stay_close_over_many_steps(optimizer, dtype):
+@pytest.mark.parametrize(
+    "optimizer, cell", [("SGD", "lstm"), ("Adagrad", "lstm"), ("RMSProp", "lstm"),
+                        ("Adam", "lstm"), ("Adam", "gru")],
+)  # fmt: skip
+def test_training_runs_stay_close_over_many_steps(optimizer, cell, dtype):
     """Same data, same start, 60 train_steps on each backend.  float64 runs agree to the table;
     in float32 the rounding of 60 updates compounds, so the C run must stay as close to the
     float64 run as the float32 reference run does (conftest.assert_as_accurate)."""
     text = "to be, or not to be, that is the question: " * 30
     vocab = rnnfast.Vocab.from_text(text)
     batches = rnnfast.Batches(vocab.encode(text), batch_size=4, seq_length=12)
-    c_model, np_model = pair("lstm", vocab, 24, 2, dtype)
+    c_model, np_model = pair(cell, vocab, 24, 2, dtype)
     c_losses, c_params = train_run(c_model, optimizer, batches)
     np_losses, np_params = train_run(np_model, optimizer, batches)
     assert np.mean(c_losses[-5:]) < c_losses[0]
@@ -88,13 +95,13 @@ def test_training_runs_stay_close_over_many_steps(optimizer, dtype):
         assert_close(c_losses, np_losses, dtype, "losses")
         assert_close(c_params, np_params, dtype, "parameters")
         return
-    exact = reference.CharLM(vocab, hidden_size=24, num_layers=2, dtype=np.float64, seed=0)
+    exact = reference.CharLM(vocab, cell, hidden_size=24, num_layers=2, dtype=np.float64, seed=0)
     exact_losses, exact_params = train_run(exact, optimizer, batches)
     assert_as_accurate(c_losses, np_losses, exact_losses, "losses")
     assert_as_accurate(c_params, np_params, exact_params, "parameters")
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_sampled_text_is_identical(cell, dtype):
     vocab = rnnfast.Vocab.from_text("abcdefghij ,.")
     c_model, np_model = pair(cell, vocab, 16, 2, dtype, seed=3)

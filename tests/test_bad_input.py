@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rnnfast
-from rnnfast import checkpoint
+from rnnfast import checkpoint, layers
 from rnnfast.__main__ import main
 from rnnfast.sampling import iter_sample
 
@@ -81,6 +81,19 @@ CALLS = [
      "x: character id .* out of range"),
     ("step: 2-d ids", lambda t: t.model.step(ids(2, 2), t.state), ValueError,
      r"ids: expected character ids of shape \(B,\), got \(2, 2\)"),
+    # dropout masks and the train flag
+    ("masks of wrong shape", lambda t: t.model.loss(ids(4, 2), ids(4, 2), masks=np.ones(
+        (2, 4, 3, 8), np.float32)), ValueError,
+     r"masks: expected shape \(2, 4, 2, 8\), got \(2, 4, 3, 8\)"),
+    ("masks of wrong dtype", lambda t: t.model.loss_and_grads(ids(4, 2), ids(4, 2), masks=np.ones(
+        (2, 4, 2, 8))), TypeError, "masks: expected dtype float32, got float64"),
+    ("masks with NaN", lambda t: t.model.loss(ids(4, 2), ids(4, 2), masks=np.full(
+        (2, 4, 2, 8), np.nan, np.float32)), ValueError,
+     "masks: expected finite values, got NaN or infinity"),
+    ("train not a bool", lambda t: t.model.loss(ids(4, 2), ids(4, 2), train="yes"), TypeError,
+     "train: expected a bool, got str"),
+    ("dropout_masks: T 0", lambda t: t.model.dropout_masks(0, 2), ValueError,
+     "T: expected a positive integer, got 0"),
     # backward and the training step: refused before any update
     ("grads: bad ids", lambda t: t.model.loss_and_grads(ids(3, 2) + V, ids(3, 2), t.state),
      ValueError, "x: character id .* out of range"),
@@ -158,6 +171,39 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(call, error, message, mo
         np.testing.assert_array_equal(a, b)
 
 
+GRU_NO_C = r"state.c: expected None \(a GRU has no cell state\), got ndarray"
+# (id, call(model, state), exception, message) on a trained 2-layer GRU model and its state
+GRU_CALLS = [
+    ("state with c", lambda m, s: m.loss(ids(4, 2), ids(4, 2), rnnfast.State(s.h, s.h.copy())),
+     ValueError, GRU_NO_C),
+    ("sampler: state with c", lambda m, s: m.sampler(ids(2), rnnfast.State(s.h, s.h.copy())),
+     ValueError, GRU_NO_C),
+    ("state of wrong batch", lambda m, s: m.loss(ids(4, 3), ids(4, 3), s), ValueError,
+     r"state.h: expected shape \(2, 3, 8\), got \(2, 2, 8\)"),
+    ("train_step: bad targets", lambda m, s: m.train_step(ids(3, 2), ids(3, 2) - V,
+                                                           rnnfast.Adam(m), s),
+     ValueError, "y: character id .* out of range"),
+    ("step API: wrong width", lambda m, s: rnnfast.GRU(3, 4).step(np.ones((2, 4), np.float32)),
+     ValueError, r"x: expected shape \(B, 3\), got \(2, 4\)"),
+    ("layer: state with c", lambda m, s: layers.GRU(3, 8, 2).forward(
+        np.ones((4, 2, 3), np.float32), rnnfast.State(s.h, s.h.copy())), ValueError,
+     "state.c: a GRU has no cell state; expected None"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("call, error, message", [t[1:] for t in GRU_CALLS],
+                         ids=[t[0] for t in GRU_CALLS])  # fmt: skip
+def test_gru_bad_input_is_a_clear_error_and_changes_nothing(call, error, message):
+    model = rnnfast.CharLM(rnnfast.Vocab.from_text(TEXT), cell="gru", hidden_size=8,
+                           num_layers=2, seed=0)  # fmt: skip
+    _, state = model.train_step(ids(5, 2), ids(5, 2), rnnfast.Adam(model, lr=1e-2))
+    before = [model.flat_params.copy(), state.h.copy()]
+    with pytest.raises(error, match=message):
+        call(model, state)
+    for a, b in zip([model.flat_params, state.h], before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_the_unchanged_check_sees_every_part():
     """A control for the check above: a call that does change each part is seen."""
     trained = Trained(rnnfast.CharLM(V, hidden_size=8, num_layers=2, seed=0))
@@ -187,8 +233,18 @@ CONSTRUCTORS = [
      "hidden_size: expected a positive integer, got 0"),
     ("num_layers -1", lambda p: rnnfast.CharLM(5, num_layers=-1), ValueError,
      "num_layers: expected a positive integer, got -1"),
-    ("unknown cell", lambda p: rnnfast.CharLM(5, cell="gru"), ValueError,
-     r"cell: expected one of \('lstm', 'rnn'\), got 'gru'"),
+    ("unknown cell", lambda p: rnnfast.CharLM(5, cell="transformer"), ValueError,
+     r"cell: expected one of \('lstm', 'rnn', 'gru'\), got 'transformer'"),
+    ("dropout 1", lambda p: rnnfast.CharLM(5, dropout=1.0), ValueError,
+     r"dropout: expected a finite number in \[0, 1\), got 1.0"),
+    ("dropout -0.1", lambda p: rnnfast.CharLM(5, dropout=-0.1), ValueError,
+     r"dropout: expected a finite number in \[0, 1\), got -0.1"),
+    ("dropout nan", lambda p: rnnfast.CharLM(5, dropout=NAN), ValueError,
+     r"dropout: expected a finite number in \[0, 1\), got nan"),
+    ("dropout as a string", lambda p: rnnfast.CharLM(5, dropout="0.5"), ValueError,
+     r"dropout: expected a finite number in \[0, 1\), got '0.5'"),
+    ("dropout True", lambda p: rnnfast.CharLM(5, dropout=True), ValueError,
+     r"dropout: expected a finite number in \[0, 1\), got True"),
     ("float16", lambda p: rnnfast.CharLM(5, dtype=np.float16), ValueError,
      "dtype: expected float32 or float64, got float16"),
     ("backend None", lambda p: rnnfast.CharLM(5, backend=None), ValueError,
@@ -230,6 +286,10 @@ CLI_TABLE = [
      "shorter than one batch"),
     ("train: missing file", ["train", "--data", "{dir}/missing.txt"], "missing.txt"),
     ("train: empty file", ["train", "--data", "{empty}"], "empty"),
+    ("train: dropout 1", ["train", "--data", "{tiny}", "--dropout", "1"],
+     r"--dropout: expected a number in \[0, 1\), got '1'"),
+    ("train: dropout not a number", ["train", "--data", "{tiny}", "--dropout", "half"],
+     r"--dropout: expected a number in \[0, 1\), got 'half'"),
     ("sample: unknown prime", ["sample", "{ck}", "--prime", "xyz"], "'x'"),
     ("sample: negative length", ["sample", "{ck}", "--length", "-5"], "non-negative"),
     ("sample: top-k 0 is refused before a huge length starts", ["sample", "{ck}", "--length",

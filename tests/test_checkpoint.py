@@ -46,7 +46,7 @@ def saved(tmp_path, **kw) -> Path:
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "rmsprop", "adam"])
-@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "rnn", "gru"])
 def test_round_trip(tmp_path, cell, optimizer):
     model, opt, state = make(cell=cell, optimizer=optimizer)
     path = checkpoint.save(

@@ -160,6 +160,22 @@ def test_resume_counts_steps_from_the_start_and_is_exact(tmp_path, data, trained
     assert "nothing to do" in capsys.readouterr().err
 
 
+def test_gru_trains_resumes_exactly_and_samples(tmp_path, data, capsys):
+    assert train(tmp_path, data, "--cell", "gru", out="gru") == 0
+    run = tmp_path / "gru"
+    assert main(["train", "--resume", str(run), "--steps", "40", "--sample-length", "0"]) == 0
+    assert train(tmp_path, data, "--cell", "gru", out="straight", steps="40") == 0
+    resumed = checkpoint.load(run)
+    assert resumed.model.cell == "gru" and resumed.state.c is None and resumed.step == 40
+    straight = checkpoint.load(tmp_path / "straight")
+    np.testing.assert_array_equal(resumed.model.flat_params, straight.model.flat_params)
+    capsys.readouterr()
+    code, out, _ = sample(capsys, run, "--seed", 3, "--length", 50)
+    assert code == 0 and out == resumed.model.sample(50, seed=3) + "\n"
+    code, out, _ = sample(capsys, run, "--seed", 4, "--length", 50)
+    assert code == 0 and out != resumed.model.sample(50, seed=3) + "\n"
+
+
 def test_resume_refuses_a_different_model(trained, capsys):
     code = main(["train", "--resume", str(trained), "--hidden-size", "32", "--steps", "30"])
     err = capsys.readouterr().err

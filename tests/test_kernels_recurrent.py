@@ -6,6 +6,9 @@ state, both dtypes; the comparison is conftest.assert_close.  Each comparison ha
 control that must fail, and bad input must raise before any C runs.
 """
 
+from functools import partial
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from conftest import assert_close, fit_chunk
@@ -14,8 +17,8 @@ import rnnfast.reference as ref
 from rnnfast import CharLM, State
 from rnnfast import _kernels as K  # a missing or broken extension must fail, not skip
 
-GATES = {"rnn": 1, "lstm": 4}
-CELLS = ["rnn", "lstm"]
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+CELLS = ["rnn", "lstm", "gru"]
 # (T, B, I, H): I is V for id inputs.  B = 1 with H >= 70 sends the one-row products through
 # blas.c's gemv path (N * K >= 16384).  B >= 6 covers the packed per-step kernel's 4-row blocks
 # and its row tail (csrc/pgemm_tmpl.h), H = 37, 70 its partial column panels.
@@ -35,7 +38,8 @@ SHAPE_IDS = ["T{}-B{}-I{}-H{}".format(*s) for s in SHAPES]
 
 
 def make_layer(rng, cell, shape, dtype, inputs="ids", init="random"):
-    """Inputs of one layer: a dict with X, W_x, W_h, b, h0 (and c0 for an LSTM)."""
+    """Inputs of one layer: a dict with X, W_x, W_h, b, h0 (and c0 for an LSTM, b_hn for a
+    GRU)."""
     T, B, I, H = shape  # noqa: E741
     G = GATES[cell] * H
     if inputs == "ids":
@@ -49,6 +53,8 @@ def make_layer(rng, cell, shape, dtype, inputs="ids", init="random"):
         "W_h": rng.uniform(-0.6, 0.6, (H, G)).astype(dtype),
         "b": rng.uniform(-0.3, 0.3, G).astype(dtype),
     }
+    if cell == "gru":
+        layer["b_hn"] = rng.uniform(-0.3, 0.3, H).astype(dtype)
     states = ["h0", "c0"] if cell == "lstm" else ["h0"]
     for name in states:
         layer[name] = (
@@ -63,6 +69,9 @@ def forward_outputs(cell, layer):
     dtype = layer["W_h"].dtype
     if cell == "rnn":
         return {"H": np.full((T, B, H), np.nan, dtype)}
+    if cell == "gru":
+        return {"H": np.full((T, B, H), np.nan, dtype), "gates": np.full((T, B, G), np.nan, dtype),
+                "R": np.full((T, B, G), np.nan, dtype)}  # fmt: skip
     out = {name: np.full((T, B, H), np.nan, dtype) for name in ("H", "C", "tanhC")}
     out["gates"] = np.full((T, B, G), np.nan, dtype)
     return out
@@ -93,6 +102,9 @@ def backward_grads(rng, cell, layer, fill="random"):
     }
     if cell == "lstm":
         grads["dc0"] = np.full((B, H), np.nan, dtype)
+    if cell == "gru":
+        grads["db_hn"] = start(H)
+        grads["dR"] = np.full((T, B, G), np.nan, dtype)
     grads["dX"] = None if layer["X"].dtype == np.int64 else np.full(layer["X"].shape, np.nan, dtype)
     return grads
 
@@ -118,6 +130,12 @@ def run_backward(ops, cell, layer, fwd, dH, grads, final=None):
             layer["h0"],
             **final,
         )
+    elif cell == "gru":
+        ops.gru_backward(
+            g["dX"], g["dW_x"], g["dW_h"], g["db"], g["db_hn"], g["dh0"], g["dA"], g["dR"], dH,
+            layer["X"], fwd["H"], fwd["gates"], fwd["R"], layer["W_x"], layer["W_h"], layer["h0"],
+            **final,
+        )  # fmt: skip
     else:
         ops.lstm_backward(
             g["dX"],
@@ -274,10 +292,11 @@ def test_backward_twice_accumulates_twice(rng, dtype, cell, inputs):
     run_backward(K, cell, layer, fwd, dH, grads)
     once = copy_dict(grads)
     run_backward(K, cell, layer, fwd, dH, grads)
-    for name in ("dW_x", "dW_h", "db"):
-        assert_close(grads[name], 2 * once[name], dtype, name)
-        assert np.abs(once[name]).max() > 0, name
-    for name in ("dX", "dh0", "dc0", "dA"):  # assigned: identical on the second call
+    for name in ("dW_x", "dW_h", "db", "db_hn"):
+        if name in grads:
+            assert_close(grads[name], 2 * once[name], dtype, name)
+            assert np.abs(once[name]).max() > 0, name
+    for name in ("dX", "dh0", "dc0", "dA", "dR"):  # assigned: identical on the second call
         if name in grads and grads[name] is not None:
             np.testing.assert_array_equal(grads[name], once[name], err_msg=name)
 
@@ -344,7 +363,8 @@ def test_model_negative_control(rng, dtype):
 
 def test_model_c_backend_uses_the_c_kernels():
     ops = CharLM(5, backend="c").kernels
-    for name in ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "sample"):
+    names = [f"{cell}_{part}" for cell in CELLS for part in ("forward", "backward")]
+    for name in (*names, "sample"):
         assert getattr(ops, name) is getattr(K, name), name
 
 
@@ -396,6 +416,11 @@ def forward_call(cell, layer, out, ops=K):
         return lambda: ops.rnn_forward(
             out["H"], layer["X"], layer["W_x"], layer["W_h"], layer["b"], layer["h0"]
         )
+    if cell == "gru":
+        return lambda: ops.gru_forward(
+            out["H"], out["gates"], out["R"], layer["X"], layer["W_x"], layer["W_h"], layer["b"],
+            layer["b_hn"], layer["h0"],
+        )  # fmt: skip
     return lambda: ops.lstm_forward(
         out["H"],
         out["C"],
@@ -442,6 +467,8 @@ def bad_forward_cases(cell, layer, out, dtype):
     ro.flags.writeable = False
     case("H read-only", ValueError, "H: output array is read-only", H=ro)
     case("b length", ValueError, "b: expected shape", b=layer["b"][:-1].copy())
+    if "b_hn" in layer:
+        case("b_hn length", ValueError, "b_hn: expected shape", b_hn=layer["b_hn"][:-1].copy())
     case(
         "h0 batch",
         ValueError,
@@ -496,6 +523,11 @@ def test_forward_overlapping_output_raises(rng, dtype, cell):
         out["C"] = out["H"]
         with pytest.raises(ValueError, match="C: output array overlaps H"):
             forward_call(cell, layer, out)()
+    if cell == "gru":
+        out = forward_outputs(cell, layer)
+        out["R"] = out["gates"]
+        with pytest.raises(ValueError, match="R: output array overlaps gates"):
+            forward_call(cell, layer, out)()
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -534,6 +566,13 @@ def test_backward_bad_input_raises_before_c(rng, dtype, cell):
     g = backward_grads(rng, cell, layer, fill="zero")
     g["dW_x"] = g["dW_h"]  # I == H: one buffer for two gradients
     attempt(ValueError, "dW_h: output array overlaps dW_x", g)
+    if cell == "gru":
+        g = backward_grads(rng, cell, layer, fill="zero")
+        g["dR"] = g["dA"]
+        attempt(ValueError, "dR: output array overlaps dA", g)
+        g = backward_grads(rng, cell, layer, fill="zero")
+        g["db_hn"] = g["db_hn"][:-1].copy()
+        attempt(ValueError, "db_hn: expected shape", g)
     ids_layer = make_layer(rng, cell, (4, 3, 6, 6), dtype, "ids")
     ids_fwd = run_forward(K, cell, ids_layer)
     bad = dict(ids_layer)
@@ -564,3 +603,139 @@ def test_backward_bad_input_raises_before_c(rng, dtype, cell):
         attempt(ValueError, "dc_T: expected shape", final={**good, "dc_T": good["dc_T"][:-1]})
         g = backward_grads(rng, cell, layer, fill="zero")
         attempt(ValueError, "dc0: output array overlaps dc_T", g, final={"dc_T": g["dc0"]})
+
+
+# ---- dropout --------------------------------------------------------------------------------
+
+
+def dropout_mask(rng, shape, dtype, p=0.4):
+    """Inverted-dropout factors of ``shape``: 0 with probability p, else 1 / (1 - p)."""
+    return np.where(rng.random(shape) < p, 0.0, 1.0 / (1.0 - p)).astype(dtype)
+
+
+def with_dropout(ops, mask, out=None):
+    """``ops`` whose recurrent kernels apply dropout: the forwards write ``out`` through
+    ``mask``, the backwards take their dH as the gradient of out."""
+    forward = {"out": out, "mask": mask}
+    return SimpleNamespace(
+        rnn_forward=partial(ops.rnn_forward, **forward),
+        lstm_forward=partial(ops.lstm_forward, **forward),
+        gru_forward=partial(ops.gru_forward, **forward),
+        rnn_backward=partial(ops.rnn_backward, mask=mask),
+        lstm_backward=partial(ops.lstm_backward, mask=mask),
+        gru_backward=partial(ops.gru_backward, mask=mask),
+    )
+
+
+@pytest.mark.parametrize("inputs", ["ids", "float"])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.usefixtures("kernel_path")
+def test_dropout_forward_matches_reference(rng, dtype, cell, shape, inputs):
+    """The cell pass writes out = h * mask beside h: h is the plain forward's, bit for bit, out
+    is exactly h * mask, and both match the reference."""
+    layer = make_layer(rng, cell, shape, dtype, inputs)
+    fit_chunk(shape[1], GATES[cell] * shape[3], dtype)
+    T, B, _, H = shape
+    mask = dropout_mask(rng, (T, B, H), dtype)
+    outs = {ops: np.full((T, B, H), np.nan, dtype) for ops in (K, ref)}
+    got = run_forward(with_dropout(K, mask, outs[K]), cell, layer)
+    expected = run_forward(with_dropout(ref, mask, outs[ref]), cell, layer)
+    assert_all_close(got, expected, dtype)
+    plain = run_forward(K, cell, layer)
+    for name in plain:
+        np.testing.assert_array_equal(got[name], plain[name], err_msg=name)
+    np.testing.assert_array_equal(outs[K], got["H"] * mask)
+    np.testing.assert_array_equal(outs[ref], expected["H"] * mask)
+
+
+@pytest.mark.parametrize("inputs", ["ids", "float"])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.usefixtures("kernel_path")
+def test_dropout_backward_matches_reference(rng, dtype, cell, shape, inputs):
+    """Backward through the mask: against the reference, and bit for bit the plain backward of
+    dH * mask (the product taken in the fused pass is the same IEEE product)."""
+    layer = make_layer(rng, cell, shape, dtype, inputs)
+    fit_chunk(shape[1], GATES[cell] * shape[3], dtype)
+    fwd = run_forward(ref, cell, layer)
+    mask = dropout_mask(rng, fwd["H"].shape, dtype)
+    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    grads = backward_grads(rng, cell, layer)
+    expected, plain = copy_dict(grads), copy_dict(grads)
+    run_backward(with_dropout(ref, mask), cell, layer, fwd, dH, expected)
+    run_backward(with_dropout(K, mask), cell, layer, fwd, dH, grads)
+    assert_all_close(grads, expected, dtype)
+    run_backward(K, cell, layer, fwd, dH * mask, plain)
+    for name, a in grads.items():
+        if a is not None:
+            np.testing.assert_array_equal(a, plain[name], err_msg=name)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_dropout_backward_from_final_state_gradient_matches_reference(rng, dtype, cell, shape):
+    """The final state's gradient enters as the carries, past the mask (it reaches h_{T-1}, not
+    out_{T-1}): against the reference, and bit for bit the plain backward of dH * mask from the
+    same carries."""
+    layer = make_layer(rng, cell, shape, dtype, "float")
+    fwd = run_forward(ref, cell, layer)
+    mask = dropout_mask(rng, fwd["H"].shape, dtype)
+    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    final = final_state_grad(rng, cell, layer)
+    grads = backward_grads(rng, cell, layer)
+    expected, plain = copy_dict(grads), copy_dict(grads)
+    run_backward(with_dropout(ref, mask), cell, layer, fwd, dH, expected, final)
+    run_backward(with_dropout(K, mask), cell, layer, fwd, dH, grads, final)
+    assert_all_close(grads, expected, dtype)
+    run_backward(K, cell, layer, fwd, dH * mask, plain, final)
+    for name, a in grads.items():
+        if a is not None:
+            np.testing.assert_array_equal(a, plain[name], err_msg=name)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_dropout_backward_negative_control(rng, dtype, cell):
+    """The comparison above notices a backward that ignores the mask."""
+    layer = make_layer(rng, cell, (5, 3, 11, 13), dtype, "float")
+    fwd = run_forward(ref, cell, layer)
+    mask = dropout_mask(rng, fwd["H"].shape, dtype)
+    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    grads = backward_grads(rng, cell, layer)
+    expected = copy_dict(grads)
+    run_backward(with_dropout(ref, mask), cell, layer, fwd, dH, expected)
+    run_backward(K, cell, layer, fwd, dH, grads)
+    with pytest.raises(AssertionError):
+        assert_all_close(grads, expected, dtype)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_dropout_bad_input_raises_before_c(rng, dtype, cell):
+    layer = make_layer(rng, cell, (4, 3, 5, 6), dtype)
+    fwd = forward_outputs(cell, layer)
+    mask = dropout_mask(rng, fwd["H"].shape, dtype)
+    out = np.full(mask.shape, np.nan, dtype)
+    other = np.float32 if dtype == np.float64 else np.float64
+    read_only = out.copy()
+    read_only.flags.writeable = False
+    cases = [
+        ("mask alone", None, mask, ValueError, "out, mask: expected both .* got mask alone"),
+        ("out alone", out, None, ValueError, "out, mask: expected both .* got out alone"),
+        ("mask shape", out, mask[:, :, :-1].copy(), ValueError, "mask: expected shape"),
+        ("mask dtype", out, mask.astype(other), TypeError, "mask: expected dtype"),
+        ("out shape", out[:-1].copy(), mask, ValueError, "out: expected shape"),
+        ("out read-only", read_only, mask, ValueError, "out: output array is read-only"),
+        ("out is H", fwd["H"], mask, ValueError, "out: output array overlaps H"),
+        ("out is the mask", mask, mask, ValueError, "out: output array overlaps mask"),
+    ]
+    for desc, bad_out, bad_mask, exc, match in cases:
+        before = {name: a.copy() for name, a in fwd.items()}
+        with pytest.raises(exc, match=match):
+            forward_call(cell, layer, fwd, with_dropout(K, bad_mask, bad_out))()
+        for name, a in fwd.items():  # nothing ran
+            np.testing.assert_array_equal(a, before[name], err_msg=desc)
+    run_forward(with_dropout(K, mask, out), cell, layer)  # the good call passes
+    dH = rng.uniform(-1, 1, mask.shape).astype(dtype)
+    with pytest.raises(ValueError, match="mask: expected shape"):
+        run_backward(with_dropout(K, mask[:-1].copy()), cell, layer, fwd, dH,
+                     backward_grads(rng, cell, layer))  # fmt: skip

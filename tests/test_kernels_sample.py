@@ -12,7 +12,8 @@ import rnnfast.reference as ref
 from rnnfast import CharLM, Vocab
 from rnnfast import _kernels as K  # a missing or broken extension must fail, not skip
 
-GATES = {"rnn": 1, "lstm": 4}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+CELLS = ["rnn", "lstm", "gru"]
 OPTIONS = {
     "plain": dict(temperature=1.0, top_k=None, argmax=False),
     "cold": dict(temperature=0.5, top_k=None, argmax=False),
@@ -39,6 +40,7 @@ def make_sampler(rng, cell, V, H, L, S, N, dtype):
         "W_x": [u((V, G), 1.0) if layer == 0 else u((H, G)) for layer in range(L)],
         "W_h": [u((H, G)) for _ in range(L)],
         "b": [u(G, 0.3) for _ in range(L)],
+        "b_hn": [u(H, 0.3) for _ in range(L)] if cell == "gru" else None,
         "W_y": u((H, V), 3.0),
         "b_y": u(V, 0.5),
     }
@@ -60,6 +62,7 @@ def call(ops, args, temperature, top_k, argmax):
         temperature,
         top_k,
         argmax,
+        b_hn=a["b_hn"],
     )
     return a
 
@@ -70,7 +73,7 @@ def call(ops, args, temperature, top_k, argmax):
     [(2, 1, 1, 1, 40), (11, 7, 2, 4, 60), (29, 13, 3, 3, 50), (65, 70, 2, 1, 50)],
     ids=["V2-H1-L1-S1", "V11-H7-L2-S4", "V29-H13-L3-S3", "V65-H70-L2-S1-gemv"],
 )
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.usefixtures("kernel_isa")
 def test_sample_ids_identical_to_reference(rng, dtype, cell, dims, option):
     V, H, L, S, N = dims
@@ -87,7 +90,7 @@ def test_sample_ids_identical_to_reference(rng, dtype, cell, dims, option):
         assert len(np.unique(got["out"])) > 1  # really sampled, not a constant stream
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_sample_negative_control(rng, dtype, cell):
     args = make_sampler(rng, cell, 11, 7, 2, 4, 60, dtype)
     expected = call(ref, args, **OPTIONS["plain"])
@@ -97,7 +100,7 @@ def test_sample_negative_control(rng, dtype, cell):
     assert not np.array_equal(got["out"], expected["out"])
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_sample_continues_where_it_stopped(rng, dtype, cell):
     args = make_sampler(rng, cell, 11, 7, 2, 3, 40, dtype)
     whole = call(K, args, 0.9, 4, False)
@@ -144,7 +147,7 @@ def test_top_k_at_least_V_means_no_top_k(rng, dtype):
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_model_sample_text_identical_across_backends(dtype, cell):
     vocab = Vocab.from_text(TEXT)
     models = {
@@ -232,6 +235,25 @@ def test_sample_bad_input_raises_before_c(rng, dtype):
             )
         if a["out"].flags.writeable:
             assert np.all(a["out"] == -7), match
+        np.testing.assert_array_equal(a["h"], h_before, err_msg=match)
+
+
+def test_gru_sample_bad_input_raises_before_c(rng, dtype):
+    args = make_sampler(rng, "gru", 11, 7, 2, 3, 20, dtype)
+    call(K, args, 1.0, None, False)  # the good call passes
+    cases = [
+        (r"c: expected None with b_hn given", dict(c=args["h"].copy())),
+        (r"b_hn: expected 2 arrays", dict(b_hn=args["b_hn"][:1])),
+        (r"b_hn\[1\]: expected shape \(7,\)", dict(b_hn=[args["b_hn"][0], args["b_hn"][1][:-1]])),
+        (r"W_h\[0\]: expected shape \(H, H\) = \(7, 7\) for an rnn", dict(b_hn=None)),
+    ]
+    for match, change in cases:
+        a = dict(args, out=np.full_like(args["out"], -7), h=args["h"].copy(), **change)
+        h_before = a["h"].copy()
+        with pytest.raises(ValueError, match=match):
+            K.sample(a["out"], a["uniforms"], a["first_ids"], a["h"], a["c"], a["W_x"], a["W_h"],
+                     a["b"], a["W_y"], a["b_y"], 1.0, None, False, b_hn=a["b_hn"])  # fmt: skip
+        assert np.all(a["out"] == -7), match
         np.testing.assert_array_equal(a["h"], h_before, err_msg=match)
 
 

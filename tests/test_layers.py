@@ -16,7 +16,7 @@ import rnnfast
 from rnnfast import layers
 from rnnfast.model import State
 
-CLASSES = {"rnn": layers.RNN, "lstm": layers.LSTM}
+CLASSES = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}
 
 SHAPES = [  # cell, I, H, layers, T, B
     ("rnn", 3, 5, 1, 1, 1),
@@ -26,6 +26,10 @@ SHAPES = [  # cell, I, H, layers, T, B
     ("lstm", 8, 7, 2, 6, 3),
     ("lstm", 1, 33, 3, 4, 2),
     ("lstm", 17, 9, 1, 3, 64),  # B >= 2 rows per thread block in the packed kernel
+    ("gru", 3, 5, 1, 1, 1),
+    ("gru", 8, 7, 2, 6, 3),
+    ("gru", 1, 33, 3, 4, 2),
+    ("gru", 17, 9, 1, 3, 64),
 ]
 
 
@@ -60,8 +64,11 @@ def test_c_matches_numpy(cell, I, H, num_layers, T, B, batch_first, dtype, rng):
         for backend in ("c", "numpy")
     }
     problem = random_problem(made["c"], T, B, rng)
-    c_result = run(made["c"], *problem)
-    numpy_result = run(made["numpy"], *problem)
+    assert_results_close(run(made["c"], *problem), run(made["numpy"], *problem), dtype)
+
+
+def assert_results_close(c_result, numpy_result, dtype):
+    """``run``'s results of the two backends, to the dtype's tolerance."""
     names = ("out", "final state", "dx", "dstate0")
     for name, ours, expected in zip(names, c_result[:4], numpy_result[:4], strict=True):
         if isinstance(ours, tuple):
@@ -109,19 +116,96 @@ def fd_check(layer, x, state, dout, dstate, use_dstate_in_backward=True):
 
 
 @pytest.mark.parametrize("batch_first", [False, True], ids=["time_major", "batch_first"])
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_finite_differences(cell, batch_first, rng):
     layer = CLASSES[cell](3, 4, num_layers=2, dtype=np.float64, backend="numpy",
                           batch_first=batch_first, seed=2)  # fmt: skip
     assert fd_check(layer, *random_problem(layer, 3, 2, rng)) < 1e-7
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_finite_differences_negative_control(cell, rng):
     """The same check fails when backward does not see the final state's gradient."""
     layer = CLASSES[cell](3, 4, num_layers=2, dtype=np.float64, backend="numpy", seed=2)
     problem = random_problem(layer, 3, 2, rng)
     assert fd_check(layer, *problem, use_dstate_in_backward=False) > 1e-3
+
+
+# -- dropout between the layers ---------------------------------------------------------------
+
+
+def training(layer):
+    """``layer`` with a forward that trains (dropout) on the same masks at every call: the
+    generator's state is reset before each, so the output is a smooth function of the inputs."""
+    start, forward = layer.generator.bit_generator.state, layer.forward
+
+    def forward_on_fixed_masks(x, state=None):
+        layer.generator.bit_generator.state = start
+        return forward(x, state, train=True)
+
+    layer.forward = forward_on_fixed_masks
+    return layer
+
+
+def dropout_layer(cell, dtype=np.float64, backend="numpy"):
+    return CLASSES[cell](3, 4, num_layers=3, dtype=dtype, backend=backend, seed=2, dropout=0.5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_dropout_finite_differences(cell, rng):
+    """Through the masks between three layers, with the final state's gradient (which enters
+    the kernels as their carries, below the mask)."""
+    layer = training(dropout_layer(cell))
+    assert fd_check(layer, *random_problem(layer, 3, 2, rng)) < 1e-7
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_dropout_finite_differences_negative_control(cell, rng, monkeypatch):
+    """The same check fails when the backward kernels ignore the masks."""
+    from rnnfast import reference
+
+    monkeypatch.setattr(reference, "_from_above", lambda dhs, mask, t: dhs[t])
+    layer = training(dropout_layer(cell))
+    assert fd_check(layer, *random_problem(layer, 3, 2, rng)) > 1e-3
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_dropout_c_matches_numpy(cell, dtype, rng):
+    made = {backend: training(dropout_layer(cell, dtype, backend)) for backend in ("c", "numpy")}
+    problem = random_problem(made["c"], 6, 3, rng)
+    assert_results_close(run(made["c"], *problem), run(made["numpy"], *problem), dtype)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_dropout_backward_leaves_the_cache_as_it_was(cell, rng):
+    """Backward with the final state's gradient leaves the cache's masks as they were, so a
+    second backward of the same forward is the first."""
+    layer = dropout_layer(cell, backend="c")
+    x, state, dout, dstate = random_problem(layer, 4, 3, rng)
+    _, _, cache = layer.forward(x, state, train=True)
+    masks = [m.copy() for m in cache.masks[:-1]]
+    first = layer.backward(dout, cache, dstate)
+    for kept, m in zip(masks, cache.masks, strict=False):
+        np.testing.assert_array_equal(kept, m)
+    second = layer.backward(dout, cache, dstate)
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[2].flat, second[2].flat)
+
+
+def test_dropout_only_between_layers_and_only_in_training(rng):
+    x = rng.normal(size=(5, 2, 3)).astype(np.float32)
+    plain = layers.LSTM(3, 4, num_layers=2, seed=1).forward(x)[0]
+    layer = layers.LSTM(3, 4, num_layers=2, seed=1, dropout=0.5)
+    assert "dropout=0.5" in repr(layer)
+    untouched = layer.generator.bit_generator.state
+    np.testing.assert_array_equal(layer.forward(x)[0], plain)  # evaluation: no dropout
+    assert layer.generator.bit_generator.state == untouched
+    assert not np.array_equal(layer.forward(x, train=True)[0], plain)
+    # one layer feeds no other: nothing to drop, as in PyTorch; p = 0 changes nothing
+    one = layers.LSTM(3, 4, seed=1, dropout=0.5).forward(x, train=True)[0]
+    np.testing.assert_array_equal(one, layers.LSTM(3, 4, seed=1).forward(x)[0])
+    zero = layers.LSTM(3, 4, num_layers=2, seed=1, dropout=0.0)
+    np.testing.assert_array_equal(zero.forward(x, train=True)[0], plain)
 
 
 # -- what the layer promises beyond the values ------------------------------------------------
@@ -278,6 +362,8 @@ BAD_CALLS = [  # id, cell, call, error, message
     ("x wrong I", "lstm", lambda c: c.layer.forward(c.x[..., :2], c.state), ValueError,
      r"x: expected shape \(T, B, I=3\)"),
     ("x no steps", "rnn", lambda c: c.layer.forward(c.x[:0]), ValueError, "T, B >= 1"),
+    ("train not a bool", "lstm", lambda c: c.layer.forward(c.x, train=1), TypeError,
+     "train: expected a bool, got int"),
     ("x no batch", "rnn", lambda c: c.layer.forward(c.x[:, :0]), ValueError, "T, B >= 1"),
     ("x float64", "lstm", lambda c: c.layer.forward(c.x.astype(np.float64)), TypeError,
      "x: expected dtype float32, got float64"),
@@ -347,6 +433,8 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(cell, call, error, messa
     ({"dtype": np.float16}, ValueError, "dtype: expected float32 or float64"),
     ({"backend": "cuda"}, ValueError, "backend: expected one of"),
     ({"batch_first": "yes"}, TypeError, "batch_first: expected a bool"),
+    ({"dropout": 1.0}, ValueError, r"dropout: expected a finite number in \[0, 1\)"),
+    ({"dropout": "0.1"}, ValueError, r"dropout: expected a finite number in \[0, 1\)"),
 ])  # fmt: skip
 def test_bad_constructor_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -34,13 +34,13 @@ def bigram_entropy(text: str) -> float:
     return sum(count / n * -math.log(count / firsts[a]) for (a, _), count in pairs.items())
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_training_learns_more_than_the_previous_character(vocab, backend, cell):
     """TEXT repeats a 45-character sentence, so a model with memory can predict it almost
     exactly; after 4 epochs the last epoch's mean loss must be below half of what the best
     predictor from the previous character alone scores (0.64 nats; measured: 0.07 RNN, 0.15
-    LSTM).  The first loss is that of an untrained, near-uniform model: ln V."""
+    LSTM, 0.10 GRU).  The first loss is that of an untrained, near-uniform model: ln V."""
     model = small_model(vocab, cell, backend=backend)
     batches = rnnfast.Batches(vocab.encode(TEXT), batch_size=4, seq_length=16)
     opt = rnnfast.Adam(model, lr=2e-2)
@@ -54,13 +54,18 @@ def test_training_learns_more_than_the_previous_character(vocab, backend, cell):
     assert np.mean(losses[-len(batches) :]) < 0.5 * bigram_entropy(TEXT)
 
 
-def test_params_are_views_into_one_flat_buffer(vocab):
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_params_are_views_into_one_flat_buffer(vocab, cell):
     """Every parameter is a view of its own consecutive slice of flat_params, in the order and
-    with the shapes of DESIGN.md (I = V for layer 0, H above; G = 4H)."""
-    model = small_model(vocab, num_layers=2)
-    V, H, G = len(vocab), 16, 64
-    shapes = {"W_x.0": (V, G), "W_h.0": (H, G), "b.0": (G,), "W_x.1": (H, G), "W_h.1": (H, G),
-              "b.1": (G,), "W_y": (H, V), "b_y": (V,)}  # fmt: skip
+    with the shapes of DESIGN.md (I = V for layer 0, H above; G = 4H, or 3H for a GRU, whose
+    b_hn.{l} (H) follows b.{l})."""
+    model = small_model(vocab, cell, num_layers=2)
+    V, H = len(vocab), 16
+    G = 64 if cell == "lstm" else 48
+    shapes = {"W_x.0": (V, G), "W_h.0": (H, G), "b.0": (G,), "b_hn.0": (H,), "W_x.1": (H, G),
+              "W_h.1": (H, G), "b.1": (G,), "b_hn.1": (H,), "W_y": (H, V), "b_y": (V,)}  # fmt: skip
+    if cell == "lstm":
+        del shapes["b_hn.0"], shapes["b_hn.1"]
     assert list(model.params) == list(shapes)
     offset = 0
     for name, shape in shapes.items():
@@ -161,7 +166,7 @@ def test_unknown_prime_character_is_named(vocab):
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"cell": "gru"}, ValueError, "cell"),
+        ({"cell": "GRU"}, ValueError, "cell"),
         ({"hidden_size": 0}, ValueError, "hidden_size"),
         ({"num_layers": 1.5}, ValueError, "num_layers"),
         ({"dtype": np.float16}, ValueError, "dtype"),
@@ -231,7 +236,8 @@ def test_optimizer_of_another_model_is_rejected(vocab):
 
 # -- the seed's step API (rnnfast.RNN / LSTM / Stack) on both backends -------------------------
 
-CELLS = {"rnn": (rnnfast.RNN, reference.RNN), "lstm": (rnnfast.LSTM, reference.LSTM)}
+CELLS = {"rnn": (rnnfast.RNN, reference.RNN), "lstm": (rnnfast.LSTM, reference.LSTM),
+         "gru": (rnnfast.GRU, reference.GRU)}  # fmt: skip
 
 
 def make_cell(cell, backend, *args, **kwargs):
@@ -251,6 +257,11 @@ def cell_equations(cell, p, xs):
         a = x @ p["W_x"] + h @ p["W_h"] + p["b"]
         if cell == "rnn":
             h = np.tanh(a)
+        elif cell == "gru":  # PyTorch's: n = tanh(x W_in + b_in + r * (h W_hn + b_hn))
+            r, z = (1 / (1 + np.exp(-a[:, k * H : (k + 1) * H])) for k in (0, 1))
+            n = np.tanh(x @ p["W_x"][:, 2 * H :] + p["b"][2 * H :]
+                        + r * (h @ p["W_h"][:, 2 * H :] + p["b_hn"]))  # fmt: skip
+            h = (1 - z) * n + z * h
         else:
             i, f, o = (1 / (1 + np.exp(-a[:, k * H : (k + 1) * H])) for k in (0, 1, 3))
             c = f * c + i * np.tanh(a[:, 2 * H : 3 * H])
@@ -260,7 +271,7 @@ def cell_equations(cell, p, xs):
 
 
 @pytest.mark.parametrize("output_size", [None, 5], ids=["no-output-layer", "output-layer"])
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_step_api_follows_the_equations_step_by_step(backend, cell, output_size, dtype, rng):
     """Six steps of a batch of 3 carry the state from step to step (every output checked
@@ -279,7 +290,7 @@ def test_step_api_follows_the_equations_step_by_step(backend, cell, output_size,
         np.testing.assert_array_equal(y, step_cell.h)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_step_api_c_matches_numpy_step_by_step(cell, dtype, rng):
     """The same seed gives both backends the same weights; their outputs agree at every step
     of a 1-d input (returned 1-d) and of a batch, within the kernel tolerance table."""
@@ -296,7 +307,7 @@ def test_step_api_c_matches_numpy_step_by_step(cell, dtype, rng):
         assert_close(c_cell.step(x), numpy_cell.step(x), dtype, "batched y")
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_reset_starts_again_from_zeros_and_allows_a_new_batch(backend, cell, rng):
     step_cell = make_cell(cell, backend, 3, 8, 2, dtype=np.float64, seed=0)
@@ -370,8 +381,8 @@ def test_forward_returns_every_steps_logits(vocab):
 @pytest.mark.parametrize(
     "public, numpy_class",
     [(rnnfast.CharLM, reference.CharLM), (rnnfast.RNN, reference.RNN),
-     (rnnfast.LSTM, reference.LSTM)],
-    ids=["CharLM", "RNN", "LSTM"],
+     (rnnfast.LSTM, reference.LSTM), (rnnfast.GRU, reference.GRU)],
+    ids=["CharLM", "RNN", "LSTM", "GRU"],
 )  # fmt: skip
 def test_reference_classes_are_the_public_ones_with_the_numpy_backend(public, numpy_class):
     """reference's classes subclass rnnfast's with the same arguments and defaults, but for
@@ -388,7 +399,7 @@ def test_reference_classes_are_the_public_ones_with_the_numpy_backend(public, nu
     assert numpy_class(*args, backend="c").kernels.rnn_forward is public(*args).kernels.rnn_forward
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_sampler_is_the_same_on_both_backends_and_continues_in_chunks(vocab, cell, rng):
     """Drawing 12 steps at once gives the ids of drawing 5 then 7 (the second chunk carries on
     from the first's state and last id); both backends draw the same ids in float64; the state

@@ -27,7 +27,7 @@ CASES = [
     for cell in ("rnn", "lstm")
     for layers in (1, 2)
     for dtype in ("float32", "float64")
-]
+] + [dict(cell="lstm", num_layers=2, dtype=dtype, dropout=0.25) for dtype in ("float32", "float64")]
 LIMIT = 60  # seconds any one mpiexec may run
 
 
@@ -57,9 +57,9 @@ def worker_train(out: str) -> None:
             fed = []
             original = trainer.model.loss_and_grads
 
-            def spy(x, y, state=None, original=original, fed=fed):
+            def spy(x, y, state=None, original=original, fed=fed, **kw):
                 fed.append(np.array(x))
-                return original(x, y, state)
+                return original(x, y, state, **kw)
 
             trainer.model.loss_and_grads = spy
             trainer.train(steps=STEPS)

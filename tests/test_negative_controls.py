@@ -63,6 +63,20 @@ REFERENCE_PLANTS = [
         ("backward", "finite differences"),
     ),
     (
+        "reset gate dropped from n",
+        "gru_forward",
+        "n = np.tanh(a[:, 2 * H :] + r * rec[:, 2 * H :])",
+        "n = np.tanh(a[:, 2 * H :] + rec[:, 2 * H :])",
+        ("forward",),
+    ),
+    (
+        "missing direct carry through z",
+        "gru_backward",
+        "carry = dh * z + dR[t] @ W_h.T",
+        "carry = dR[t] @ W_h.T",
+        ("backward", "finite differences"),
+    ),
+    (
         "wrong transpose",
         "rnn_backward",
         "carry = dA[t] @ W_h.T",
@@ -158,10 +172,22 @@ C_PLANTS = [
         "            t_hi = t + 1;\n",
     ),
     (
+        "GRU's b_hn dropped from the n gate",
+        "csrc/cell_tmpl.h",
+        "const real rn = rec_n[j] + b_hn[j];",
+        "const real rn = rec_n[j];",
+    ),
+    (
         "packed panel drops its last partial column",
         "csrc/pgemm_tmpl.h",
         "const int w = N - j0 < PG_NR ? N - j0 : PG_NR;\n        const real *restrict panel",
         "const int w = N - j0 < PG_NR ? N - j0 - 1 : PG_NR;\n        const real *restrict panel",
+    ),
+    (
+        "LSTM backward ignores the dropout mask",
+        "csrc/cell_tmpl.h",
+        "const real dh = (dropout ? dH[j] * mask[j] : dH[j]) + carry_h[j];",
+        "const real dh = dH[j] + carry_h[j];",
     ),
 ]
 # Chunks of 1 KiB and no row floor: 1 or 2 steps a chunk at the grid's shapes, so every LSTM

@@ -18,7 +18,7 @@ def close(actual, expected, dtype, name=""):
 
 @st.composite
 def problems(draw):
-    cell = draw(st.sampled_from(["rnn", "lstm"]))
+    cell = draw(st.sampled_from(["rnn", "lstm", "gru"]))
     dtype = draw(DTYPES)
     V = draw(st.integers(2, 200))
     H = draw(st.integers(1, 300))
@@ -44,6 +44,16 @@ def problems(draw):
 CEILING = 0.05
 VACUOUS = 0.01
 MAX_VACUOUS_SHARE = 0.2
+
+
+def gradient_floor(dtype, V, H, T, B, weight_scale):
+    """The absolute rounding every gradient inherits from dlogits = (p - onehot(y)) / (T B):
+    p - onehot is rounded at the probabilities' unit scale (eps per element), and the first
+    product dh = dlogits W_y^T sums V of those errors times |W_y| <= weight_scale / sqrt(H); so a
+    gradient whose own scale is tiny by cancellation (p within 1e-6 of onehot) is only known to
+    that absolute floor.  Found by the nightly profile: an RNN with V=2, H=T=B=1 and 4.0-scale
+    weights had dW_x.0 and dh of scale ~5e-6 off by 10% in float32, both backends being right."""
+    return np.finfo(dtype).eps * V * max(1.0, weight_scale) / np.sqrt(H) / (T * B)
 
 
 def test_model_loss_gradients_and_state(capsys):
@@ -93,13 +103,15 @@ def compare_model(problem):
     np_model.flat_params *= 1 + np.finfo(dtype).eps * rng.uniform(-1, 1, np_model.num_params)
     p_out = np_model.loss_and_grads(x, y, state, state_grad=True)
     wide = []
+    floor = gradient_floor(dtype, V, H, T, B, weight_scale)
 
     def compare(actual, expected, name):
         expected = np.asarray(expected)
         scale = np.max(np.abs(expected), initial=0.0)
         sensitivity = np.max(np.abs(np.asarray(lookup(p_out, name)) - expected), initial=0.0)
         tol = quantity_tolerance(name, dtype)
-        bound = tol["atol"] + (tol["rtol"] + tol["scaled"]) * scale
+        atol = tol["atol"] if name in ("loss", "h", "c") else max(tol["atol"], floor)
+        bound = atol + (tol["rtol"] + tol["scaled"]) * scale
         bound += min(10 * sensitivity, CEILING * scale)
         if 0 < VACUOUS * scale < bound:
             wide.append(f"{name} {bound / scale:.2g}")
@@ -155,7 +167,7 @@ def test_optimizer_updates(name, dtype, H, steps, grad_scale, seed):
 
 
 @given(
-    cell=st.sampled_from(["rnn", "lstm"]),
+    cell=st.sampled_from(["rnn", "lstm", "gru"]),
     V=st.integers(2, 120),
     H=st.integers(1, 64),
     L=st.integers(1, 3),

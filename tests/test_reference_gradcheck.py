@@ -18,6 +18,8 @@ CASES = [
     pytest.param("rnn", 2, id="rnn-2layers"),
     pytest.param("lstm", 1, id="lstm-1layer"),
     pytest.param("lstm", 2, id="lstm-2layers"),
+    pytest.param("gru", 1, id="gru-1layer"),
+    pytest.param("gru", 2, id="gru-2layers"),
 ]
 
 
@@ -26,10 +28,16 @@ def relative_error(numeric, analytic):
     return np.max(np.abs(numeric - analytic) / scale)
 
 
-def make_problem(cell, layers, seed=0, V=5, H=3, T=4, B=3):
+def make_problem(cell, layers, seed=0, V=5, H=3, T=4, B=3, dropout=0.0):
     rng = np.random.default_rng(seed)
     model = reference.CharLM(
-        V, cell=cell, hidden_size=H, num_layers=layers, dtype=np.float64, seed=seed
+        V,
+        cell=cell,
+        hidden_size=H,
+        num_layers=layers,
+        dtype=np.float64,
+        seed=seed,
+        dropout=dropout,
     )
     model.flat_params[...] = rng.normal(0.0, 0.5, model.flat_params.size)
     x = rng.integers(0, V, (T, B))
@@ -114,7 +122,7 @@ def test_output_layer_gradient_by_hand():
     np.testing.assert_allclose(grads["b_y"], prob.sum(0) / 2, rtol=1e-12)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_final_state_gradients_start_the_carries(cell):
     """One layer of the reference on float inputs, for the loss
         L = sum(hs * dhs) + sum(h_{T-1} * dh_T) + sum(c_{T-1} * dc_T)   (c: LSTM only):
@@ -122,14 +130,16 @@ def test_final_state_gradients_start_the_carries(cell):
     by central differences, and backward without them does not."""
     rng = np.random.default_rng(3)
     T, B, I, H = 4, 3, 2, 3  # noqa: E741
-    G = 4 * H if cell == "lstm" else H
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell] * H
     inputs = {
         "X": rng.normal(0.0, 1.0, (T, B, I)),
         "W_x": rng.normal(0.0, 0.5, (I, G)),
         "W_h": rng.normal(0.0, 0.5, (H, G)),
         "b": rng.normal(0.0, 0.5, G),
-        "h0": rng.normal(0.0, 0.5, (B, H)),
     }
+    if cell == "gru":
+        inputs["b_hn"] = rng.normal(0.0, 0.5, H)
+    inputs["h0"] = rng.normal(0.0, 0.5, (B, H))
     if cell == "lstm":
         inputs["c0"] = rng.normal(0.0, 0.5, (B, H))
     dhs = rng.normal(0.0, 1.0, (T, B, H))
@@ -137,11 +147,13 @@ def test_final_state_gradients_start_the_carries(cell):
     if cell == "lstm":
         final["dc_T"] = rng.normal(0.0, 1.0, (B, H))
     hs, cs, tcs = (np.empty((T, B, H)) for _ in range(3))
-    gates = np.empty((T, B, G))
+    gates, R = np.empty((T, B, G)), np.empty((T, B, G))
 
     def forward():
         if cell == "lstm":
             reference.lstm_forward(hs, cs, tcs, gates, *inputs.values())
+        elif cell == "gru":
+            reference.gru_forward(hs, gates, R, *inputs.values())
         else:
             reference.rnn_forward(hs, *inputs.values())
 
@@ -154,11 +166,16 @@ def test_final_state_gradients_start_the_carries(cell):
         forward()
         g = {name: np.zeros_like(a) for name, a in inputs.items()}
         dA = np.empty((T, B, G))
-        x, w_x, w_h, _, h0, *c0 = inputs.values()
+        x, w_x, w_h, h0 = inputs["X"], inputs["W_x"], inputs["W_h"], inputs["h0"]
         if cell == "lstm":
             reference.lstm_backward(
                 g["X"], g["W_x"], g["W_h"], g["b"], g["h0"], g["c0"], dA, dhs, x, hs, cs, tcs,
-                gates, w_x, w_h, h0, c0[0], **carries,
+                gates, w_x, w_h, h0, inputs["c0"], **carries,
+            )  # fmt: skip
+        elif cell == "gru":
+            reference.gru_backward(
+                g["X"], g["W_x"], g["W_h"], g["b"], g["b_hn"], g["h0"], dA, np.empty_like(dA),
+                dhs, x, hs, gates, R, w_x, w_h, h0, **carries,
             )  # fmt: skip
         else:
             reference.rnn_backward(
@@ -173,3 +190,42 @@ def test_final_state_gradients_start_the_carries(cell):
         err = relative_error(numeric, with_carries[name])
         assert err < MAX_RELATIVE_ERROR, f"d{name}: max relative error {err:.2e}"
         assert relative_error(numeric, without[name]) > 1e-3, f"d{name} without the carries"
+
+
+def dropout_problem(cell, layers, seed=2):
+    """make_problem's model with dropout 0.5 and one fixed draw of its masks (some zero)."""
+    model, x, y, state = make_problem(cell, layers, seed=seed, dropout=0.5)
+    masks = model.dropout_masks(*x.shape)
+    assert 0 < np.count_nonzero(masks) < masks.size
+    return model, x, y, state, masks
+
+
+@pytest.mark.parametrize("cell, layers", CASES)
+def test_dropout_gradients_match_finite_differences(cell, layers):
+    """With fixed masks the loss is a smooth function of the parameters and the initial state:
+    every gradient, through every layer's mask, against central differences."""
+    model, x, y, state, masks = dropout_problem(cell, layers)
+    _, grads, _, dstate = model.loss_and_grads(x, y, state, state_grad=True, masks=masks)
+    loss = lambda: model.loss(x, y, state, masks=masks)[0]  # noqa: E731
+    numeric = Params(
+        numeric_gradient(loss, model.flat_params),
+        param_shapes(cell, model.vocab_size, model.hidden_size, layers),
+    )
+    for name in grads:
+        err = relative_error(numeric[name], grads[name])
+        assert err < MAX_RELATIVE_ERROR, f"{name}: max relative gradient error {err:.2e}"
+    for name in ("h", "c"):
+        if getattr(state, name) is not None:
+            err = relative_error(numeric_gradient(loss, getattr(state, name)), dstate[name == "c"])
+            assert err < MAX_RELATIVE_ERROR, f"d{name}0: max relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_negative_control_a_mask_missing_in_backward_fails_the_check(monkeypatch, cell):
+    """The dropout check can fail: a backward that forgets the mask (the gradient from above
+    taken as is) must exceed the bound on the weights below the dropped outputs."""
+    model, x, y, state, masks = dropout_problem(cell, 2)
+    monkeypatch.setattr(reference, "_from_above", lambda dhs, mask, t: dhs[t])
+    _, grads, _ = model.loss_and_grads(x, y, state, masks=masks)
+    numeric = numeric_gradient(lambda: model.loss(x, y, state, masks=masks)[0], model.flat_params)
+    assert relative_error(numeric, grads.flat) > MAX_RELATIVE_ERROR

@@ -1,5 +1,5 @@
 """PyTorch parity: the same weights give the same loss, state and every gradient as autograd,
-for CharLM and for the dense-input layers of rnnfast.layers."""
+for CharLM and for the dense-input layers of rnnfast.layers, with nn.RNN, nn.LSTM and nn.GRU."""
 
 import numpy as np
 import pytest
@@ -18,7 +18,12 @@ SHAPES = [  # cell, V, H, layers, T, B
     ("lstm", 7, 5, 1, 6, 3),
     ("lstm", 11, 13, 2, 9, 4),
     ("lstm", 3, 4, 3, 5, 2),
+    ("gru", 7, 5, 1, 6, 3),
+    ("gru", 2, 9, 3, 1, 1),
+    ("gru", 11, 13, 2, 9, 4),
 ]
+TORCH_CLASSES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+LAYER_CLASSES = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}
 # autograd and rnnfast order their sums differently: float64 agrees to ~1e-13, float32 to the
 # kernel table's float32 row
 TORCH_TOLERANCES = {np.dtype(np.float64): {"rtol": 1e-9, "atol": 1e-12},
@@ -28,8 +33,18 @@ TORCH_TOLERANCES = {np.dtype(np.float64): {"rtol": 1e-9, "atol": 1e-12},
 def torch_pair(cell, V, H, layers, dtype, seed=0):
     torch.manual_seed(seed)
     tdtype = getattr(torch, np.dtype(dtype).name)
-    cls = nn.LSTM if cell == "lstm" else nn.RNN
-    return cls(V, H, num_layers=layers, dtype=tdtype), nn.Linear(H, V, dtype=tdtype)
+    rnn = TORCH_CLASSES[cell](V, H, num_layers=layers, dtype=tdtype)
+    return rnn, nn.Linear(H, V, dtype=tdtype)
+
+
+def recurrent_grads(grads, layer):
+    """The gradients of a layer's torch parameters weight_ih, weight_hh, bias_ih, bias_hh from
+    rnnfast's (a GRU's bias_hh: b_hr and b_hz act as b does, b_hn as b_hn)."""
+    b = b_hh = grads[f"b.{layer}"]
+    if f"b_hn.{layer}" in grads:
+        b_hh = np.concatenate([b[: 2 * b.size // 3], grads[f"b_hn.{layer}"]])
+    return {"weight_ih": grads[f"W_x.{layer}"].T, "weight_hh": grads[f"W_h.{layer}"].T,
+            "bias_ih": b, "bias_hh": b_hh}  # fmt: skip
 
 
 def torch_loss_and_grads(rnn, linear, x, y, state):
@@ -71,13 +86,9 @@ def test_same_loss_state_and_gradients_as_autograd(cell, V, H, layers, T, B, dty
     if cell == "lstm":
         np.testing.assert_allclose(dstate.c, t_dc0, **tol)
     for layer in range(layers):
-        g_ih = getattr(rnn, f"weight_ih_l{layer}").grad.numpy()
-        g_hh = getattr(rnn, f"weight_hh_l{layer}").grad.numpy()
-        g_b = getattr(rnn, f"bias_ih_l{layer}").grad.numpy()
-        np.testing.assert_allclose(grads[f"W_x.{layer}"], g_ih.T, **tol)
-        np.testing.assert_allclose(grads[f"W_h.{layer}"], g_hh.T, **tol)
-        np.testing.assert_allclose(grads[f"b.{layer}"], g_b, **tol)
-        np.testing.assert_allclose(getattr(rnn, f"bias_hh_l{layer}").grad.numpy(), g_b, **tol)
+        for name, ours in recurrent_grads(grads, layer).items():
+            theirs = getattr(rnn, f"{name}_l{layer}").grad.numpy()
+            np.testing.assert_allclose(ours, theirs, err_msg=f"{name}_l{layer}", **tol)
     np.testing.assert_allclose(grads["W_y"], linear.weight.grad.numpy().T, **tol)
     np.testing.assert_allclose(grads["b_y"], linear.bias.grad.numpy(), **tol)
 
@@ -92,12 +103,14 @@ def test_negative_control_another_torch_model_differs():
     assert loss != pytest.approx(t_loss, rel=1e-6)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_round_trip_gives_the_same_outputs(cell):
     model = rnnfast.reference.CharLM(9, cell=cell, hidden_size=6, num_layers=2,
                                      dtype=np.float64, seed=0)  # fmt: skip
     rnn, linear = model.to_torch()
-    assert rnn.bias_hh_l1.abs().sum().item() == 0  # the two biases come back merged
+    # the two biases come back merged (a GRU's b_hn apart, in bias_hh's n block)
+    merged = rnn.bias_hh_l1[:12] if cell == "gru" else rnn.bias_hh_l1
+    assert merged.abs().sum().item() == 0
     back = rnnfast.reference.CharLM.from_torch(rnn, linear)
     np.testing.assert_array_equal(back.flat_params, model.flat_params)
     x = np.random.default_rng(0).integers(0, 9, (5, 3))
@@ -114,7 +127,8 @@ def test_vocab_is_kept_and_checked():
 
 
 @pytest.mark.parametrize("make, error, message", [
-    (lambda: (nn.GRU(5, 4), nn.Linear(4, 5)), TypeError, "nn.RNN .tanh. or nn.LSTM"),
+    (lambda: (nn.Linear(5, 4), nn.Linear(4, 5)), TypeError, "nn.RNN .tanh., nn.LSTM or nn.GRU"),
+    (lambda: (nn.GRU(5, 4, bidirectional=True), nn.Linear(8, 5)), ValueError, "bidirectional"),
     (lambda: (nn.RNN(5, 4, nonlinearity="relu"), nn.Linear(4, 5)), ValueError, "relu"),
     (lambda: (nn.LSTM(5, 4, bidirectional=True), nn.Linear(8, 5)), ValueError, "bidirectional"),
     (lambda: (nn.LSTM(5, 4, proj_size=2), nn.Linear(2, 5)), ValueError, "proj_size"),
@@ -134,6 +148,9 @@ LAYER_SHAPES = [  # cell, I, H, layers, T, B
     ("lstm", 4, 5, 1, 6, 3),
     ("lstm", 6, 3, 2, 5, 1),
     ("lstm", 2, 9, 3, 4, 2),
+    ("gru", 4, 5, 1, 6, 3),
+    ("gru", 3, 7, 3, 1, 1),
+    ("gru", 6, 3, 2, 5, 2),
 ]
 
 
@@ -171,9 +188,9 @@ def torch_layer_grads(module, x, h0, c0, dout, dh_T, dc_T):
 def test_layer_matches_autograd(cell, I, H, num_layers, T, B, with_dstate, given_state,  # noqa: E741
                                 batch_first, backend):  # fmt: skip
     torch.manual_seed(3)
-    cls = nn.LSTM if cell == "lstm" else nn.RNN
-    module = cls(I, H, num_layers=num_layers, batch_first=batch_first, dtype=torch.float64)
-    layer = (layers.LSTM if cell == "lstm" else layers.RNN).from_torch(module, backend=backend)
+    module = TORCH_CLASSES[cell](I, H, num_layers=num_layers, batch_first=batch_first,
+                                 dtype=torch.float64)  # fmt: skip
+    layer = LAYER_CLASSES[cell].from_torch(module, backend=backend)
     assert (layer.batch_first, layer.num_layers, layer.dtype) == (batch_first, num_layers,
                                                                   np.float64)  # fmt: skip
     rng = np.random.default_rng(4)
@@ -183,7 +200,7 @@ def test_layer_matches_autograd(cell, I, H, num_layers, T, B, with_dstate, given
     out_shape = (B, T, H) if batch_first else (T, B, H)
     dout = rng.normal(size=out_shape)
     dh_T, dc_T = rng.normal(size=(2, *state_shape)) if with_dstate else (None, None)
-    if cell == "rnn":
+    if cell != "lstm":
         c0 = dc_T = None
     state = layers.State(h0, c0) if given_state else None
     dstate = layers.State(dh_T, dc_T) if with_dstate else None
@@ -201,11 +218,10 @@ def test_layer_matches_autograd(cell, I, H, num_layers, T, B, with_dstate, given
     if cell == "lstm":
         np.testing.assert_allclose(final.c, t_cT, **tol)
         np.testing.assert_allclose(dstate0.c, t_dc0, **tol)
-    pairs = [("W_x", "weight_ih"), ("W_h", "weight_hh"), ("b", "bias_ih"), ("b", "bias_hh")]
     for k in range(num_layers):
-        for ours, theirs in pairs:
-            expected = getattr(module, f"{theirs}_l{k}").grad.numpy().T  # .T: no-op on biases
-            np.testing.assert_allclose(grads[f"{ours}.{k}"], expected, err_msg=f"{ours}.{k}", **tol)
+        for name, ours in recurrent_grads(grads, k).items():
+            theirs = getattr(module, f"{name}_l{k}").grad.numpy()
+            np.testing.assert_allclose(ours, theirs, err_msg=f"{name}_l{k}", **tol)
 
 
 def test_layer_negative_control_a_dropped_final_state_gradient_is_caught():
@@ -221,12 +237,13 @@ def test_layer_negative_control_a_dropped_final_state_gradient_is_caught():
     assert not np.allclose(dx, t_dx, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("cls", [layers.RNN, layers.LSTM])
+@pytest.mark.parametrize("cls", [layers.RNN, layers.LSTM, layers.GRU])
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_layer_round_trip_through_torch(cls, batch_first):
     layer = cls(3, 5, num_layers=2, dtype=np.float64, batch_first=batch_first, seed=1)
     module = layer.to_torch()
-    assert module.batch_first == batch_first and module.bias_hh_l1.abs().sum().item() == 0
+    merged = module.bias_hh_l1[:10] if cls is layers.GRU else module.bias_hh_l1
+    assert module.batch_first == batch_first and merged.abs().sum().item() == 0
     back = cls.from_torch(module)
     np.testing.assert_array_equal(back.flat_params, layer.flat_params)
     x = np.random.default_rng(0).normal(size=(2, 4, 3))
@@ -234,17 +251,24 @@ def test_layer_round_trip_through_torch(cls, batch_first):
     np.testing.assert_allclose(layer.forward(x)[0], t_out, rtol=1e-12, atol=1e-14)
 
 
-def test_layer_from_torch_keeps_float32_and_warns_of_dropout():
-    layer = layers.LSTM.from_torch(nn.LSTM(3, 4, num_layers=2, dropout=0.0))
-    assert layer.dtype == np.float32 and layer.input_size == 3
-    with pytest.warns(UserWarning, match="no dropout"):
-        layers.LSTM.from_torch(nn.LSTM(3, 4, num_layers=2, dropout=0.5))
+def test_layer_from_torch_keeps_float32_and_dropout():
+    """Dropout between the layers comes across both ways; in evaluation (the module's eval(),
+    the layer's default forward) neither applies it."""
+    module = nn.LSTM(3, 4, num_layers=2, dropout=0.5)
+    layer = layers.LSTM.from_torch(module)
+    assert layer.dtype == np.float32 and layer.input_size == 3 and layer.dropout == 0.5
+    assert layer.to_torch().dropout == 0.5
+    x = np.random.default_rng(0).normal(size=(5, 2, 3)).astype(np.float32)
+    expected = module.eval()(torch.from_numpy(x))[0].detach().numpy()
+    np.testing.assert_allclose(layer.forward(x)[0], expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("cls, module, error, message", [
     (layers.LSTM, lambda: nn.RNN(3, 4), TypeError, "expected nn.LSTM, got RNN"),
     (layers.RNN, lambda: nn.LSTM(3, 4), TypeError, "expected nn.RNN, got LSTM"),
-    (layers.RNN, lambda: nn.GRU(3, 4), TypeError, "nn.RNN .tanh. or nn.LSTM"),
+    (layers.RNN, lambda: nn.GRU(3, 4), TypeError, "expected nn.RNN, got GRU"),
+    (layers.GRU, lambda: nn.LSTM(3, 4), TypeError, "expected nn.GRU, got LSTM"),
+    (layers.LSTM, lambda: nn.Linear(3, 4), TypeError, "nn.RNN .tanh., nn.LSTM or nn.GRU"),
     (layers.RNN, lambda: nn.RNN(3, 4, nonlinearity="relu"), ValueError, "relu"),
     (layers.LSTM, lambda: nn.LSTM(3, 4, bidirectional=True), ValueError, "bidirectional"),
     (layers.LSTM, lambda: nn.LSTM(3, 4, proj_size=2), ValueError, "proj_size"),

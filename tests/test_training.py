@@ -35,6 +35,8 @@ OPTIMIZER_CASES = [
     pytest.param(dict(optimizer="rmsprop"), id="rmsprop"),
     pytest.param(dict(optimizer="adam"), id="adam"),
     pytest.param(dict(optimizer="adam", dtype="float64", max_norm=1.0), id="adam-f64-maxnorm"),
+    pytest.param(dict(optimizer="adam", dropout=0.3), id="adam-dropout"),
+    pytest.param(dict(optimizer="rmsprop", cell="rnn", dropout=0.5), id="rmsprop-dropout-rnn"),
 ]
 
 
@@ -77,6 +79,21 @@ def test_resume_without_the_carried_state_differs(tmp_path):
     first.save(tmp_path / "ck.npz")
     resumed = Trainer.resume(tmp_path / "ck.npz", TEXT)
     resumed.state = None
+    resumed.train(steps=N)
+    assert not np.array_equal(straight.model.flat_params, resumed.model.flat_params)
+
+
+def test_resume_without_the_mask_generator_differs(tmp_path):
+    """Negative control for dropout: the same comparison notices a mask generator that starts
+    again from its seed instead of where the first run stopped."""
+    N, k = 16, 10
+    straight = Trainer(TEXT, tiny(dropout=0.3))
+    straight.train(steps=N)
+    first = Trainer(TEXT, tiny(dropout=0.3))
+    first.train(steps=k)
+    first.save(tmp_path / "ck.npz")
+    resumed = Trainer.resume(tmp_path / "ck.npz", TEXT)
+    resumed.model.generator = Trainer(TEXT, tiny(dropout=0.3)).model.generator
     resumed.train(steps=N)
     assert not np.array_equal(straight.model.flat_params, resumed.model.flat_params)
 
@@ -190,6 +207,8 @@ def test_bad_settings_are_value_errors():
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match=r"momentum: expected a number in \[0, 1\)"):
         TrainConfig(optimizer="sgd", momentum=1.0)
+    with pytest.raises(ValueError, match=r"dropout: expected a finite number in \[0, 1\)"):
+        TrainConfig(dropout=1.0)
     with pytest.raises(ValueError, match="shorter than one batch"):
         Trainer("tiny text", tiny())
 
