@@ -7,7 +7,8 @@
  * steps.
  * Each kernel takes descriptors (sizes and pointers, shapes in the comments) in the order
  * outputs, inputs.  Forward assigns; backward accumulates (+=) into dW_x, dW_h, db, db_hn and
- * assigns dX (may be NULL), dh0, dc0 and the workspace.  The equations are those of
+ * assigns dX (may be NULL), dh0, dc0 and the workspace, its carries starting from dh_T, dc_T
+ * (or zero).  The equations are those of
  * rnnfast/reference.py:
  *   RNN    h_t = tanh(x_t W_x + h_{t-1} W_h + b)
  *   LSTM   a_t = x_t W_x + h_{t-1} W_h + b, gates i, f, g, o = sig(a_i), sig(a_f), tanh(a_g),
@@ -53,6 +54,11 @@
         real *dc0;       /* (B, H) assigned; LSTM only */                                      \
         real *db_hn;     /* (H) +=; GRU only */                                                \
         const real *dH;  /* (T, B, H) d loss / d h_t (/ d out_t with dropout) from above */    \
+        /* (B, H) d loss / d h_{T-1}, d loss / d c_{T-1} from beyond the sequence (the final   \
+         * state's gradient, past any dropout): the carries into step T-1.  NULL: zero; dc_T   \
+         * is LSTM only. */                                                                    \
+        const real *dh_T;                                                                      \
+        const real *dc_T;                                                                      \
     };                                                                                         \
     /* Scratch, assigned by the kernels. */                                                   \
     struct rf_workspace_##sfx {                                                                \

@@ -13,7 +13,8 @@
  * gradient of R_t, with the carry's direct part dh z left in the carry buffer; with dropout it
  * reads dH_t * mask_t, the gradient reaching h_t through out_t);  the carry dh = dR_t W_h^T
  * (dR = dA but for the GRU; one per-step product, assigned, or added for the GRU; dh0 is the
- * carry buffer);  if t starts a chunk, the weight-gradient GEMMs of the chunk's steps while its
+ * carry buffer, dc0 the LSTM's cell carry, both starting from the final state's gradient dh_T,
+ * dc_T or zero);  if t starts a chunk, the weight-gradient GEMMs of the chunk's steps while its
  * dA is in cache;  after the loop db += sum dA (GRU: db_hn += sum dR_n) and, for ids, the
  * scatter-add into dW_x.
  * Chunks hold about rf_paths.chunk_bytes of A but at least rf_paths.chunk_rows rows
@@ -93,6 +94,15 @@ static void FN(sum_grads)(const struct DT(rf_layer_grads) *g, const real *dA,
     }
 }
 
+/* carry (n) = given (n), the final state's gradient, or zero when given is NULL. */
+static void FN(carry_init)(real *carry, const real *given, int64_t n)
+{
+    if (given)
+        memcpy(carry, given, sizeof(real) * (size_t)n);
+    else
+        memset(carry, 0, sizeof(real) * (size_t)n);
+}
+
 /* The forward driver; `cell` is a constant at each call (inlined: one loop per cell). */
 static RF_ALWAYS_INLINE void FN(recurrent_forward)(
     const struct DT(rf_layer) *L, const struct DT(rf_workspace) *ws, const int cell)
@@ -155,9 +165,9 @@ static RF_ALWAYS_INLINE void FN(recurrent_backward)(
     const int packed = rf_use_packed(B);
     if (packed)
         FN(pg_pack)(ws->pack, L->W_h, G, H, 1);
-    memset(g->dh0, 0, sizeof(real) * (size_t)step); /* the carries into step T-1 */
+    FN(carry_init)(g->dh0, g->dh_T, step); /* the carries into step T-1 */
     if (cell == CELL_LSTM)
-        memset(g->dc0, 0, sizeof(real) * (size_t)step);
+        FN(carry_init)(g->dc0, g->dc_T, step);
     const int chunk = rf_chunk_steps(B, gstep * (int64_t)sizeof(real));
     int t_hi = T;
     for (int t = T - 1; t >= 0; t--) {

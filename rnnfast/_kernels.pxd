@@ -105,6 +105,8 @@ cdef extern from "recurrent.h" nogil:
         float *dc0
         float *db_hn
         const float *dH
+        const float *dh_T
+        const float *dc_T
     struct rf_workspace_f32:
         float *dA
         float *dR
@@ -156,6 +158,8 @@ cdef extern from "recurrent.h" nogil:
         double *dc0
         double *db_hn
         const double *dH
+        const double *dh_T
+        const double *dc_T
     struct rf_workspace_f64:
         double *dA
         double *dR

@@ -540,6 +540,12 @@ cdef tuple _check_layer(str cell, object X, object W_x, object W_h, object b, ob
     return dtype, T, B, I, H, ids
 
 
+cdef _check_final_state_grad(str name, object a, object dtype, int B, int H):
+    """The optional gradient of the final state (None: zero)."""
+    if a is not None:
+        _check_array(name, a, dtype, (B, H))
+
+
 cdef _check_no_input_gradient(object dX, bint ids):
     if dX is not None and ids:
         raise ValueError("dX: expected None when X holds character ids (no input gradient), "
@@ -625,7 +631,7 @@ def rnn_forward(H, X, W_x, W_h, b, h0, *, out=None, mask=None):
 
 
 cdef _fill_grads(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
-                 object dc0, object dA, object dH):
+                 object dc0, object dA, object dH, object dh_T, object dc_T):
     _out(&d.grads.dX, dX)
     _out(&d.grads.dW_x, dW_x)
     _out(&d.grads.dW_h, dW_h)
@@ -633,23 +639,26 @@ cdef _fill_grads(rf_recurrent *d, object dX, object dW_x, object dW_h, object db
     _out(&d.grads.dh0, dh0)
     _out(&d.grads.dc0, dc0)
     _in(&d.grads.dH, dH)
+    _in(&d.grads.dh_T, dh_T)
+    _in(&d.grads.dc_T, dc_T)
     _out(&d.ws.dA, dA)
 
 
 cdef _rnn_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
                    object dA, object dH, object X, object H, object W_x, object W_h, object h0,
-                   object mask, int T, int B, int I, int n, bint ids):
+                   object mask, object dh_T, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, n)
     _out(&d.layer.hs, H)
     _fill_dropout(d, None, mask)
-    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH, dh_T, None)
     with nogil:
         rf_rnn_backward(d)
 
 
-def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, *, mask=None):
+def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, *, mask=None, dh_T=None):
     """Backward through time of ``rnn_forward`` (through its dropout when ``mask`` is given: dH
-    is then the gradient of out); see ``reference.rnn_backward``."""
+    is then the gradient of out), from the final state's gradient ``dh_T`` (None: zero); see
+    ``reference.rnn_backward``."""
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("rnn", X, W_x, W_h, None, h0, None)
@@ -664,17 +673,18 @@ def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, *, mask=No
     _check_output("db", db, dtype, (n,))
     _check_output("dh0", dh0, dtype, (B, n))
     _check_output("dA", dA, dtype, (T, B, n))
+    _check_final_state_grad("dh_T", dh_T, dtype, B, n)
     _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dA", "dH", "X", "H", "W_x", "W_h",
-                       "h0", "mask"), (dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask),
-                      6)
+                       "h0", "mask", "dh_T"),
+                      (dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask, dh_T), 6)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _rnn_backward(&d32, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask, T, B, I,
-                      n, ids)
+        _rnn_backward(&d32, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask, dh_T, T,
+                      B, I, n, ids)
     else:
-        _rnn_backward(&d64, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask, T, B, I,
-                      n, ids)
+        _rnn_backward(&d64, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask, dh_T, T,
+                      B, I, n, ids)
 
 
 cdef _fill_lstm_cache(rf_recurrent *d, object H, object C, object tanhC, object gates):
@@ -722,19 +732,21 @@ def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, *, out=None, mask=N
 cdef _lstm_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
                     object dc0, object dA, object dH, object X, object H, object C,
                     object tanhC, object gates, object W_x, object W_h, object h0, object c0,
-                    object mask, int T, int B, int I, int n, bint ids):
+                    object mask, object dh_T, object dc_T, int T, int B, int I, int n,
+                    bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, None, h0, c0, T, B, I, n, ids, 4 * n)
     _fill_lstm_cache(d, H, C, tanhC, gates)
     _fill_dropout(d, None, mask)
-    _fill_grads(d, dX, dW_x, dW_h, db, dh0, dc0, dA, dH)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, dh_T, dc_T)
     with nogil:
         rf_lstm_backward(d)
 
 
 def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h, h0,
-                  c0, *, mask=None):
+                  c0, *, mask=None, dh_T=None, dc_T=None):
     """Backward through time of ``lstm_forward`` (through its dropout when ``mask`` is given:
-    dH is then the gradient of out); see ``reference.lstm_backward``."""
+    dH is then the gradient of out), from the final state's gradients ``dh_T``, ``dc_T`` (None:
+    zero); see ``reference.lstm_backward``."""
     if c0 is None:
         raise TypeError("c0: expected a numpy.ndarray, got NoneType")
     cdef int T, B, I, n
@@ -753,18 +765,20 @@ def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W
     _check_output("dh0", dh0, dtype, (B, n))
     _check_output("dc0", dc0, dtype, (B, n))
     _check_output("dA", dA, dtype, (T, B, 4 * n))
+    _check_final_state_grad("dh_T", dh_T, dtype, B, n)
+    _check_final_state_grad("dc_T", dc_T, dtype, B, n)
     _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dc0", "dA", "dH", "X", "H", "C",
-                       "tanhC", "gates", "W_x", "W_h", "h0", "c0", "mask"),
+                       "tanhC", "gates", "W_x", "W_h", "h0", "c0", "mask", "dh_T", "dc_T"),
                       (dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h,
-                       h0, c0, mask), 7)
+                       h0, c0, mask, dh_T, dc_T), 7)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
         _lstm_backward(&d32, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
-                       W_h, h0, c0, mask, T, B, I, n, ids)
+                       W_h, h0, c0, mask, dh_T, dc_T, T, B, I, n, ids)
     else:
         _lstm_backward(&d64, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
-                       W_h, h0, c0, mask, T, B, I, n, ids)
+                       W_h, h0, c0, mask, dh_T, dc_T, T, B, I, n, ids)
 
 
 cdef _fill_gru_cache(rf_recurrent *d, object H, object gates, object R, object b_hn):
@@ -807,12 +821,12 @@ def gru_forward(H, gates, R, X, W_x, W_h, b, b_hn, h0, *, out=None, mask=None):
 
 cdef _gru_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db,
                    object db_hn, object dh0, object dA, object dR, object dH, object X, object H,
-                   object gates, object R, object W_x, object W_h, object h0, object mask, int T,
-                   int B, int I, int n, bint ids):
+                   object gates, object R, object W_x, object W_h, object h0, object mask,
+                   object dh_T, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, 3 * n)
     _fill_gru_cache(d, H, gates, R, None)
     _fill_dropout(d, None, mask)
-    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH, dh_T, None)
     _out(&d.grads.db_hn, db_hn)
     _out(&d.ws.dR, dR)
     with nogil:
@@ -820,9 +834,10 @@ cdef _gru_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object 
 
 
 def gru_backward(dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x, W_h, h0, *,
-                 mask=None):
+                 mask=None, dh_T=None):
     """Backward through time of ``gru_forward`` (through its dropout when ``mask`` is given: dH
-    is then the gradient of its ``out``); see ``reference.gru_backward``."""
+    is then the gradient of its ``out``), from the final state's gradient ``dh_T`` (None: zero);
+    see ``reference.gru_backward``."""
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("gru", X, W_x, W_h, None, h0, None)
@@ -841,18 +856,19 @@ def gru_backward(dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x
     _check_output("dA", dA, dtype, (T, B, 3 * n))
     _check_output("dR", dR, dtype, (T, B, 3 * n))
     _check_dropout(None, mask, dtype, (T, B, n), False)
+    _check_final_state_grad("dh_T", dh_T, dtype, B, n)
     _check_no_overlap(("dX", "dW_x", "dW_h", "db", "db_hn", "dh0", "dA", "dR", "dH", "X", "H",
-                       "gates", "R", "W_x", "W_h", "h0", "mask"),
+                       "gates", "R", "W_x", "W_h", "h0", "mask", "dh_T"),
                       (dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x, W_h,
-                       h0, mask), 8)
+                       h0, mask, dh_T), 8)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
         _gru_backward(&d32, dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x,
-                      W_h, h0, mask, T, B, I, n, ids)
+                      W_h, h0, mask, dh_T, T, B, I, n, ids)
     else:
         _gru_backward(&d64, dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x,
-                      W_h, h0, mask, T, B, I, n, ids)
+                      W_h, h0, mask, dh_T, T, B, I, n, ids)
 
 
 # ---- the sampling loop -----------------------------------------------------------------------

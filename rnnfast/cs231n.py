@@ -193,8 +193,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
     _dims(x=(x, "N T D"), h0=(h0, "N H"), Wx=(Wx, "D 4H"), Wh=(Wh, "H 4H"), b=(b, "4H"))
     X = _swap_time_batch(x)
     cache = _forward("lstm", "lstm_forward", X, h0, np.zeros_like(h0), Wx, Wh, b)
-    T = X.shape[0]
-    return _swap_time_batch(cache.values[0].H[0][:T]), cache
+    return _swap_time_batch(cache.values[0].H[0]), cache
 
 
 def lstm_backward(dh, cache):

@@ -39,8 +39,7 @@ class Weights(NamedTuple):
 class _Cache:
     """What backward needs from a forward: the input, the initial state and, per layer, the
     kernels' activations (a GRU's recurrent products in R), the output the layer above read
-    (``outs``: H itself, or H * mask with dropout) and the dropout mask (None without).  For an
-    LSTM every array has one spare step after the last (see ``stack_backward``)."""
+    (``outs``: H itself, or H * mask with dropout) and the dropout mask (None without)."""
 
     __slots__ = ("owner", "cell", "X", "h0", "c0", "H", "C", "tanhC", "gates", "R", "outs",
                  "masks")  # fmt: skip
@@ -65,30 +64,23 @@ def stack_forward(
 ) -> _Cache:
     """Run the stacked layers over X (T, B, I) from h0, c0 (L, B, H) (c0 None for an RNN or a
     GRU; b_hn the GRU layers' (H,) biases, else None); the top layer's h for every step is
-    ``cache.H[-1][:T]``.  ``masks`` (L - 1, T, B, H): dropout between the layers (layer k + 1
+    ``cache.H[-1]``.  ``masks`` (L - 1, T, B, H): dropout between the layers (layer k + 1
     reads layer k's h * masks[k]), or None."""
     T, B = X.shape[0], X.shape[1]
     n = h0.shape[-1]
     cache = _Cache(owner, cell, X, h0, c0)
     layer_input = X
     for layer, w in enumerate(weights):
-        H = np.empty((T + 1 if cell == "lstm" else T, B, n), X.dtype)
+        H = np.empty((T, B, n), X.dtype)
         out = mask = None
         drop = {}
         if masks is not None and layer < len(weights) - 1:
-            out, mask = np.zeros_like(H), np.ones_like(H)  # an LSTM's spare step: 0 and 1
-            mask[:T] = masks[layer]
-            drop = {"out": out[:T], "mask": mask[:T]}
+            out, mask = np.empty_like(H), masks[layer]
+            drop = {"out": out, "mask": mask}
         if cell == "lstm":
-            # The spare step T: gates i=0, f=1, g=0, o=1 and tanh(c)=0 make its backward turn
-            # a dH_T into dA_T = 0 and a carry dc = dH_T into step T-1 (stack_backward).
             C, tanhC = np.empty_like(H), np.empty_like(H)
-            gates = np.empty((T + 1, B, 4 * n), X.dtype)
-            H[T], C[T], tanhC[T] = 0, 0, 0
-            gates[T].reshape(B, 4, n)[...] = np.array([0, 1, 0, 1], X.dtype)[:, None]
-            ops.lstm_forward(
-                H[:T], C[:T], tanhC[:T], gates[:T], layer_input, *w, h0[layer], c0[layer], **drop
-            )
+            gates = np.empty((T, B, 4 * n), X.dtype)
+            ops.lstm_forward(H, C, tanhC, gates, layer_input, *w, h0[layer], c0[layer], **drop)
             cache.C.append(C)
             cache.tanhC.append(tanhC)
             cache.gates.append(gates)
@@ -102,15 +94,14 @@ def stack_forward(
         cache.H.append(H)
         cache.outs.append(H if out is None else out)
         cache.masks.append(mask)
-        layer_input = cache.outs[-1][:T]
+        layer_input = cache.outs[-1]
     return cache
 
 
 def final_state(cache: _Cache) -> State:
     """The state after the last step, (L, B, H) each."""
-    T = cache.shape[0]
-    c = np.stack([C[T - 1] for C in cache.C]) if cache.cell == "lstm" else None
-    return State(np.stack([H[T - 1] for H in cache.H]), c)
+    c = np.stack([C[-1] for C in cache.C]) if cache.cell == "lstm" else None
+    return State(np.stack([H[-1] for H in cache.H]), c)
 
 
 def stack_backward(
@@ -121,79 +112,51 @@ def stack_backward(
     list of its layers' (H,) gradients); returns (dX, dh0, dc0).
 
     dH_top (T, B, H): the gradient of the top layer's outputs, read only.  dh_T, dc_T (L, B, H)
-    or None: the gradient of the final state.  The kernels start their carries at zero, so
-    dh_T is added to the layer's dH at step T-1 (a copy of dH_top for the top layer), and an
-    LSTM's dc_T enters through the spare step T: there dH_T = dc_T gives dc = dc_T and
-    dA_T = 0 exactly, so the carry into step T-1 is (0, dc_T) and the weight gradients are
-    unchanged.  That path needs X with the spare step too: a copy of layer 0's input.
-    With dropout between the layers, dH of a layer below the top is the gradient of its output
-    H * mask, which the kernel multiplies by the mask; dh_T reaches h_{T-1} itself, so at step
-    T-1 the mask's factor is applied here first and the kernel is given a factor of 1 there
-    (the cache's mask, restored after the call).
+    or None (zero): the gradient of the final state, each layer's the start of its kernel's
+    carries.  With dropout between the layers, dH of a layer below the top is the gradient of
+    its output H * mask, which the kernel multiplies by the mask; dh_T reaches h_{T-1} itself,
+    as a carry, past the mask.
     """
     X = cache.X
     T, B = cache.shape
     L, n = len(weights), cache.h0.shape[-1]
     lstm = cache.cell == "lstm"
-    steps = T + 1 if lstm and dc_T is not None else T
     dtype = X.dtype
-    if steps == T and dh_T is None:
-        dH = dH_top
-    else:
-        dH = np.zeros((steps, B, n), dtype)
-        dH[:T] = dH_top
+    dH = dH_top
     dh0 = np.empty((L, B, n), dtype)
     dc0 = np.empty((L, B, n), dtype) if lstm else None
-    dA = np.empty((steps, B, GATES[cache.cell] * n), dtype)
+    dA = np.empty((T, B, GATES[cache.cell] * n), dtype)
     dR = np.empty_like(dA) if cache.cell == "gru" else None
     for layer in reversed(range(L)):
-        mask = cache.masks[layer]
-        if dh_T is not None:
-            if mask is not None:
-                dH[T - 1] *= mask[T - 1]
-            dH[T - 1] += dh_T[layer]
-        if steps > T:
-            dH[T] = dc_T[layer]
-        if layer > 0:
-            layer_input = cache.outs[layer - 1][:steps]
-        elif steps > T:
-            layer_input = np.zeros((steps, B, X.shape[2]), dtype)
-            layer_input[:T] = X
-        else:
-            layer_input = X
+        layer_input = cache.outs[layer - 1] if layer > 0 else X
         wants_dX = layer > 0 or input_grad
         dX = np.empty(layer_input.shape, dtype) if wants_dX else None
         w = weights[layer]
-        drop, last = {}, None
-        if mask is not None:
-            drop = {"mask": mask[:steps]}
-            if dh_T is not None:
-                last = mask[T - 1].copy()
-                mask[T - 1] = 1
-        try:
-            if lstm:
-                ops.lstm_backward(
-                    dX, *dweights[layer], dh0[layer], dc0[layer], dA, dH, layer_input,
-                    cache.H[layer][:steps], cache.C[layer][:steps], cache.tanhC[layer][:steps],
-                    cache.gates[layer][:steps], w.W_x, w.W_h, cache.h0[layer], cache.c0[layer],
-                    **drop,
-                )  # fmt: skip
-            elif cache.cell == "gru":
-                ops.gru_backward(
-                    dX, *dweights[layer], db_hn[layer], dh0[layer], dA, dR, dH, layer_input,
-                    cache.H[layer], cache.gates[layer], cache.R[layer], w.W_x, w.W_h,
-                    cache.h0[layer], **drop,
-                )  # fmt: skip
-            else:
-                ops.rnn_backward(
-                    dX, *dweights[layer], dh0[layer], dA, dH, layer_input, cache.H[layer],
-                    w.W_x, w.W_h, cache.h0[layer], **drop,
-                )  # fmt: skip
-        finally:
-            if last is not None:
-                mask[T - 1] = last
+        mask = cache.masks[layer]
+        optional = {"mask": mask} if mask is not None else {}
+        if dh_T is not None:
+            optional["dh_T"] = dh_T[layer]
+        if lstm:
+            if dc_T is not None:
+                optional["dc_T"] = dc_T[layer]
+            ops.lstm_backward(
+                dX, *dweights[layer], dh0[layer], dc0[layer], dA, dH, layer_input,
+                cache.H[layer], cache.C[layer], cache.tanhC[layer], cache.gates[layer], w.W_x,
+                w.W_h, cache.h0[layer], cache.c0[layer], **optional,
+            )  # fmt: skip
+        elif cache.cell == "gru":
+            ops.gru_backward(
+                dX, *dweights[layer], db_hn[layer], dh0[layer], dA, dR, dH, layer_input,
+                cache.H[layer], cache.gates[layer], cache.R[layer], w.W_x, w.W_h,
+                cache.h0[layer], **optional,
+            )  # fmt: skip
+        else:
+            ops.rnn_backward(
+                dX, *dweights[layer], dh0[layer], dA, dH, layer_input, cache.H[layer],
+                w.W_x, w.W_h, cache.h0[layer], **optional,
+            )  # fmt: skip
         dH = dX
-    return (None if dH is None else dH[:T]), dh0, dc0
+    return dH, dh0, dc0
 
 
 # -- the public layers ------------------------------------------------------------------------
@@ -352,7 +315,7 @@ class _Layer:
         weights = self._weights(self.params)
         cache = stack_forward(self.kernels, self.cell, X, weights, h0, c0, self, masks,
                               self._b_hn(self.params))  # fmt: skip
-        out = cache.H[-1][:T].view()
+        out = cache.H[-1].view()
         out.flags.writeable = False
         return (out.transpose(1, 0, 2) if self.batch_first else out), final_state(cache), cache
 

@@ -91,20 +91,22 @@ def rnn_forward(hs, X, W_x, W_h, b, h0, *, out=None, mask=None):
         out[...] = hs * mask
 
 
-def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0, *, mask=None):
+def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0, *, mask=None, dh_T=None):
     """Backward through time of ``rnn_forward``.
 
     Going from t = T-1 down to 0, with dh the gradient reaching h_t (from above, dhs[t], plus
-    the carry from step t+1; with ``mask``, dhs is the gradient of out = hs * mask, so the part
-    from above is dhs[t] * mask[t]):
+    the carry from step t+1, which starts as dh_T, the final state's gradient, or zero; with
+    ``mask``, dhs is the gradient of out = hs * mask, so the part from above is
+    dhs[t] * mask[t], while dh_T reaches hs[T-1] itself and skips the mask):
         dA_t = dh * (1 - h_t^2)          (tanh' from the cached output)
         carry to h_{t-1}:  dA_t W_h^T
     then, over all steps at once, dW_h += hs_prev^T dA, dW_x += X^T dA, db += sum dA, and
     dX = dA W_x^T (None for layer 0), dh0 = the final carry.
-    dA (T, B, H) is scratch; dhs (T, B, H) is read only.
+    dA (T, B, H) is scratch; dhs (T, B, H) is read only; dh_T (B, H) or None is the gradient of
+    the final state hs[T-1] from beyond the sequence (read only).
     """
     H = h0.shape[-1]
-    carry = np.zeros_like(h0)
+    carry = np.zeros_like(h0) if dh_T is None else dh_T
     for t in reversed(range(X.shape[0])):
         dA[t] = (_from_above(dhs, mask, t) + carry) * (1.0 - hs[t] * hs[t])
         carry = dA[t] @ W_h.T
@@ -150,22 +152,25 @@ def lstm_forward(hs, cs, tcs, gates, X, W_x, W_h, b, h0, c0, *, out=None, mask=N
 
 
 def lstm_backward(
-    dX, dW_x, dW_h, db, dh0, dc0, dA, dhs, X, hs, cs, tcs, gates, W_x, W_h, h0, c0, *, mask=None
+    dX, dW_x, dW_h, db, dh0, dc0, dA, dhs, X, hs, cs, tcs, gates, W_x, W_h, h0, c0,
+    *, mask=None, dh_T=None, dc_T=None,
 ):  # fmt: skip
     """Backward through time of ``lstm_forward``.
 
     From t = T-1 down to 0, with dh = dhs[t] + carry_h (dhs[t] * mask[t] + carry_h with
-    ``mask``, as in ``rnn_backward``) and dc = carry_c:
+    ``mask``, as in ``rnn_backward``) and dc = carry_c (the carries start as dh_T, dc_T, the
+    final state's gradient, or zero):
         dc += dh * o * (1 - tanh(c_t)^2)
         da_i = dc * g * i (1 - i)         da_f = dc * c_{t-1} * f (1 - f)
         da_g = dc * i * (1 - g^2)         da_o = dh * tanh(c_t) * o (1 - o)
         carry_h = dA_t W_h^T,   carry_c = dc * f
     then dW_h += hs_prev^T dA, dW_x += X^T dA, db += sum dA, dX = dA W_x^T (None for layer 0),
-    dh0, dc0 = the final carries.  dA (T, B, 4H) is scratch; dhs (T, B, H) is read only.
+    dh0, dc0 = the final carries.  dA (T, B, 4H) is scratch; dhs (T, B, H) is read only; dh_T,
+    dc_T (B, H) or None are the gradients of the final state hs[T-1], cs[T-1] (read only).
     """
     H = h0.shape[-1]
-    carry_h = np.zeros_like(h0)
-    carry_c = np.zeros_like(c0)
+    carry_h = np.zeros_like(h0) if dh_T is None else dh_T
+    carry_c = np.zeros_like(c0) if dc_T is None else dc_T
     for t in reversed(range(X.shape[0])):
         i, f, g, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))
         c_prev = cs[t - 1] if t > 0 else c0
@@ -225,12 +230,14 @@ def gru_forward(hs, gates, R, X, W_x, W_h, b, b_hn, h0, *, out=None, mask=None):
 
 
 def gru_backward(
-    dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dhs, X, hs, gates, R, W_x, W_h, h0, *, mask=None
-):
+    dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dhs, X, hs, gates, R, W_x, W_h, h0,
+    *, mask=None, dh_T=None,
+):  # fmt: skip
     """Backward through time of ``gru_forward``.
 
     From t = T-1 down to 0, with dh = dhs[t] + carry the gradient reaching h_t (dhs[t] * mask[t]
-    + carry with ``mask``, as in ``rnn_backward``):
+    + carry with ``mask``, as in ``rnn_backward``; the carry starts as dh_T, the final state's
+    gradient, or zero):
         da_n = dh * (1 - z) * (1 - n^2)                 (input side of n)
         da_r = da_n * R_n * r (1 - r)                   da_z = dh * (h_{t-1} - n) * z (1 - z)
         dA_t = (da_r, da_z, da_n)                       d loss / d a_t
@@ -238,10 +245,11 @@ def gru_backward(
         carry to h_{t-1}:  dh * z + dR_t W_h^T
     then dW_h += hs_prev^T dR, db_hn += sum dR_n, dW_x += X^T dA, db += sum dA,
     dX = dA W_x^T (None for layer 0), dh0 = the final carry.
-    dA, dR (T, B, 3H) are scratch; dhs (T, B, H) is read only.
+    dA, dR (T, B, 3H) are scratch; dhs (T, B, H) is read only; dh_T (B, H) or None is the
+    gradient of the final state hs[T-1] from beyond the sequence (read only).
     """
     H = h0.shape[-1]
-    carry = np.zeros_like(h0)
+    carry = np.zeros_like(h0) if dh_T is None else dh_T
     for t in reversed(range(X.shape[0])):
         r, z, n = (gates[t, :, k * H : (k + 1) * H] for k in range(3))
         h_prev = hs[t - 1] if t > 0 else h0

@@ -109,8 +109,11 @@ def backward_grads(rng, cell, layer, fill="random"):
     return grads
 
 
-def run_backward(ops, cell, layer, fwd, dH, grads):
+def run_backward(ops, cell, layer, fwd, dH, grads, final=None):
+    """One backward call; ``final``: the final state's gradient {"dh_T": .., "dc_T": ..}, passed
+    as keywords (none: the kernels' defaults, zero)."""
     g = grads
+    final = final or {}
     if cell == "rnn":
         ops.rnn_backward(
             g["dX"],
@@ -125,11 +128,13 @@ def run_backward(ops, cell, layer, fwd, dH, grads):
             layer["W_x"],
             layer["W_h"],
             layer["h0"],
+            **final,
         )
     elif cell == "gru":
         ops.gru_backward(
             g["dX"], g["dW_x"], g["dW_h"], g["db"], g["db_hn"], g["dh0"], g["dA"], g["dR"], dH,
             layer["X"], fwd["H"], fwd["gates"], fwd["R"], layer["W_x"], layer["W_h"], layer["h0"],
+            **final,
         )  # fmt: skip
     else:
         ops.lstm_backward(
@@ -150,7 +155,16 @@ def run_backward(ops, cell, layer, fwd, dH, grads):
             layer["W_h"],
             layer["h0"],
             layer["c0"],
+            **final,
         )
+
+
+def final_state_grad(rng, cell, layer, parts="hc"):
+    """Random gradients of the final state: dh_T, and dc_T for an LSTM, those in ``parts``."""
+    B, H = layer["h0"].shape
+    dtype = layer["h0"].dtype
+    names = [n for n in ("dh_T", "dc_T") if n[1] in parts and (cell == "lstm" or n == "dh_T")]
+    return {name: rng.uniform(-1, 1, (B, H)).astype(dtype) for name in names}
 
 
 def copy_dict(d):
@@ -210,16 +224,60 @@ def test_backward_matches_reference(rng, dtype, cell, shape, inputs, init):
     np.testing.assert_array_equal(dH, dH_before)  # dH is read only
 
 
+@pytest.mark.parametrize("inputs", ["ids", "float"])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
 @pytest.mark.parametrize("cell", CELLS)
-def test_backward_negative_control(rng, dtype, cell):
+@pytest.mark.usefixtures("kernel_path")
+def test_backward_from_final_state_gradient_matches_reference(rng, dtype, cell, shape, inputs):
+    """Carries that start from the final state's gradient (dh_T, dc_T) instead of zero."""
+    layer = make_layer(rng, cell, shape, dtype, inputs)
+    fit_chunk(shape[1], GATES[cell] * shape[3], dtype)
+    fwd = run_forward(ref, cell, layer)
+    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    final = final_state_grad(rng, cell, layer)
+    final_before = copy_dict(final)
+    grads = backward_grads(rng, cell, layer)
+    expected = copy_dict(grads)
+    run_backward(ref, cell, layer, fwd, dH, expected, final)
+    run_backward(K, cell, layer, fwd, dH, grads, final)
+    assert_all_close(grads, expected, dtype)
+    for name in final:  # read only
+        np.testing.assert_array_equal(final[name], final_before[name], err_msg=name)
+
+
+@pytest.mark.parametrize("parts", ["h", "c"])
+def test_backward_from_part_of_the_final_state_gradient(rng, dtype, parts):
+    """dh_T alone or dc_T alone (the other None, zero): the same as passing zeros for it, and
+    not the same as passing nothing."""
+    layer = make_layer(rng, "lstm", (5, 3, 11, 13), dtype, "float")
+    fwd = run_forward(K, "lstm", layer)
+    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    final = final_state_grad(rng, "lstm", layer, parts)
+    zeros = {name: np.zeros_like(layer["h0"]) for name in ("dh_T", "dc_T")}
+    results = {}
+    for key, given in (("part", final), ("zeros", {**zeros, **final}), ("none", None)):
+        results[key] = backward_grads(rng, "lstm", layer, fill="zero")
+        run_backward(K, "lstm", layer, fwd, dH, results[key], given)
+    for name in ("dX", "dW_x", "dW_h", "db", "dh0", "dc0", "dA"):
+        np.testing.assert_array_equal(results["part"][name], results["zeros"][name], err_msg=name)
+    assert not np.array_equal(results["part"]["dh0"], results["none"]["dh0"])
+
+
+@pytest.mark.parametrize("bug", ["perturbed W_h", "final state gradient ignored"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_negative_control(rng, dtype, cell, bug):
     layer = make_layer(rng, cell, (5, 3, 11, 13), dtype, "float")
     fwd = run_forward(ref, cell, layer)
     dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
     grads = backward_grads(rng, cell, layer)
     expected = copy_dict(grads)
     run_backward(ref, cell, layer, fwd, dH, expected)
-    layer["W_h"][1, 2] += dtype.type(0.01)
-    run_backward(K, cell, layer, fwd, dH, grads)
+    final = None
+    if bug == "perturbed W_h":
+        layer["W_h"][1, 2] += dtype.type(0.01)
+    else:  # the C call gets the carries, the reference did not
+        final = final_state_grad(rng, cell, layer)
+    run_backward(K, cell, layer, fwd, dH, grads, final)
     with pytest.raises(AssertionError):
         assert_close(grads["dh0"], expected["dh0"], dtype)
 
@@ -479,11 +537,11 @@ def test_backward_bad_input_raises_before_c(rng, dtype, cell):
     dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
     other = np.float32 if dtype == np.float64 else np.float64
 
-    def attempt(exc, match, grads=None, dH_=dH, fwd_=fwd, layer_=layer):
+    def attempt(exc, match, grads=None, dH_=dH, fwd_=fwd, layer_=layer, final=None):
         grads = grads or backward_grads(rng, cell, layer, fill="zero")
         before = copy_dict(grads)
         with pytest.raises(exc, match=match):
-            run_backward(K, cell, layer_, fwd_, dH_, grads)
+            run_backward(K, cell, layer_, fwd_, dH_, grads, final)
         for name in grads:
             if grads[name] is not None and grads[name].flags.writeable:
                 np.testing.assert_array_equal(grads[name], before[name], err_msg=name)
@@ -535,6 +593,16 @@ def test_backward_bad_input_raises_before_c(rng, dtype, cell):
         fwd_=ids_fwd,
         layer_=bad,
     )
+    good = final_state_grad(rng, cell, layer)  # the optional final state's gradient
+    attempt(ValueError, "dh_T: expected shape", final={"dh_T": good["dh_T"][:, :-1].copy()})
+    attempt(TypeError, "dh_T: expected dtype", final={"dh_T": good["dh_T"].astype(other)})
+    attempt(TypeError, "dh_T: expected a numpy.ndarray", final={"dh_T": good["dh_T"].tolist()})
+    g = backward_grads(rng, cell, layer, fill="zero")
+    attempt(ValueError, "dh0: output array overlaps dh_T", g, final={"dh_T": g["dh0"]})
+    if cell == "lstm":
+        attempt(ValueError, "dc_T: expected shape", final={**good, "dc_T": good["dc_T"][:-1]})
+        g = backward_grads(rng, cell, layer, fill="zero")
+        attempt(ValueError, "dc0: output array overlaps dc_T", g, final={"dc_T": g["dc0"]})
 
 
 # ---- dropout --------------------------------------------------------------------------------
@@ -599,6 +667,28 @@ def test_dropout_backward_matches_reference(rng, dtype, cell, shape, inputs):
     run_backward(with_dropout(K, mask), cell, layer, fwd, dH, grads)
     assert_all_close(grads, expected, dtype)
     run_backward(K, cell, layer, fwd, dH * mask, plain)
+    for name, a in grads.items():
+        if a is not None:
+            np.testing.assert_array_equal(a, plain[name], err_msg=name)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_dropout_backward_from_final_state_gradient_matches_reference(rng, dtype, cell, shape):
+    """The final state's gradient enters as the carries, past the mask (it reaches h_{T-1}, not
+    out_{T-1}): against the reference, and bit for bit the plain backward of dH * mask from the
+    same carries."""
+    layer = make_layer(rng, cell, shape, dtype, "float")
+    fwd = run_forward(ref, cell, layer)
+    mask = dropout_mask(rng, fwd["H"].shape, dtype)
+    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    final = final_state_grad(rng, cell, layer)
+    grads = backward_grads(rng, cell, layer)
+    expected, plain = copy_dict(grads), copy_dict(grads)
+    run_backward(with_dropout(ref, mask), cell, layer, fwd, dH, expected, final)
+    run_backward(with_dropout(K, mask), cell, layer, fwd, dH, grads, final)
+    assert_all_close(grads, expected, dtype)
+    run_backward(K, cell, layer, fwd, dH * mask, plain, final)
     for name, a in grads.items():
         if a is not None:
             np.testing.assert_array_equal(a, plain[name], err_msg=name)

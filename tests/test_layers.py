@@ -151,15 +151,15 @@ def dropout_layer(cell, dtype=np.float64, backend="numpy"):
     return CLASSES[cell](3, 4, num_layers=3, dtype=dtype, backend=backend, seed=2, dropout=0.5)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_dropout_finite_differences(cell, rng):
-    """Through the masks between three layers, with the final state's gradient (whose h part
-    enters below the mask at the last step, and an LSTM's c through the spare step)."""
+    """Through the masks between three layers, with the final state's gradient (which enters
+    the kernels as their carries, below the mask)."""
     layer = training(dropout_layer(cell))
     assert fd_check(layer, *random_problem(layer, 3, 2, rng)) < 1e-7
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_dropout_finite_differences_negative_control(cell, rng, monkeypatch):
     """The same check fails when the backward kernels ignore the masks."""
     from rnnfast import reference
@@ -169,18 +169,17 @@ def test_dropout_finite_differences_negative_control(cell, rng, monkeypatch):
     assert fd_check(layer, *random_problem(layer, 3, 2, rng)) > 1e-3
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_dropout_c_matches_numpy(cell, dtype, rng):
     made = {backend: training(dropout_layer(cell, dtype, backend)) for backend in ("c", "numpy")}
     problem = random_problem(made["c"], 6, 3, rng)
     assert_results_close(run(made["c"], *problem), run(made["numpy"], *problem), dtype)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_dropout_backward_leaves_the_cache_as_it_was(cell, rng):
-    """Backward gives the final state's h its own entry at the last step by setting the mask's
-    factor there to 1 for the kernel call; the cache's mask is restored, so a second backward
-    of the same forward is the first."""
+    """Backward with the final state's gradient leaves the cache's masks as they were, so a
+    second backward of the same forward is the first."""
     layer = dropout_layer(cell, backend="c")
     x, state, dout, dstate = random_problem(layer, 4, 3, rng)
     _, _, cache = layer.forward(x, state, train=True)
@@ -221,13 +220,16 @@ def test_no_copy_of_contiguous_time_major_arrays(rng):
     seen = {}
     ops = layer.kernels
 
-    def lstm_backward(*args):
+    def lstm_backward(*args, **kwargs):
         seen["dH"] = args[7]
-        return ops.lstm_backward(*args)
+        return ops.lstm_backward(*args, **kwargs)
 
     layer.kernels = SimpleNamespace(lstm_backward=lstm_backward)
     dout = rng.normal(size=(5, 2, 4))
     layer.backward(dout, cache)
+    assert seen["dH"] is dout
+    dstate = State(rng.normal(size=(1, 2, 4)), rng.normal(size=(1, 2, 4)))
+    layer.backward(dout, cache, dstate)  # the final state's gradient enters as the carries
     assert seen["dH"] is dout
 
 

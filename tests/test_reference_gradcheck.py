@@ -122,6 +122,76 @@ def test_output_layer_gradient_by_hand():
     np.testing.assert_allclose(grads["b_y"], prob.sum(0) / 2, rtol=1e-12)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_final_state_gradients_start_the_carries(cell):
+    """One layer of the reference on float inputs, for the loss
+        L = sum(hs * dhs) + sum(h_{T-1} * dh_T) + sum(c_{T-1} * dc_T)   (c: LSTM only):
+    backward with the carries dh_T, dc_T gives every gradient of L (X, weights, initial state)
+    by central differences, and backward without them does not."""
+    rng = np.random.default_rng(3)
+    T, B, I, H = 4, 3, 2, 3  # noqa: E741
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell] * H
+    inputs = {
+        "X": rng.normal(0.0, 1.0, (T, B, I)),
+        "W_x": rng.normal(0.0, 0.5, (I, G)),
+        "W_h": rng.normal(0.0, 0.5, (H, G)),
+        "b": rng.normal(0.0, 0.5, G),
+    }
+    if cell == "gru":
+        inputs["b_hn"] = rng.normal(0.0, 0.5, H)
+    inputs["h0"] = rng.normal(0.0, 0.5, (B, H))
+    if cell == "lstm":
+        inputs["c0"] = rng.normal(0.0, 0.5, (B, H))
+    dhs = rng.normal(0.0, 1.0, (T, B, H))
+    final = {"dh_T": rng.normal(0.0, 1.0, (B, H))}
+    if cell == "lstm":
+        final["dc_T"] = rng.normal(0.0, 1.0, (B, H))
+    hs, cs, tcs = (np.empty((T, B, H)) for _ in range(3))
+    gates, R = np.empty((T, B, G)), np.empty((T, B, G))
+
+    def forward():
+        if cell == "lstm":
+            reference.lstm_forward(hs, cs, tcs, gates, *inputs.values())
+        elif cell == "gru":
+            reference.gru_forward(hs, gates, R, *inputs.values())
+        else:
+            reference.rnn_forward(hs, *inputs.values())
+
+    def loss():
+        forward()
+        value = np.sum(hs * dhs) + np.sum(hs[-1] * final["dh_T"])
+        return value + (np.sum(cs[-1] * final["dc_T"]) if cell == "lstm" else 0.0)
+
+    def analytic(carries):
+        forward()
+        g = {name: np.zeros_like(a) for name, a in inputs.items()}
+        dA = np.empty((T, B, G))
+        x, w_x, w_h, h0 = inputs["X"], inputs["W_x"], inputs["W_h"], inputs["h0"]
+        if cell == "lstm":
+            reference.lstm_backward(
+                g["X"], g["W_x"], g["W_h"], g["b"], g["h0"], g["c0"], dA, dhs, x, hs, cs, tcs,
+                gates, w_x, w_h, h0, inputs["c0"], **carries,
+            )  # fmt: skip
+        elif cell == "gru":
+            reference.gru_backward(
+                g["X"], g["W_x"], g["W_h"], g["b"], g["b_hn"], g["h0"], dA, np.empty_like(dA),
+                dhs, x, hs, gates, R, w_x, w_h, h0, **carries,
+            )  # fmt: skip
+        else:
+            reference.rnn_backward(
+                g["X"], g["W_x"], g["W_h"], g["b"], g["h0"], dA, dhs, x, hs, w_x, w_h, h0,
+                **carries,
+            )  # fmt: skip
+        return g
+
+    with_carries, without = analytic(final), analytic({})
+    for name, array in inputs.items():
+        numeric = numeric_gradient(loss, array)
+        err = relative_error(numeric, with_carries[name])
+        assert err < MAX_RELATIVE_ERROR, f"d{name}: max relative error {err:.2e}"
+        assert relative_error(numeric, without[name]) > 1e-3, f"d{name} without the carries"
+
+
 def dropout_problem(cell, layers, seed=2):
     """make_problem's model with dropout 0.5 and one fixed draw of its masks (some zero)."""
     model, x, y, state = make_problem(cell, layers, seed=seed, dropout=0.5)
