@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .model import CELL_NAMES, GATES, CharLM, Params, State, kernels, param_shapes
+from .model import CELL_NAMES, GATES, Params, State, _StackedLayers, kernels, param_shapes
 from .validation import check_float_dtype, check_int, check_real
 
 # -- the layers of one stack, on validated time-major arrays (shared with rnnfast.cs231n) ------
@@ -162,7 +162,7 @@ def stack_backward(
 # -- the public layers ------------------------------------------------------------------------
 
 
-class _Layer:
+class _Layer(_StackedLayers):
     """Stacked recurrent layers over dense inputs; see ``RNN``, ``LSTM`` and ``GRU``."""
 
     cell = ""
@@ -208,15 +208,6 @@ class _Layer:
             f"layers.{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
             f"dtype={self.dtype.name}, backend={self.backend!r})"
         )
-
-    # CharLM's own methods: they read only what a layer has too (flat_params, _shapes, kernels,
-    # cell, num_layers, hidden_size, dtype)
-    num_params = CharLM.num_params
-    zeros_like_params = CharLM.zeros_like_params
-    zero_state = CharLM.zero_state
-    clip_grads = CharLM.clip_grads
-    _clip = CharLM._clip
-    _draw_masks = CharLM._draw_masks  # reads generator, dropout
 
     def _weights(self, params: Params) -> list[Weights]:
         return [

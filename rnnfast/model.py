@@ -153,7 +153,53 @@ class _Workspace:
         return self.outs, self.masks
 
 
-class CharLM:
+class _StackedLayers:
+    """What CharLM and rnnfast.layers share: stacked recurrent layers with their parameters in
+    one flat buffer (``flat_params``, ``_shapes``), their ``kernels``, ``cell``, ``num_layers``,
+    ``hidden_size``, ``dtype``, ``dropout`` and dropout ``generator``."""
+
+    @property
+    def num_params(self) -> int:
+        return self.flat_params.size
+
+    def zeros_like_params(self) -> Params:
+        """A zeroed buffer with the parameters' layout (gradients, optimizer moments)."""
+        return Params(np.zeros_like(self.flat_params), self._shapes)
+
+    def zero_state(self, batch_size: int) -> State:
+        """The all-zero initial state for ``batch_size`` streams."""
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        c = np.zeros(shape, self.dtype) if self.cell == "lstm" else None
+        return State(np.zeros(shape, self.dtype), c)
+
+    def _draw_masks(self, masks: np.ndarray) -> None:
+        # uniforms u in [0, 1) of the model's dtype; keep = u >= p, in place (1.0 or 0.0)
+        self.generator.random(dtype=masks.dtype, out=masks)
+        np.greater_equal(masks, masks.dtype.type(self.dropout), out=masks)
+        masks *= masks.dtype.type(1.0 / (1.0 - self.dropout))
+
+    def clip_grads(
+        self, grads: Params, *, value: float | None = None, max_norm: float | None = None
+    ) -> float:
+        """Clip in place: each element to [-value, value], and/or the whole gradient to a global
+        norm of at most ``max_norm`` (PyTorch's rule).  Returns the norm before norm clipping
+        (NaN when not computed)."""
+        value = check_real("value", value, optional=True)
+        max_norm = check_real("max_norm", max_norm, optional=True)
+        return self._clip(grads, value, max_norm)
+
+    def _clip(self, grads: Params, value: float | None, max_norm: float | None) -> float:
+        norm = math.nan
+        if value is not None:
+            self.kernels.clip_by_value(grads.flat, value)
+        if max_norm is not None:
+            norm = self.kernels.global_norm(grads.flat)
+            if norm > max_norm:
+                self.kernels.scale(grads.flat, max_norm / (norm + 1e-6))
+        return norm
+
+
+class CharLM(_StackedLayers):
     """A character-level language model: an embedding by row gather, ``num_layers`` stacked
     RNN, LSTM or GRU layers, a linear output layer and a softmax over the vocabulary.
 
@@ -261,20 +307,6 @@ class CharLM:
 
         return to_torch(self)
 
-    @property
-    def num_params(self) -> int:
-        return self.flat_params.size
-
-    def zeros_like_params(self) -> Params:
-        """A zeroed buffer with the parameters' layout (gradients, optimizer moments)."""
-        return Params(np.zeros_like(self.flat_params), self._shapes)
-
-    def zero_state(self, batch_size: int) -> State:
-        """The all-zero initial state for ``batch_size`` streams."""
-        shape = (self.num_layers, batch_size, self.hidden_size)
-        c = np.zeros(shape, self.dtype) if self.cell == "lstm" else None
-        return State(np.zeros(shape, self.dtype), c)
-
     # -- checking inputs -------------------------------------------------------------------
 
     def check_state(self, state: State | None, batch_size: int) -> State:
@@ -315,12 +347,6 @@ class CharLM:
         masks = np.empty((self.num_layers, T, B, self.hidden_size), self.dtype)
         self._draw_masks(masks)
         return masks
-
-    def _draw_masks(self, masks: np.ndarray) -> None:
-        # uniforms u in [0, 1) of the model's dtype; keep = u >= p, in place (1.0 or 0.0)
-        self.generator.random(dtype=masks.dtype, out=masks)
-        np.greater_equal(masks, masks.dtype.type(self.dropout), out=masks)
-        masks *= masks.dtype.type(1.0 / (1.0 - self.dropout))
 
     def _masks_for(self, ws: _Workspace, train: bool, masks) -> np.ndarray | None:
         """The masks of this call: ``masks`` checked, new ones when training with dropout, or
@@ -457,26 +483,6 @@ class CharLM:
         grads = self.zeros_like_params()
         loss, final, dstate = self._loss_and_grads_into(grads, x, y, state, train, masks)
         return (loss, grads, final, dstate) if state_grad else (loss, grads, final)
-
-    def clip_grads(
-        self, grads: Params, *, value: float | None = None, max_norm: float | None = None
-    ) -> float:
-        """Clip in place: each element to [-value, value], and/or the whole gradient to a global
-        norm of at most ``max_norm`` (PyTorch's rule).  Returns the norm before norm clipping
-        (NaN when not computed)."""
-        value = check_real("value", value, optional=True)
-        max_norm = check_real("max_norm", max_norm, optional=True)
-        return self._clip(grads, value, max_norm)
-
-    def _clip(self, grads: Params, value: float | None, max_norm: float | None) -> float:
-        norm = math.nan
-        if value is not None:
-            self.kernels.clip_by_value(grads.flat, value)
-        if max_norm is not None:
-            norm = self.kernels.global_norm(grads.flat)
-            if norm > max_norm:
-                self.kernels.scale(grads.flat, max_norm / (norm + 1e-6))
-        return norm
 
     def train_step(
         self,
