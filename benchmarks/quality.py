@@ -8,7 +8,8 @@ clipped by value at 5, one-hot input, uniform(+-1/sqrt(H)) initial weights) on t
 tinyshakespeare and report the mean cross-entropy (nats per character) on the last 10% (the
 111,540 characters of nanoGPT's split) every ``--eval-every`` seconds of training.  ``--dropout P``
 applies rnnfast's rule in both: on every layer's output, between the layers (nn.LSTM's dropout)
-and before the decoder (an nn.Dropout), in training only.  Only training
+and before the decoder (an nn.Dropout), in training only; ``--lr-decay D --lr-decay-every N``
+is the CLI's step schedule (lr times D every N steps).  Only training
 time is counted: the clock stops while the validation loss is computed.  Each row of the CSV:
 seconds, training characters, training loss (mean of the last interval), validation loss.
 """
@@ -43,6 +44,9 @@ class RnnfastRun:
     def reset(self):
         self.state = None
 
+    def set_lr(self, lr):
+        self.opt.lr = lr
+
     def train_step(self, x, y):
         loss, self.state = self.model.train_step(x, y, self.opt, self.state, clip=self.clip)
         return loss
@@ -61,7 +65,7 @@ class TorchRun:
 
         torch.manual_seed(args.seed)
         self.torch, self.V = torch, V
-        cls = torch.nn.LSTM if args.cell == "lstm" else torch.nn.RNN
+        cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[args.cell]
         between = args.dropout if args.num_layers > 1 else 0.0  # nn.LSTM warns at one layer
         self.rnn = cls(V, args.hidden_size, num_layers=args.num_layers, dropout=between)
         self.dropout = torch.nn.Dropout(args.dropout)  # the top layer's output, as rnnfast
@@ -73,6 +77,10 @@ class TorchRun:
 
     def reset(self):
         self.state = None
+
+    def set_lr(self, lr):
+        for group in self.opt.param_groups:
+            group["lr"] = lr
 
     def _forward(self, x, y, state):
         torch = self.torch
@@ -113,13 +121,15 @@ def main(argv=None):
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--eval-every", type=float, default=30.0, help="seconds of training")
-    parser.add_argument("--cell", default="lstm")
+    parser.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--num-layers", type=int, default=2)
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--seq-length", type=int, default=50)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr-decay", type=float, default=1.0, help="as `rnnfast train`")
+    parser.add_argument("--lr-decay-every", type=int, default=0, help="steps; 0 never decays")
     parser.add_argument("--clip", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -158,6 +168,8 @@ def main(argv=None):
                 if k == 0:
                     run.reset()
                 x, y = train.batch(k)
+                if args.lr_decay_every:  # the CLI's schedule: lr * decay ** (step // every)
+                    run.set_lr(args.lr * args.lr_decay ** (step // args.lr_decay_every))
                 start = time.perf_counter()
                 interval.append(run.train_step(x, y))
                 trained += time.perf_counter() - start

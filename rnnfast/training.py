@@ -172,16 +172,19 @@ class History:
 
     def __init__(self, arrays: dict[str, np.ndarray] | None = None):
         arrays = arrays or {}
+        steps = len(arrays.get("step", ()))
+        # seconds: training time since the start of the run, validation excluded (NaN in
+        # checkpoints written before the column existed)
         self.train = {
-            name: arrays.get(name, np.empty(0)).tolist()
-            for name in ("step", "epoch", "lr", "train_loss")
+            name: arrays.get(name, np.full(steps, np.nan)).tolist()
+            for name in ("step", "epoch", "lr", "train_loss", "seconds")
         }
         self.val = {
             name: arrays.get(name, np.empty(0)).tolist() for name in ("val_step", "val_loss")
         }
 
-    def add_step(self, step: int, epoch: int, lr: float, loss: float) -> None:
-        for name, value in zip(self.train, (step, epoch, lr, loss), strict=True):
+    def add_step(self, step: int, epoch: int, lr: float, loss: float, seconds: float) -> None:
+        for name, value in zip(self.train, (step, epoch, lr, loss, seconds), strict=True):
             self.train[name].append(value)
 
     def add_validation(self, step: int, loss: float) -> None:
@@ -329,6 +332,7 @@ class Trainer:
         self.batch_index = 0  # the next batch of the current epoch
         self.state: State | None = None
         self.record = History()
+        self.train_seconds = 0.0  # time spent in train_one_step since the run began
         self.best_val_loss = math.inf
         self.best_val_step = -1
         self.last_val_loss = math.nan
@@ -336,7 +340,7 @@ class Trainer:
 
     @property
     def history(self) -> dict[str, list]:
-        """The per-step columns: step, epoch, lr, train_loss."""
+        """The per-step columns: step, epoch, lr, train_loss, seconds."""
         return self.record.train
 
     @property
@@ -422,6 +426,8 @@ class Trainer:
             h, c = ck.state
             self.state = State(h[:, self.streams], None if c is None else c[:, self.streams])
         self.record = History(ck.history)
+        seconds = self.history["seconds"]
+        self.train_seconds = seconds[-1] if seconds and math.isfinite(seconds[-1]) else 0.0
         self.best_val_loss = float(training.get("best_val_loss", math.inf))
         self.best_val_step = int(training.get("best_val_step", -1))
         if self.val_history["val_loss"]:
@@ -441,6 +447,7 @@ class Trainer:
     def train_one_step(self) -> float:
         """One optimizer step on the next batch; returns its training loss.  Raises
         TrainingDiverged (the divergence guard) on a non-finite or exploding loss."""
+        start = time.perf_counter()
         if self.batch_index == 0:
             self.state = None  # a new epoch starts from the zero state
         x, y = self.batches.batch(self.batch_index)
@@ -456,7 +463,8 @@ class Trainer:
         except FloatingPointError as err:
             self._diverged(f"{err}")
         loss = float(loss)
-        self.record.add_step(self.step + 1, self.epoch, self.optimizer.lr, loss)
+        self.train_seconds += time.perf_counter() - start
+        self.record.add_step(self.step + 1, self.epoch, self.optimizer.lr, loss, self.train_seconds)
         if loss > self.max_loss:
             self._diverged(
                 f"the training loss {loss:.4g} exploded (above {self.max_loss:.4g}; "
@@ -664,12 +672,11 @@ def write_history(out_dir, history: dict, val_history: dict) -> bool:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     val = dict(zip(val_history["val_step"], val_history["val_loss"], strict=True))
+    columns = [history[name] for name in ("step", "epoch", "lr", "train_loss", "seconds")]
     with open(out_dir / "history.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["step", "epoch", "lr", "train_loss", "val_loss", "val_bpc"])
-        for step, epoch, lr, loss in zip(
-            history["step"], history["epoch"], history["lr"], history["train_loss"], strict=True
-        ):
+        writer.writerow(["step", "epoch", "lr", "train_loss", "seconds", "val_loss", "val_bpc"])
+        for step, epoch, lr, loss, seconds in zip(*columns, strict=True):
             v = val.get(step)
             writer.writerow(
                 [
@@ -677,16 +684,15 @@ def write_history(out_dir, history: dict, val_history: dict) -> bool:
                     epoch,
                     repr(lr),
                     repr(loss),
+                    repr(seconds),
                     "" if v is None else repr(v),
                     "" if v is None else repr(v / LN2),
                 ]
             )
     doc = {
         "train": [
-            {"step": s, "epoch": e, "lr": lr, "loss": loss}
-            for s, e, lr, loss in zip(
-                history["step"], history["epoch"], history["lr"], history["train_loss"], strict=True
-            )
+            {"step": s, "epoch": e, "lr": lr, "loss": loss, "seconds": seconds}
+            for s, e, lr, loss, seconds in zip(*columns, strict=True)
         ],
         "val": [{"step": s, "loss": v, "bpc": v / LN2} for s, v in val.items()],
     }

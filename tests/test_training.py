@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rnnfast import CharLM, Vocab, checkpoint
-from rnnfast.training import TrainConfig, Trainer, TrainingDiverged, evaluate
+from rnnfast.training import History, TrainConfig, Trainer, TrainingDiverged, evaluate
 
 # 300 characters: 270 to train on, 8 steps per epoch at B=4, T=8, so a run of 24 steps crosses
 # two epoch boundaries (where the carried state resets) and a resume at step 10 lands mid-epoch
@@ -42,7 +42,12 @@ OPTIMIZER_CASES = [
 
 def assert_same_run(a: Trainer, b: Trainer):
     np.testing.assert_array_equal(a.model.flat_params, b.model.flat_params)
-    assert a.history == b.history
+    timed = ("seconds",)  # wall time: the one column two identical runs do not share
+    assert {k: v for k, v in a.history.items() if k not in timed} == {
+        k: v for k, v in b.history.items() if k not in timed
+    }
+    for run in (a, b):  # cumulative training time, carried across a resume
+        assert np.all(np.diff(run.history["seconds"]) > 0) and run.history["seconds"][0] > 0
     assert a.val_history == b.val_history
     assert (a.step, a.epoch, a.batch_index) == (b.step, b.epoch, b.batch_index)
     sa, sb = a.optimizer.state_dict(), b.optimizer.state_dict()
@@ -146,7 +151,8 @@ def test_validation_and_history_files(tmp_path):
     assert trainer.val_history["val_step"] == [4, 8, 9]  # every 4 steps and at the end
     assert all(math.isfinite(v) for v in trainer.val_history["val_loss"])
     csv_lines = (tmp_path / "history.csv").read_text().splitlines()
-    assert csv_lines[0] == "step,epoch,lr,train_loss,val_loss,val_bpc" and len(csv_lines) == 10
+    assert csv_lines[0] == "step,epoch,lr,train_loss,seconds,val_loss,val_bpc"
+    assert len(csv_lines) == 10
     ck = checkpoint.load(tmp_path / "best.npz")
     assert ck.training["best_val_loss"] == min(trainer.val_history["val_loss"])
 
@@ -229,3 +235,13 @@ def test_resume_builds_the_model_once_with_the_chosen_backend(tmp_path, monkeypa
     assert built == ["numpy"]
     assert resumed.model.backend == "numpy" and resumed.optimizer.model is resumed.model
     np.testing.assert_array_equal(resumed.model.flat_params, trainer.model.flat_params)
+
+
+def test_history_from_a_checkpoint_without_seconds_reads_them_as_nan():
+    """Checkpoints written before the training-time column still load: their steps have no
+    time, and a resumed run's clock starts again from zero."""
+    old = {"step": np.array([1, 2]), "epoch": np.array([0, 0]), "lr": np.array([0.1, 0.1]),
+           "train_loss": np.array([4.0, 3.5])}  # fmt: skip
+    record = History(old)
+    assert record.train["train_loss"] == [4.0, 3.5]
+    assert all(math.isnan(s) for s in record.train["seconds"]) and len(record.train["seconds"]) == 2
