@@ -6,12 +6,13 @@
 Both train char-rnn's default model (a 2x128 LSTM, batch 50, 50 steps, Adam 2e-3, gradient
 clipped by value at 5, one-hot input, uniform(+-1/sqrt(H)) initial weights) on the first 90% of
 tinyshakespeare and report the mean cross-entropy (nats per character) on the last 10% (the
-111,540 characters of nanoGPT's split) every ``--eval-every`` seconds of training.  ``--dropout P``
-applies rnnfast's rule in both: on every layer's output, between the layers (nn.LSTM's dropout)
-and before the decoder (an nn.Dropout), in training only; ``--lr-decay D --lr-decay-every N``
-is the CLI's step schedule (lr times D every N steps).  Only training
-time is counted: the clock stops while the validation loss is computed.  Each row of the CSV:
-seconds, training characters, training loss (mean of the last interval), validation loss.
+111,540 characters of nanoGPT's split) every ``--eval-every`` seconds of training, scored as
+``rnnfast train`` scores it (``rnnfast.training.evaluate``: every character once, the state
+carried).  ``--dropout P`` applies rnnfast's rule in both: on every layer's output, between the
+layers (nn.LSTM's dropout) and before the decoder (an nn.Dropout), in training only;
+``--lr-decay D --lr-decay-every N`` is the CLI's step schedule (lr times D every N steps).  Only
+training time is counted: the clock stops while the validation loss is computed.  Each row of the
+CSV: seconds, training characters, training loss (mean of the last interval), validation loss.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import rnnfast
+from rnnfast.training import evaluate
 
 DEFAULT_DATA = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -51,12 +53,8 @@ class RnnfastRun:
         loss, self.state = self.model.train_step(x, y, self.opt, self.state, clip=self.clip)
         return loss
 
-    def evaluate(self, batches):
-        state, total = None, 0.0
-        for x, y in batches:
-            loss, state = self.model.loss(x, y, state)
-            total += loss
-        return total / len(batches)
+    def evaluate(self, val_ids):
+        return evaluate(self.model, val_ids)
 
 
 class TorchRun:
@@ -104,15 +102,16 @@ class TorchRun:
         )
         return loss.item()
 
-    def evaluate(self, batches):
-        total, state = 0.0, None
+    def loss(self, x, y, state=None):
+        """What rnnfast.training.evaluate asks of a model: the mean loss and the next state."""
+        with self.torch.no_grad():
+            loss, state = self._forward(x, y, state)
+        return loss.item(), state
+
+    def evaluate(self, val_ids):
         self.rnn.eval()
         self.dropout.eval()
-        with self.torch.no_grad():
-            for x, y in batches:
-                loss, state = self._forward(x, y, state)
-                total += loss.item()
-        return total / len(batches)
+        return evaluate(self, val_ids)
 
 
 def main(argv=None):
@@ -140,7 +139,6 @@ def main(argv=None):
     vocab = rnnfast.Vocab.from_text(text)
     train_ids, val_ids = rnnfast.split(vocab.encode(text))
     train = rnnfast.Batches(train_ids, args.batch_size, args.seq_length)
-    val = rnnfast.Batches(val_ids, args.batch_size, args.seq_length)
 
     with threadpool_limits(args.threads):
         if args.framework == "torch":
@@ -176,7 +174,7 @@ def main(argv=None):
                 chars += x.size
                 step += 1
                 if trained >= next_eval or trained >= args.minutes * 60:
-                    val_loss = run.evaluate(val)
+                    val_loss = run.evaluate(val_ids)
                     best = min(best, val_loss)
                     row = [round(trained, 1), chars, round(float(np.mean(interval)), 4),
                            round(val_loss, 4)]  # fmt: skip
