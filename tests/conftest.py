@@ -20,6 +20,11 @@ TOLERANCES = {
     np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-12},
 }
 
+# The kernels' own tanh and sigmoid (csrc/vmath_tmpl.h): max relative error in units of the
+# dtype's epsilon, against the exact value (float64 libm for float32; libm, itself within 1 ulp,
+# for float64).
+VMATH_ULPS = {np.dtype(np.float32): 2.0, np.dtype(np.float64): 3.0}
+
 # float32, per quantity: |actual - expected| <= atol + rtol * |expected| + scaled * max|expected|.
 # eps = 2^-23 = 1.2e-7.  "scaled" bounds an error that comes from a sum or a recurrence, which
 # scales with the array's magnitude (its terms), not with each element's own: cancellation makes

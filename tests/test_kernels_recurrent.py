@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import assert_close, fit_chunk
+from conftest import VMATH_ULPS, assert_close, fit_chunk
 
 import rnnfast.reference as ref
 from rnnfast import CharLM, State
@@ -369,10 +369,6 @@ def test_model_c_backend_uses_the_c_kernels():
 
 
 # ---- the vectorizable tanh and sigmoid ------------------------------------------------------
-
-# Documented in csrc/vmath_tmpl.h: max relative error in units of the dtype's epsilon, against
-# the exact value (float64 libm for float32; libm, itself within 1 ulp, for float64).
-VMATH_ULPS = {np.dtype(np.float32): 2.0, np.dtype(np.float64): 3.0}
 
 
 def test_vmath_error_vs_libm(dtype):
