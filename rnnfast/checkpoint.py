@@ -39,7 +39,10 @@ from .model import CharLM, State
 from .optim import OPTIMIZERS, Optimizer
 
 FORMAT = "rnnfast-checkpoint"
-FORMAT_VERSION = 1
+# The newest format this rnnfast reads.  A file is written with the lowest version that holds
+# its model, so that an older rnnfast refuses only what it would misread: version 2 added the
+# GRU cell and dropout (a version-1 reader would fail on the cell, or resume without dropout).
+FORMAT_VERSION = 2
 META_KEY = "meta.json"
 LATEST = "latest.npz"
 BEST = "best.npz"
@@ -104,7 +107,7 @@ def save(
     path = Path(path)
     meta = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": 2 if model.cell == "gru" or model.dropout else 1,
         "rnnfast_version": _version(),
         "model": {
             "cell": model.cell,

@@ -295,3 +295,16 @@ def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
         checkpoint.save(tmp_path / "ck.npz", model, opt)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz"]
     checkpoint.load(tmp_path / "ck.npz")
+
+
+@pytest.mark.parametrize(
+    "cell, dropout, version", [("lstm", 0.0, 1), ("rnn", 0.0, 1), ("gru", 0.0, 2), ("lstm", 0.3, 2)]
+)
+def test_format_version_is_the_lowest_that_holds_the_model(tmp_path, cell, dropout, version):
+    """An older rnnfast (format 1) refuses a GRU or a dropout model rather than misread it."""
+    model = CharLM(Vocab.from_text(TEXT), cell=cell, hidden_size=8, dropout=dropout, seed=1)
+    path = checkpoint.save(tmp_path / "ck.npz", model)
+    with np.load(path, allow_pickle=False) as archive:
+        assert json.loads(archive["meta.json"].tobytes())["format_version"] == version
+    loaded = checkpoint.load(path).model
+    assert (loaded.cell, loaded.dropout) == (cell, dropout)
