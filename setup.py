@@ -3,6 +3,8 @@
 RNNFAST_NATIVE=1 compiles for the host's vector width (-march=native); the default build is
 portable, with AVX2 and AVX-512 variants of the elementwise loops next to the baseline, picked at
 first use from the CPU (csrc/paths.h) on GCC for x86-64 (RNNFAST_NO_CLONES=1 leaves them out).
+OpenMP threads the blocked loops (csrc/omp_blocks.h); RNNFAST_OPENMP=0 builds without it (the same
+blocks then run in order, with the same results).
 RNNFAST_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer (run Python with
 LD_PRELOAD=$(gcc -print-file-name=libasan.so); see the README).  Never fast-math flags: the
 comparison with the NumPy reference depends on IEEE behaviour.
@@ -30,6 +32,9 @@ compile_args = [
     "-ffp-contract=off",
 ]
 link_args = []
+if os.environ.get("RNNFAST_OPENMP") != "0":
+    compile_args.append("-fopenmp")
+    link_args.append("-fopenmp")
 if os.environ.get("RNNFAST_NATIVE") == "1":
     compile_args.append("-march=native")
 if os.environ.get("RNNFAST_SANITIZE") == "1":

@@ -4,9 +4,21 @@ input, float64, Adagrad, gradients clipped to [-5, 5], sampling with ``np.random
 It is the baseline the mincharrnn config is named after; compare.py times it next to rnnfast.
 The code follows the original's structure on purpose (dicts of per-step vectors, W x column
 products), including its costs; only the data loading is replaced by ids handed in.
+
+Run as a script, it times training at min-char-rnn's own setting (float64, V=65, H=100, T=25,
+Adagrad lr 0.1, clip 5), BLAS at 1 thread, interleaved in rounds in one process: this script,
+the script with ``rnnfast.minchar``'s lossFun (it keeps its own NumPy Adagrad), and
+``rnnfast.CharLM`` (float64, Adagrad, clip 5: one C call per step); chars/s are medians over
+rounds:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/minchar.py
 """
 
 from __future__ import annotations
+
+import argparse
+import statistics
+import time
 
 import numpy as np
 
@@ -87,3 +99,69 @@ class MinCharRNN:
             x[ix] = 1
             ixes.append(ix)
         return ixes
+
+
+def _trainers(V: int, H: int, T: int) -> dict:
+    """name -> a function running n training steps at min-char-rnn's setting."""
+    import rnnfast
+    import rnnfast.minchar
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, V, T + 1)
+    inputs, targets = ids[:-1].tolist(), ids[1:].tolist()
+    script, drop_in = MinCharRNN(V, H, T), MinCharRNN(V, H, T)
+    drop_in.lossFun = rnnfast.minchar.MinCharRNN(*drop_in.params).lossFun
+    model = rnnfast.CharLM(V, cell="rnn", hidden_size=H, num_layers=1, dtype=np.float64, seed=0)
+    opt = rnnfast.Adagrad(model, lr=0.1)
+    x, y = ids[:-1].reshape(T, 1), ids[1:].reshape(T, 1)
+    state = [None]
+
+    def charlm(n):
+        for _ in range(n):
+            _, state[0] = model.train_step(x, y, opt, state[0], clip=5.0)
+
+    def script_steps(runner):
+        def run(n):
+            for _ in range(n):
+                runner.train_step(inputs, targets)
+
+        return run
+
+    return {"min-char-rnn (NumPy)": script_steps(script),
+            "drop-in lossFun": script_steps(drop_in), "CharLM float64": charlm}  # fmt: skip
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="min-char-rnn's setting: training chars/s")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--round-time", type=float, default=1.0, help="seconds per runner")
+    parser.add_argument("--smoke", action="store_true", help="one short round")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.round_time = 1, 0.05
+    V, H, T = 65, 100, 25
+
+    from threadpoolctl import threadpool_limits
+
+    import rnnfast  # noqa: F401 -- loads SciPy's OpenBLAS before threadpool_limits
+
+    rates = {}
+    with threadpool_limits(limits=1):
+        trainers = _trainers(V, H, T)
+        for round_ in range(args.rounds + 1):  # round 0 warms up
+            for name, run in trainers.items():
+                done, batch, t0 = 0, 1, time.perf_counter()
+                while (elapsed := time.perf_counter() - t0) < args.round_time:
+                    run(batch)
+                    done, batch = done + batch, 2 * batch
+                if round_:
+                    rates.setdefault(name, []).append(done * T / elapsed)
+    base = statistics.median(rates["min-char-rnn (NumPy)"])
+    print(f"min-char-rnn's setting (float64, V={V}, H={H}, T={T}, Adagrad, clip 5), 1 thread:")
+    for name, r in rates.items():
+        rate = statistics.median(r)
+        print(f"  {name:22s} {rate:12,.0f} chars/s  {rate / base:6.2f}x the script")
+
+
+if __name__ == "__main__":
+    main()

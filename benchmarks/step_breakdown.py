@@ -1,16 +1,25 @@
 """Where each microsecond of a training step goes at min-char-rnn's size (RNN, H=100, T=25,
-B=1, V=65, Adam, clip 5): every kernel call of ``CharLM.train_step``, the model's input checks
-and final-state copy, and the rest of its Python, float32 next to float64, BLAS at 1 thread.
+B=1, V=65, Adam, clip 5), float32 next to float64, BLAS at 1 thread, on both paths of
+``CharLM.train_step``:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/step_breakdown.py
 
-The model's kernel namespace (``model.kernels``, which ``_forward``, ``_backward``, the clip and
-the optimizer call) is replaced by timing shims around the same functions, so whatever kernels the
-step calls are listed, one row each; so are the instance's ``_inputs`` and ``_final_state``.
-"rest of Python" is the shimmed step's time minus the rows above and minus the shims' own cost
-(measured by the same shims around a function that does nothing).  The untimed step, measured
-in the same rounds, is the last row: the figure the rows add up to.  Per-step microseconds are
-medians over ``--rounds`` rounds of ``--steps`` steps.
+Step by step (``CharLM._train_step_by_kernels``, the path before the one-call step and still the
+one of other optimizers): the model's kernel namespace (``model.kernels``, which ``_forward``,
+``_backward``, the clip and the optimizer call) is replaced by timing shims around the same
+functions, so every kernel call is a row, bridge checks included; so are the instance's
+``_inputs`` and ``_final_state``.
+
+One call (``train_step`` with a built-in optimizer): the C step times its own phases
+(``TrainStep.profile``, ``_kernels.TRAIN_PHASES``); "bridge" is the time of the
+``TrainStep.step`` call outside the C step (its checks, the final state's arrays, the
+descriptors), "train_step's Python" the rest of the step.
+
+On both, "rest of Python" is the shimmed step's time minus the rows above and minus the shims'
+own cost (measured by the same shims around a function that does nothing); the untimed step,
+measured in the same rounds, is the last row: the figure the rows add up to, less what timing
+costs (the profile reads the clock ten times a step).  Per-step microseconds are medians over
+``--rounds`` rounds of ``--steps`` steps.
 
 The clock is the calling thread's CPU time by default (``--clock cpu``): with BLAS at one thread
 all of a step's work runs on that thread, and time spent descheduled on a shared machine does
@@ -29,11 +38,13 @@ from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_configs import CONFIGS, batch, blas_summary, vocab  # noqa: E402
 
 SHIMMED_METHODS = ("_inputs", "_final_state")
-
+TAIL = ["rest of Python", "shims (removed above)", "step, shimmed", "step, untimed"]
 
 CLOCKS = {"cpu": time.thread_time_ns, "wall": time.perf_counter_ns}
 
@@ -77,44 +88,107 @@ def make_model(dtype, cfg):
     return model, rnnfast.Adam(model, lr=2e-3)
 
 
-def breakdown(dtype, cfg, rounds: int, steps: int, clock) -> tuple[dict, dict]:
-    """Per-step microseconds of each row (medians over rounds) and calls per step."""
-    x, y = batch(cfg)
-    plain, plain_opt = make_model(dtype, cfg)
-    model, opt = make_model(dtype, cfg)
-    totals = defaultdict(int)
+def step_by_step(model, x, y, opt, state):
+    return model._train_step_by_kernels(x, y, opt, state, 5.0, None)
+
+
+def one_call(model, x, y, opt, state):
+    return model.train_step(x, y, opt, state, clip=5.0)
+
+
+def shim_step_by_step(model, totals, clock):
+    """Time every kernel call and the shimmed methods; returns the phase counter (none)."""
     model.kernels = SimpleNamespace(
         **{name: timed(fn, name, totals, clock) for name, fn in vars(model.kernels).items()}
     )
     for name in SHIMMED_METHODS:
         setattr(model, name, timed(getattr(model, name), name, totals, clock))
+    return None
+
+
+class TimedTrainStep:
+    """A model's TrainStep with its ``step`` calls timed into totals["bridge and C"]."""
+
+    def __init__(self, train_step, totals, clock):
+        self.step = timed(train_step.step, "bridge and C", totals, clock)
+
+
+def shim_one_call(model, totals, clock, cfg, cpu: bool):
+    """Profile the C step's phases and time the TrainStep.step calls; returns the phase ns."""
+    import rnnfast._kernels as kernels
+
+    train_step = model._train_step_for(cfg.T, cfg.B)
+    ns = np.zeros(len(kernels.TRAIN_PHASES))
+    train_step.profile(ns, cpu=cpu)
+    model._workspace.train_step = TimedTrainStep(train_step, totals, clock)
+    return ns
+
+
+def breakdown(path, dtype, cfg, rounds: int, steps: int, clock_name) -> tuple[dict, dict]:
+    """Per-step microseconds of each row (medians over rounds) and calls per step."""
+    import rnnfast._kernels as kernels
+
+    clock = CLOCKS[clock_name]
+    x, y = batch(cfg)
+    plain, plain_opt = make_model(dtype, cfg)
+    model, opt = make_model(dtype, cfg)
+    totals = defaultdict(int)
+    if path is one_call:
+        ns = shim_one_call(model, totals, clock, cfg, cpu=clock_name == "cpu")
+    else:
+        ns = shim_step_by_step(model, totals, clock)
     cost = shim_cost_ns(clock)
 
     def run(m, o):
         state = None
         t0 = clock()
         for _ in range(steps):
-            _, state = m.train_step(x, y, o, state)
+            _, state = path(m, x, y, o, state)
         return clock() - t0
 
     per_round = defaultdict(list)
     for round_ in range(rounds + 1):  # round 0 warms up
         totals.clear()
+        if ns is not None:
+            ns[...] = 0
         shimmed = run(model, opt)
         untimed = run(plain, plain_opt)
         if not round_:
             continue
         names = [k for k in totals if not isinstance(k, tuple)]
         calls = sum(totals[k, "calls"] for k in names)
-        for k in names:
-            per_round[k].append(totals[k] / steps / 1e3)
         rest = shimmed - sum(totals[k] for k in names) - calls * cost
+        if ns is not None:  # the bridge call splits into its C phases and the bridge itself
+            for phase, spent in zip(kernels.TRAIN_PHASES, ns, strict=True):
+                per_round[f"C: {phase}"].append(spent / steps / 1e3)
+            per_round["bridge"].append((totals["bridge and C"] - ns.sum()) / steps / 1e3)
+        else:
+            for k in names:
+                per_round[k].append(totals[k] / steps / 1e3)
         per_round["rest of Python"].append(rest / steps / 1e3)
         per_round["shims (removed above)"].append(calls * cost / steps / 1e3)
         per_round["step, shimmed"].append(shimmed / steps / 1e3)
         per_round["step, untimed"].append(untimed / steps / 1e3)
     calls_per_step = {k: totals[k, "calls"] / steps for k in totals if not isinstance(k, tuple)}
+    if ns is not None:
+        calls_per_step = {"bridge": calls_per_step["bridge and C"]}
     return {k: statistics.median(v) for k, v in per_round.items()}, calls_per_step
+
+
+def print_table(title, results, cfg):
+    (us32, calls), (us64, _) = results["float32"], results["float64"]
+    rows = [k for k in us32 if k not in TAIL] + TAIL
+    total = us32["step, shimmed"], us64["step, shimmed"]
+    print(f"\n{title}")
+    print(f"  {'part of the step':24s} {'calls':>5s} {'float32 us':>11s} {'%':>5s} "
+          f"{'float64 us':>11s} {'%':>5s}")  # fmt: skip
+    for k in rows:
+        n = f"{calls[k]:5.0f}" if k in calls else " " * 5
+        print(f"  {k:24s} {n} {us32[k]:11.2f} {100 * us32[k] / total[0]:5.1f} "
+              f"{us64[k]:11.2f} {100 * us64[k] / total[1]:5.1f}")  # fmt: skip
+    chars = cfg.T * cfg.B
+    print(f"  untimed step: float32 {chars / us32['step, untimed'] * 1e6:,.0f} chars/s, "
+          f"float64 {chars / us64['step, untimed'] * 1e6:,.0f} chars/s")  # fmt: skip
 
 
 def main(argv=None):
@@ -132,25 +206,23 @@ def main(argv=None):
 
     import rnnfast  # noqa: F401 -- loads SciPy's OpenBLAS before threadpool_limits
 
+    paths = {"step by step (one bridge call per kernel)": step_by_step,
+             "one call (TrainStep: the whole step in C)": one_call}  # fmt: skip
     with threadpool_limits(limits=1):
         print(f"mincharrnn {tuple(cfg)}, Adam, clip 5; {args.clock} clock; BLAS: {blas_summary()}")
         results = {
-            dt: breakdown(dt, cfg, args.rounds, args.steps, CLOCKS[args.clock])
-            for dt in ("float32", "float64")
+            title: {
+                dt: breakdown(path, dt, cfg, args.rounds, args.steps, args.clock)
+                for dt in ("float32", "float64")
+            }
+            for title, path in paths.items()
         }
-    (us32, calls), (us64, _) = results["float32"], results["float64"]
-    tail = ["rest of Python", "shims (removed above)", "step, shimmed", "step, untimed"]
-    rows = [k for k in us32 if k not in tail] + tail
-    total = us32["step, shimmed"], us64["step, shimmed"]
-    print(f"\n  {'part of the step':24s} {'calls':>5s} {'float32 us':>11s} {'%':>5s} "
-          f"{'float64 us':>11s} {'%':>5s}")  # fmt: skip
-    for k in rows:
-        n = f"{calls[k]:5.0f}" if k in calls else " " * 5
-        print(f"  {k:24s} {n} {us32[k]:11.2f} {100 * us32[k] / total[0]:5.1f} "
-              f"{us64[k]:11.2f} {100 * us64[k] / total[1]:5.1f}")  # fmt: skip
-    chars = cfg.T * cfg.B
-    print(f"\n  untimed step: float32 {chars / us32['step, untimed'] * 1e6:,.0f} chars/s, "
-          f"float64 {chars / us64['step, untimed'] * 1e6:,.0f} chars/s")  # fmt: skip
+    for title, result in results.items():
+        print_table(title, result, cfg)
+    before, after = results.values()
+    for dt in ("float32", "float64"):
+        old, new = before[dt][0]["step, untimed"], after[dt][0]["step, untimed"]
+        print(f"\n  {dt}: untimed step {old:.1f} us -> {new:.1f} us, {old / new:.2f}x")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 #include "blas.h"
 #include "linear.h"
+#include "omp_blocks.h"
 
 /* GEMMs only: one instance, no ISA variants. */
 #define RF_VARIANT _base

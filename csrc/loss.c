@@ -4,6 +4,7 @@
 
 #include "blas.h"
 #include "loss.h"
+#include "omp_blocks.h"
 #include "paths.h"
 #include "rnnfast.h"
 

@@ -3,7 +3,8 @@
  *   loss_n = -log p_y = log s - (z_y - m)
  *   dz_v = (p_v - [v == y]) / N
  * exp is the vectorizable FN(exp) of vmath_tmpl.h.  The row's max and sum use LANES partial
- * results in a fixed order: deterministic, and vectorizable under strict IEEE semantics. */
+ * results in a fixed order: deterministic, and vectorizable under strict IEEE semantics; so does
+ * the sum over rows, by blocks of rows (omp_blocks.h). */
 
 #define LANES 8
 #define XENT_CHUNK 256 /* stack scratch for exp(z - m) when no gradient is wanted */
@@ -44,13 +45,13 @@ static inline real FN(exp_shifted_sum)(real *restrict e, const real *restrict z,
     return s;
 }
 
-static double FN(softmax_xent)(real *dlogits, const real *logits, const int64_t *targets, int N,
-                                int V)
+/* sum over rows [n0, n1) of loss_n, in double, in row order; dlogits as above. */
+static double FN(xent_rows)(real *dlogits, const real *logits, const int64_t *targets, int N,
+                            int V, int n0, int n1, struct FN(vm_limits) lim)
 {
-    const struct FN(vm_limits) lim = FN(vm_limits_load)();
     double total = 0.0;
     real scratch[XENT_CHUNK];
-    for (int n = 0; n < N; n++) {
+    for (int n = n0; n < n1; n++) {
         const real *z = logits + (int64_t)n * V;
         const int64_t y = targets[n];
         const real m = FN(row_max)(z, V);
@@ -69,6 +70,26 @@ static double FN(softmax_xent)(real *dlogits, const real *logits, const int64_t 
             }
         }
         total += (double)LOG(s) - (double)(z[y] - m);
+    }
+    return total;
+}
+
+/* The mean over rows: blocks of RF_ROW_BLOCK rows shared among the threads, their sums added
+ * in block order (omp_blocks.h). */
+static double FN(softmax_xent)(real *dlogits, const real *logits, const int64_t *targets, int N,
+                                int V)
+{
+    const struct FN(vm_limits) lim = FN(vm_limits_load)();
+    const int64_t all_blocks = rf_blocks(N, RF_ROW_BLOCK);
+    double total = 0.0;
+    for (int64_t first = 0; first < all_blocks; first += RF_PARTIALS) {
+        double partial[RF_PARTIALS];
+        const int64_t blocks = all_blocks - first < RF_PARTIALS ? all_blocks - first : RF_PARTIALS;
+        RF_FOR_BLOCKS(blocks, j, partial[j] = FN(xent_rows)(
+            dlogits, logits, targets, N, V, (int)((first + j) * RF_ROW_BLOCK),
+            (int)rf_block_end(first + j, RF_ROW_BLOCK, N), lim));
+        for (int64_t j = 0; j < blocks; j++)
+            total += partial[j];
     }
     return total / N;
 }

@@ -1,5 +1,7 @@
 #include <math.h>
+#include <stddef.h>
 
+#include "omp_blocks.h"
 #include "optim.h"
 #include "paths.h"
 

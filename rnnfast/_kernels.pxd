@@ -215,6 +215,90 @@ cdef extern from "recurrent.h" nogil:
     void rf_vec_sigmoid_f64(double *out, const double *x, int64_t n)
 
 
+cdef extern from "train_step.h" nogil:
+    enum:
+        RF_CELL_RNN
+        RF_CELL_LSTM
+        RF_CELL_GRU
+        RF_UPDATE_NONE
+        RF_UPDATE_SGD
+        RF_UPDATE_ADAGRAD
+        RF_UPDATE_RMSPROP
+        RF_UPDATE_ADAM
+        RF_PHASE_COUNT
+    ctypedef void (*rf_phase_fn)(void *context, int phase) noexcept nogil
+    struct rf_update:
+        int kind
+        double lr, momentum, alpha, beta1, beta2, eps
+        int64_t step
+    struct rf_train_model_f32:
+        int cell, L, T, B, V, H
+        const rf_layer_f32 *layers
+        const rf_layer_grads_f32 *grads
+        rf_workspace_f32 ws
+        const float *W_y
+        const float *b_y
+        float *dW_y
+        float *db_y
+        float *logits
+        float *dlogits
+        float *dtop
+        float *outs
+        float *param
+        float *grad
+        int64_t n
+    struct rf_train_call_f32:
+        const int64_t *x
+        const int64_t *y
+        const float *h0
+        const float *c0
+        const float *masks
+        float *h_T
+        float *c_T
+        double grad_scale, clip, max_norm
+        rf_update update
+        float *moment1
+        float *moment2
+        rf_phase_fn phase_done
+        void *phase_context
+    struct rf_train_model_f64:
+        int cell, L, T, B, V, H
+        const rf_layer_f64 *layers
+        const rf_layer_grads_f64 *grads
+        rf_workspace_f64 ws
+        const double *W_y
+        const double *b_y
+        double *dW_y
+        double *db_y
+        double *logits
+        double *dlogits
+        double *dtop
+        double *outs
+        double *param
+        double *grad
+        int64_t n
+    struct rf_train_call_f64:
+        const int64_t *x
+        const int64_t *y
+        const double *h0
+        const double *c0
+        const double *masks
+        double *h_T
+        double *c_T
+        double grad_scale, clip, max_norm
+        rf_update update
+        double *moment1
+        double *moment2
+        rf_phase_fn phase_done
+        void *phase_context
+    int rf_train_step_f32(double *loss, const rf_train_model_f32 *model,
+                          const rf_train_call_f32 *call)
+    int rf_train_step_f64(double *loss, const rf_train_model_f64 *model,
+                          const rf_train_call_f64 *call)
+    int rf_all_finite_f32(const float *a, int64_t n)
+    int rf_all_finite_f64(const double *a, int64_t n)
+    int rf_ids_in_range(const int64_t *ids, int64_t n, int64_t V)
+
 # ---- one name per kernel pair: the dtype is the pointer type ----------------------------------
 
 cdef inline double rf_softmax_xent(floating *dlogits, const floating *logits,
@@ -387,3 +471,36 @@ cdef inline void rf_vec_sigmoid(floating *out, const floating *x, int64_t n) noe
         rf_vec_sigmoid_f32(out, x, n)
     else:
         rf_vec_sigmoid_f64(out, x, n)
+
+
+# The one-call training step's descriptors of one dtype side by side (as rf_recurrent), and the
+# per-layer descriptor arrays the model descriptor points at.
+cdef struct rf_training_f32:
+    rf_train_model_f32 model
+    rf_train_call_f32 call
+    rf_layer_f32 *layers
+    rf_layer_grads_f32 *grads
+
+cdef struct rf_training_f64:
+    rf_train_model_f64 model
+    rf_train_call_f64 call
+    rf_layer_f64 *layers
+    rf_layer_grads_f64 *grads
+
+ctypedef fused rf_training:
+    rf_training_f32
+    rf_training_f64
+
+
+cdef inline int rf_train_step(double *loss, const rf_training *t) noexcept nogil:
+    if rf_training is rf_training_f32:
+        return rf_train_step_f32(loss, &t.model, &t.call)
+    else:
+        return rf_train_step_f64(loss, &t.model, &t.call)
+
+
+cdef inline bint rf_all_finite(const floating *a, int64_t n) noexcept nogil:
+    if floating is float:
+        return rf_all_finite_f32(a, n)
+    else:
+        return rf_all_finite_f64(a, n)

@@ -14,12 +14,15 @@ chosen once per call from the dtype the checks established.
 """
 
 cimport numpy as cnp
+from cpython.mem cimport PyMem_Calloc, PyMem_Free
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython cimport floating
 from libc.limits cimport INT_MAX
 from libc.math cimport INFINITY, isfinite
 from libc.stdint cimport int64_t
 from libc.string cimport memset
+from posix.time cimport CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID, clock_gettime, timespec
+from posix.types cimport clockid_t
 
 import math
 import os
@@ -997,6 +1000,327 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
     else:
         _sample(&m64, out, uniforms, first_ids, h, c, W_x, W_h, b, b_hn, W_y, b_y, temp, k, am,
                 cN, cS, cL, cH, cV, cG)
+
+
+# ---- the training step in one call (csrc/train_step.h) ---------------------------------------
+
+_CELL_KINDS = {"rnn": RF_CELL_RNN, "lstm": RF_CELL_LSTM, "gru": RF_CELL_GRU}
+_UPDATE_KINDS = {"sgd": RF_UPDATE_SGD, "adagrad": RF_UPDATE_ADAGRAD,
+                 "rmsprop": RF_UPDATE_RMSPROP, "adam": RF_UPDATE_ADAM}
+# the parts of a step that TrainStep.profile times, in order (enum rf_train_phase)
+TRAIN_PHASES = ("zero grads", "forward", "output layer", "softmax xent", "output backward",
+                "backward", "clip", "update", "final state")
+
+
+cdef struct _phase_clock:
+    double *ns  # (RF_PHASE_COUNT) nanoseconds per phase, accumulated
+    clockid_t clock
+    int64_t last
+
+
+cdef inline int64_t _clock_ns(clockid_t clock) noexcept nogil:
+    cdef timespec ts
+    clock_gettime(clock, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef void _phase_done(void *context, int phase) noexcept nogil:
+    cdef _phase_clock *c = <_phase_clock *>context
+    cdef int64_t now = _clock_ns(c.clock)
+    c.ns[phase] += now - c.last
+    c.last = now
+
+
+cdef inline bint _is_array(object a, object dtype, tuple shape):
+    """Whether ``a`` is a C-contiguous ndarray of ``dtype`` and ``shape`` (a test, no error)."""
+    return (isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a))
+
+
+cdef bint _finite(floating kind, object a):
+    cdef const floating *p = <const floating *>_data(a)
+    cdef int64_t n = a.size
+    cdef bint finite
+    with nogil:
+        finite = rf_all_finite(p, n)
+    return finite
+
+
+cdef _fill_training(rf_training *t, int cell, object params, object grads, list hs,
+                    list caches, list dhs, object dA, object dR, object logits, object dlogits,
+                    object outs, object dstate_h, object dstate_c, object pack, int L, int T,
+                    int B, int V, int H):
+    """The model descriptor and its per-layer descriptors, from checked arrays (caches: the
+    lists cs, tcs, gates, R, each empty where the cell has none)."""
+    cs, tcs, gates, R = caches
+    if rf_training is rf_training_f32:
+        t.layers = <rf_layer_f32 *>PyMem_Calloc(L, sizeof(rf_layer_f32))
+        t.grads = <rf_layer_grads_f32 *>PyMem_Calloc(L, sizeof(rf_layer_grads_f32))
+    else:
+        t.layers = <rf_layer_f64 *>PyMem_Calloc(L, sizeof(rf_layer_f64))
+        t.grads = <rf_layer_grads_f64 *>PyMem_Calloc(L, sizeof(rf_layer_grads_f64))
+    if t.layers == NULL or t.grads == NULL:
+        raise MemoryError()
+    cdef int l
+    for l in range(L):
+        t.layers[l].T, t.layers[l].B, t.layers[l].In, t.layers[l].H = T, B, V if l == 0 else H, H
+        _in(&t.layers[l].W_x, params[f"W_x.{l}"])
+        _in(&t.layers[l].W_h, params[f"W_h.{l}"])
+        _in(&t.layers[l].b, params[f"b.{l}"])
+        _out(&t.layers[l].hs, hs[l])
+        _out(&t.grads[l].dW_x, grads[f"W_x.{l}"])
+        _out(&t.grads[l].dW_h, grads[f"W_h.{l}"])
+        _out(&t.grads[l].db, grads[f"b.{l}"])
+        _out(&t.grads[l].dX, dhs[l - 1] if l else None)
+        _in(&t.grads[l].dH, dhs[l])
+        _out(&t.grads[l].dh0, dstate_h)
+        _out(&t.grads[l].dc0, dstate_c)
+        if cell == RF_CELL_LSTM:
+            _out(&t.layers[l].cs, cs[l])
+            _out(&t.layers[l].tcs, tcs[l])
+        if cell != RF_CELL_RNN:
+            _out(&t.layers[l].gates, gates[l])
+        if cell == RF_CELL_GRU:
+            _in(&t.layers[l].b_hn, params[f"b_hn.{l}"])
+            _out(&t.layers[l].R, R[l])
+            _out(&t.grads[l].db_hn, grads[f"b_hn.{l}"])
+    t.model.cell, t.model.L, t.model.T, t.model.B, t.model.V, t.model.H = cell, L, T, B, V, H
+    t.model.layers = t.layers
+    t.model.grads = t.grads
+    _out(&t.model.ws.dA, dA)
+    _out(&t.model.ws.dR, dR)
+    _out(&t.model.ws.pack, pack)
+    _in(&t.model.W_y, params["W_y"])
+    _in(&t.model.b_y, params["b_y"])
+    _out(&t.model.dW_y, grads["W_y"])
+    _out(&t.model.db_y, grads["b_y"])
+    _out(&t.model.logits, logits)
+    _out(&t.model.dlogits, dlogits)
+    _out(&t.model.dtop, dhs[L - 1])
+    _out(&t.model.outs, outs)
+    _out(&t.model.param, params.flat)
+    _out(&t.model.grad, grads.flat)
+    t.model.n = params.flat.size
+
+
+cdef _train(rf_training *t, double *loss, object x, object y, object h, object c,
+            object masks, object h_T, object c_T, double grad_scale, double clip,
+            double max_norm, object moment1, object moment2, _phase_clock *clock):
+    """Point the call descriptor at this call's arrays and run the step (whose status, 1 for
+    a loss that is not finite, the caller reads from the loss)."""
+    t.call.x = <const int64_t *>_data(x)
+    t.call.y = <const int64_t *>_data(y)
+    _in(&t.call.h0, h)
+    _in(&t.call.c0, c)
+    _in(&t.call.masks, masks)
+    _out(&t.call.h_T, h_T)
+    _out(&t.call.c_T, c_T)
+    t.call.grad_scale, t.call.clip, t.call.max_norm = grad_scale, clip, max_norm
+    _out(&t.call.moment1, moment1)
+    _out(&t.call.moment2, moment2)
+    t.call.phase_done = NULL
+    if clock != NULL:
+        t.call.phase_done = _phase_done
+    t.call.phase_context = clock
+    with nogil:
+        if clock != NULL:
+            clock.last = _clock_ns(clock.clock)
+        rf_train_step(loss, t)
+
+
+cdef class TrainStep:
+    """A CharLM's training step at one (T, B) as one C call (csrc/train_step.h).
+
+    Built once per model and (T, B) over the model's buffers, which are checked here: the
+    parameters and gradients (``params``, ``grads``: name -> view mappings over one flat buffer,
+    ``.flat``, as ``model.Params``), the activations every layer caches for backward (``hs``,
+    ``cs``, ``tcs``, ``gates``, ``R``: lists of L arrays, None where the cell has none), the
+    gradients flowing between layers ``dhs`` (L arrays (T, B, H)), the scratch ``dA`` and ``dR``
+    (T, B, G), ``logits`` and ``dlogits`` (T B, V), and with dropout ``outs`` and ``masks``
+    (L, T, B, H).  ``step`` then checks only what changes from call to call.  Like the model
+    whose buffers it uses, one step runs at a time.
+    """
+    cdef rf_training_f32 t32
+    cdef rf_training_f64 t64
+    cdef readonly object dtype
+    cdef readonly int T, B
+    cdef int L, V, H, cell
+    cdef readonly object masks  # (L, T, B, H) the buffer draw_masks fills, or None
+    cdef object _flat_params, _flat_grads, _keep
+    cdef object _profile  # (RF_PHASE_COUNT) float64 ns per phase, or None
+    cdef _phase_clock _clock
+
+    def __dealloc__(self):
+        PyMem_Free(self.t32.layers)
+        PyMem_Free(self.t32.grads)
+        PyMem_Free(self.t64.layers)
+        PyMem_Free(self.t64.grads)
+
+    def __init__(self, str cell, params, grads, list hs, cs, tcs, gates, R, list dhs, dA, dR,
+                 logits, dlogits, outs=None, masks=None):
+        if cell not in _CELL_KINDS:
+            raise ValueError(f"cell: expected one of {tuple(_CELL_KINDS)}, got {cell!r}")
+        if self.t32.layers != NULL or self.t64.layers != NULL:
+            raise RuntimeError("TrainStep: already built")
+        dtype = _float_dtype("params.flat", params.flat)
+        _check_ndim("hs[0]", hs[0] if hs else None, 3, "(T, B, H)")
+        T, B, H = hs[0].shape
+        L = len(hs)
+        _check_ndim("b_y", params["b_y"], 1, "(V,)")
+        V = params["b_y"].shape[0]
+        G = _GATES[cell] * H
+        if min(T, B, H, V) < 1:
+            raise ValueError(f"hs[0], b_y: expected T, B, H, V >= 1, got {(T, B, H, V)}")
+        _check_int_size("logits", (T * B, max(V, G)))
+        n = params.flat.size
+        _check_output("params.flat", params.flat, dtype, (n,))
+        _check_output("grads.flat", grads.flat, dtype, (n,))
+        for prefix, mapping in (("", params), ("d", grads)):
+            for l in range(L):
+                I = V if l == 0 else H
+                _check_array(f"{prefix}W_x.{l}", mapping[f"W_x.{l}"], dtype, (I, G))
+                _check_array(f"{prefix}W_h.{l}", mapping[f"W_h.{l}"], dtype, (H, G))
+                _check_array(f"{prefix}b.{l}", mapping[f"b.{l}"], dtype, (G,))
+                if cell == "gru":
+                    _check_array(f"{prefix}b_hn.{l}", mapping[f"b_hn.{l}"], dtype, (H,))
+            _check_array(f"{prefix}W_y", mapping["W_y"], dtype, (H, V))
+            _check_array(f"{prefix}b_y", mapping["b_y"], dtype, (V,))
+        per_layer = {"hs": (hs, (T, B, H)), "dhs": (dhs, (T, B, H))}
+        if cell == "lstm":
+            per_layer.update(cs=(cs, (T, B, H)), tcs=(tcs, (T, B, H)))
+        if cell != "rnn":
+            per_layer["gates"] = (gates, (T, B, G))
+        if cell == "gru":
+            per_layer["R"] = (R, (T, B, G))
+        names, arrays = ["params.flat", "grads.flat"], [params.flat, grads.flat]
+        for name, (buffers, shape) in per_layer.items():
+            _check_layer_list(name, buffers, L)
+            for l in range(L):
+                _check_output(f"{name}[{l}]", buffers[l], dtype, shape)
+                names.append(f"{name}[{l}]")
+                arrays.append(buffers[l])
+        if (outs is None) != (masks is None):
+            raise ValueError("outs, masks: expected both (dropout) or neither")
+        dstate_h = np.empty((B, H), dtype)
+        dstate_c = np.empty((B, H), dtype) if cell == "lstm" else None
+        pack_size = (rf_recurrent_pack_size_f32(H, G) if dtype == _F32
+                     else rf_recurrent_pack_size_f64(H, G))
+        pack = np.empty(max(pack_size, 1), dtype)
+        shapes = {"dA": (dA, (T, B, G)), "dR": (dR, (T, B, G)), "logits": (logits, (T * B, V)),
+                  "dlogits": (dlogits, (T * B, V)), "outs": (outs, (L, T, B, H)),
+                  "masks": (masks, (L, T, B, H))}
+        required = {"dA", "logits", "dlogits", *(("dR",) if cell == "gru" else ())}
+        for name, (a, shape) in shapes.items():
+            if a is not None or name in required:
+                _check_output(name, a, dtype, shape)
+        names += [*shapes, "dstate_h", "dstate_c", "pack"]
+        arrays += [a for a, _ in shapes.values()] + [dstate_h, dstate_c, pack]
+        _check_no_overlap(tuple(names), tuple(arrays), len(arrays))
+        if cell != "gru":
+            dR = None
+        self.dtype, self.T, self.B, self.L, self.V, self.H = dtype, T, B, L, V, H
+        self.cell = _CELL_KINDS[cell]
+        self.masks = masks
+        self._flat_params, self._flat_grads = params.flat, grads.flat
+        self._keep = (params, grads, hs, cs, tcs, gates, R, dhs, dA, dR, logits, dlogits, outs,
+                      dstate_h, dstate_c, pack)
+        cdef list caches = [a or [] for a in (cs, tcs, gates, R)]
+        if dtype == _F32:  # (the specialization named: Cython 3.3 cannot infer it here)
+            _fill_training[rf_training_f32](
+                &self.t32, self.cell, params, grads, hs, caches, dhs, dA, dR, logits, dlogits,
+                outs, dstate_h, dstate_c, pack, L, T, B, V, H)
+        else:
+            _fill_training[rf_training_f64](
+                &self.t64, self.cell, params, grads, hs, caches, dhs, dA, dR, logits, dlogits,
+                outs, dstate_h, dstate_c, pack, L, T, B, V, H)
+
+    def profile(self, ns=None, *, bint cpu=True):
+        """Time every later step's phases (``TRAIN_PHASES``), adding nanoseconds to ``ns``
+        (float64, one per phase) on the calling thread's CPU clock (``cpu``) or the monotonic
+        wall clock; None stops."""
+        if ns is not None:
+            _check_output("ns", ns, _F64, (RF_PHASE_COUNT,))
+            self._clock.ns = <double *>_data(ns)
+            self._clock.clock = CLOCK_THREAD_CPUTIME_ID if cpu else CLOCK_MONOTONIC
+        self._profile = ns
+
+    def step(self, x, y, h, c, draw_masks, double grad_scale, clip, max_norm, update):
+        """One training step from the state (h, c), or None, having done nothing, unless x and
+        y are (T, B) int64 ids in [0, V) and h, c finite (L, B, H) arrays of the model's dtype
+        (c None but for an LSTM), all C-contiguous: the caller's own checks then convert them
+        or say what is wrong.  Returns (loss, h_T, c_T), the final state in new arrays (c_T
+        None but for an LSTM); when the loss is not finite no update is made.
+
+        draw_masks: None (no dropout), or a function that fills ``masks`` with this step's
+        dropout factors, called once the inputs are accepted.  grad_scale: every gradient is
+        first multiplied by it (1: not).  clip, max_norm: None or > 0, as ``CharLM.clip_grads``'s
+        value and max_norm.  update: None (gradients only, left in grads), or
+        (kind, lr, momentum, alpha, beta1, beta2, eps, step, moment1, moment2) with kind one of
+        "sgd", "adagrad", "rmsprop", "adam" and the moments flat buffers like params.flat (None
+        where the kind keeps fewer), as in rnnfast.optim.
+        """
+        cdef tuple ids_shape = (self.T, self.B), state_shape = (self.L, self.B, self.H)
+        if not (_is_array(x, _INDEX_DTYPE, ids_shape) and _is_array(y, _INDEX_DTYPE, ids_shape)
+                and _is_array(h, self.dtype, state_shape)):
+            return None
+        if (not _is_array(c, self.dtype, state_shape) if self.cell == RF_CELL_LSTM
+                else c is not None):
+            return None
+        cdef const int64_t *xp = <const int64_t *>_data(x)
+        cdef const int64_t *yp = <const int64_t *>_data(y)
+        cdef int64_t n_ids = self.T * self.B, V = self.V
+        cdef bint ok
+        with nogil:
+            ok = rf_ids_in_range(xp, n_ids, V) and rf_ids_in_range(yp, n_ids, V)
+        if not ok:
+            return None
+        for state in (h, c):
+            if state is not None and not (_finite(<float>0, state) if self.dtype == _F32
+                                          else _finite(<double>0, state)):
+                return None
+        cdef double clip_ = 0 if clip is None else _hyper("clip", clip, 0.0, INFINITY, False)
+        cdef double norm_ = (0 if max_norm is None
+                             else _hyper("max_norm", max_norm, 0.0, INFINITY, False))
+        cdef rf_update u
+        memset(&u, 0, sizeof(u))
+        moment1 = moment2 = None
+        if update is not None:
+            kind, u.lr, u.momentum, u.alpha, u.beta1, u.beta2, u.eps, u.step, moment1, moment2 \
+                = update
+            if kind not in _UPDATE_KINDS:
+                raise ValueError(f"update: expected one of {tuple(_UPDATE_KINDS)}, got {kind!r}")
+            u.kind = _UPDATE_KINDS[kind]
+            self._check_moment("moment1", moment1, u.kind != RF_UPDATE_SGD or u.momentum != 0)
+            self._check_moment("moment2", moment2, u.kind == RF_UPDATE_ADAM)
+        if draw_masks is not None:
+            if self.masks is None:
+                raise ValueError("draw_masks: this TrainStep was built without dropout buffers")
+            draw_masks(self.masks)
+        h_T = np.empty(state_shape, self.dtype)
+        c_T = np.empty(state_shape, self.dtype) if self.cell == RF_CELL_LSTM else None
+        masks = self.masks if draw_masks is not None else None
+        cdef _phase_clock *clock = &self._clock if self._profile is not None else NULL
+        cdef double loss
+        if self.dtype == _F32:
+            self.t32.call.update = u
+            _train(&self.t32, &loss, x, y, h, c, masks, h_T, c_T, grad_scale, clip_, norm_,
+                   moment1, moment2, clock)
+        else:
+            self.t64.call.update = u
+            _train(&self.t64, &loss, x, y, h, c, masks, h_T, c_T, grad_scale, clip_, norm_,
+                   moment1, moment2, clock)
+        return loss, h_T, c_T
+
+    cdef _check_moment(self, str name, object moment, bint used):
+        if not used:
+            if moment is not None:
+                raise ValueError(f"{name}: expected None for this update, got an array")
+            return
+        _check_output(name, moment, self.dtype, self._flat_params.shape)
+        for other in (self._flat_params, self._flat_grads):
+            if _overlap(moment, other):
+                raise ValueError(f"{name}: output array overlaps the model's parameters or "
+                                 "gradients, expected no memory shared with another argument")
 
 
 # ---- test hooks: the kernels' own exp, tanh and sigmoid -------------------------------------

@@ -61,10 +61,16 @@ class MinCharRNN:
             raise ValueError(f"targets: expected {len(x)} ids like inputs, got {len(y)}")
         T = x.shape[0]
         self._load_weights()
-        loss, grads, state = self._model.loss_and_grads(x, y, self._state("hprev", hprev))
-        # rnnfast averages over the T characters; min-char-rnn sums
-        grads.flat *= T
-        np.clip(grads.flat, -CLIP, CLIP, out=grads.flat)
+        state = self._state("hprev", hprev)
+        # rnnfast averages over the T characters, min-char-rnn sums: the gradients times T,
+        # then clipped, in the one C call of a training step without its update
+        result = self._model._one_call(x, y, state, CLIP, None, None, grad_scale=T)
+        if result is None:  # the NumPy backend
+            loss, grads, state = self._model.loss_and_grads(x, y, state)
+            grads.flat *= T
+            np.clip(grads.flat, -CLIP, CLIP, out=grads.flat)
+        else:
+            (loss, state), grads = result, self._model._grads
         return (
             loss * T,
             grads["W_x.0"].T.copy(),

@@ -126,6 +126,7 @@ class _Workspace:
         self.dtype = np.dtype(dtype)
         # per layer: h_t, c_t, tanh(c_t) of every step (T, B, H); activated gates (T, B, G)
         self.hs = [np.empty((T, B, H), dtype) for _ in range(L)]
+        self.cs = self.tcs = self.gates = self.R = self.dR = None  # where the cell has none
         if cell == "lstm":
             self.cs = [np.empty((T, B, H), dtype) for _ in range(L)]
             self.tcs = [np.empty((T, B, H), dtype) for _ in range(L)]
@@ -144,6 +145,7 @@ class _Workspace:
         # set by each forward: the layers' outputs as the layer above reads them (hs, or outs
         # with dropout) and the masks applied (None: no dropout)
         self.outputs, self.used_masks = self.hs, None
+        self.train_step = None  # the one-call training step over these buffers, when built
 
     def dropout_buffers(self) -> tuple[np.ndarray, np.ndarray]:
         """(outs, masks), each (L, T, B, H), allocated at the first call."""
@@ -496,17 +498,69 @@ class CharLM(_StackedLayers):
         """One step of truncated BPTT: forward over x (T, B), softmax cross-entropy, backward,
         gradient clipping (by value ``clip``, and by global norm ``max_norm``), optimizer
         update, with dropout (``dropout`` > 0: new masks from ``generator``).  A non-finite loss
-        raises FloatingPointError and leaves the model unchanged."""
+        raises FloatingPointError and leaves the model unchanged.
+
+        With the C backend and one of the four built-in optimizers the whole step is one C call
+        (``_kernels.TrainStep``, which releases the GIL once), computing the same bits as the
+        kernel-by-kernel path that ``loss_and_grads``, ``clip_grads`` and ``optimizer.step``
+        compose; other optimizers, the NumPy backend and inputs that need converting take that
+        path."""
         if optimizer.model is not self:
             raise ValueError("optimizer: expected one created for this model, got one of another")
         clip = check_real("clip", clip, optional=True)
         max_norm = check_real("max_norm", max_norm, optional=True)
+        fused_update = getattr(optimizer, "_fused_update", None)  # rnnfast.optim's optimizers
+        update = None if fused_update is None else fused_update()
+        result = None if update is None else self._one_call(x, y, state, clip, max_norm, update)
+        if result is None:
+            return self._train_step_by_kernels(x, y, optimizer, state, clip, max_norm)
+        loss, final = result
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss}: the model was not updated")
+        optimizer.step_count += 1
+        return loss, final
+
+    def _train_step_by_kernels(self, x, y, optimizer, state, clip, max_norm):
+        """``train_step`` one kernel call at a time (``clip``, ``max_norm`` checked)."""
         loss, final, _ = self._loss_and_grads_into(self._grads, x, y, state, True, None)
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss}: the model was not updated")
         self._clip(self._grads, clip, max_norm)
         optimizer.step(self._grads)
         return loss, final
+
+    def _one_call(self, x, y, state, clip, max_norm, update, grad_scale: float = 1.0):
+        """Forward, loss, backward into ``_grads`` (times ``grad_scale``), clipping and
+        ``update`` (an optimizer's ``_fused_update()``, or None: gradients only) as one C call
+        with dropout as ``train_step`` draws it.  Returns (loss, final state), no update made
+        when the loss is not finite; or None, having changed nothing, when the call cannot
+        take these inputs as they are (the NumPy backend; ids or a state that the checks of
+        ``_inputs`` must convert or reject)."""
+        if self.backend != "c" or not isinstance(x, np.ndarray) or x.ndim != 2 or not x.size:
+            return None
+        if state is None:
+            state = self.zero_state(x.shape[1])
+        elif not isinstance(state, tuple) or len(state) != 2:
+            return None
+        draw = self._draw_masks if self.dropout else None
+        result = self._train_step_for(*x.shape).step(
+            x, y, state[0], state[1], draw, grad_scale, clip, max_norm, update
+        )
+        if result is None:
+            return None
+        loss, h, c = result
+        return loss, State(h, c)
+
+    def _train_step_for(self, T: int, B: int):
+        """The one-call step over the workspace of (T, B), built at its first use."""
+        ws = self._workspace_for(T, B)
+        if ws.train_step is None or (self.dropout and ws.train_step.masks is None):
+            outs, masks = ws.dropout_buffers() if self.dropout else (None, None)
+            ws.train_step = _kernels.TrainStep(
+                self.cell, self.params, self._grads, ws.hs, ws.cs, ws.tcs, ws.gates, ws.R,
+                ws.dhs, ws.dA, ws.dR, ws.logits, ws.dlogits, outs, masks,
+            )  # fmt: skip
+        return ws.train_step
 
     def forward(self, x, state: State | None = None) -> tuple[np.ndarray, State]:
         """Feed x (T, B) character ids from ``state``; returns the logits (T, B, V) of every

@@ -67,6 +67,13 @@ class Optimizer:
         """Apply update number ``self.step_count + 1`` (counting from 1)."""
         raise NotImplementedError
 
+    def _fused_update(self) -> tuple | None:
+        """The next update as the one-call training step takes it (``_kernels.TrainStep.step``:
+        kind, lr, momentum, alpha, beta1, beta2, eps, step, moment1, moment2), or None where
+        ``step`` must run as written: any class but the four built-in ones, which define
+        ``_update_args``."""
+        return self._update_args() if type(self) in _BUILT_IN else None
+
     def hyperparameters(self) -> dict:
         return {"lr": self.lr}
 
@@ -129,6 +136,13 @@ class SGD(Optimizer):
             )
         ops.sgd_update(param, grad, velocity, self.lr, self.momentum)
 
+    def _update_args(self):
+        velocity = self._moments.get("velocity")
+        if self.momentum and velocity is None:
+            return None  # step raises the error
+        velocity = velocity if self.momentum else None
+        return ("sgd", self.lr, self.momentum, 0.0, 0.0, 0.0, 0.0, 0, velocity, None)
+
     def hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum}
 
@@ -145,6 +159,10 @@ class Adagrad(Optimizer):
 
     def _update(self, ops, param, grad):
         ops.adagrad_update(param, grad, self._moments["memory"], self.lr, self.eps)
+
+    def _update_args(self):
+        memory = self._moments["memory"]
+        return ("adagrad", self.lr, 0.0, 0.0, 0.0, 0.0, self.eps, 0, memory, None)
 
     def hyperparameters(self):
         return {"lr": self.lr, "eps": self.eps}
@@ -165,6 +183,10 @@ class RMSProp(Optimizer):
 
     def _update(self, ops, param, grad):
         ops.rmsprop_update(param, grad, self._moments["mean_square"], self.lr, self.alpha, self.eps)
+
+    def _update_args(self):
+        mean_square = self._moments["mean_square"]
+        return ("rmsprop", self.lr, 0.0, self.alpha, 0.0, 0.0, self.eps, 0, mean_square, None)
 
     def hyperparameters(self):
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps}
@@ -199,8 +221,14 @@ class Adam(Optimizer):
             self.step_count + 1,
         )
 
+    def _update_args(self):
+        m, v = self._moments["m"], self._moments["v"]
+        return ("adam", self.lr, 0.0, 0.0, self.beta1, self.beta2, self.eps, self.step_count + 1,
+                m, v)  # fmt: skip
+
     def hyperparameters(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
 
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSProp, "adam": Adam}
+_BUILT_IN = frozenset(OPTIMIZERS.values())  # the classes whose update the C step repeats

@@ -168,3 +168,26 @@ def test_the_example_script_trains_and_prints_min_char_rnns_lines(tmp_path):
     assert s0 == pytest.approx(25 * np.log(len(counts)), abs=0.5)  # untrained: near uniform
     recent = (s200 - 0.999**100 * s100) / (1 - 0.999**100)
     assert recent < 0.5 * 25 * unigram
+
+
+def test_lossfun_is_one_call_with_the_bits_of_the_kernel_by_kernel_path():
+    """The C drop-in's lossFun runs as one C call (the training step without its update); it
+    returns exactly what the kernel-by-kernel route gives: loss_and_grads, times T, clipped."""
+    from rnnfast.model import State
+
+    arrays = script_arrays(scale=3.0)  # large enough that some gradients are clipped
+    rng = np.random.default_rng(2)
+    inputs, targets = rng.integers(0, 11, 25).tolist(), rng.integers(0, 11, 25).tolist()
+    hprev = 0.1 * rng.standard_normal((10, 1))
+    m = MinCharRNN(*arrays)
+    actual = m.lossFun(inputs, targets, hprev)
+    assert m._model._workspace.train_step is not None, "the one-call path was not taken"
+    x, y = (np.array(ids).reshape(-1, 1) for ids in (inputs, targets))
+    loss, grads, state = m._model.loss_and_grads(x, y, State(hprev.reshape(1, 1, 10)))
+    grads.flat *= 25
+    np.clip(grads.flat, -5.0, 5.0, out=grads.flat)
+    expected = [loss * 25] + [grads[name].T for name in ("W_x.0", "W_h.0", "W_y")]
+    expected += [grads["b.0"].reshape(-1, 1), grads["b_y"].reshape(-1, 1), state.h.reshape(-1, 1)]
+    assert sum(int(np.sum(np.abs(g) == 5.0)) for g in expected[1:6]) > 0
+    for a, e in zip(actual, expected, strict=True):
+        np.testing.assert_array_equal(a, e)
