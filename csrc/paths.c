@@ -65,7 +65,8 @@ struct rf_paths rf_paths_get(void)
  * faster), benchmarks/packed_paths.py (results/packed_paths.log); AVX-512 variant with SkylakeX
  * kernels / AVX2 variant with Haswell kernels:
  *   charrnn-default B=50 H=128 1.08 / 1.13;  mid B=32 H=512 1.21 / 1.24;
- *   large B=64 H=1024 0.95 / 0.91 (a miss: the panels outgrow L1 at K = 1024);
+ *   large B=64 H=1024 0.95 / 0.91 before the kernel took K in L1-sized chunks, 1.38-1.43 /
+ *   1.27 after (three runs on a loaded machine; one, disturbed by a profiler, gave 0.95);
  *   B=1: H=100 rnn 0.81 / 1.02, H=128 1.25 / 1.24, H=256 0.79 / 0.87, H=512 0.94 / 0.97. */
 int rf_use_packed(int M)
 {
