@@ -134,8 +134,14 @@ def main(argv=None):
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds per timing")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--parts", default="layers,cs231n", help="layers and/or cs231n")
+    parser.add_argument(
+        "--shapes",
+        default=";".join(",".join(map(str, s)) for s in LAYER_SHAPES),
+        help="the layer shapes, I,H,B,T separated by ';'",
+    )
     args = parser.parse_args(argv)
     parts = {p.strip() for p in args.parts.split(",")}
+    shapes = [tuple(int(n) for n in s.split(",")) for s in args.shapes.split(";")]
 
     with_torch = not args.no_torch
     if with_torch:
@@ -149,12 +155,13 @@ def main(argv=None):
     from bench_configs import blas_summary
     from threadpoolctl import threadpool_limits
 
-    import rnnfast  # noqa: F401
+    from rnnfast import _kernels
 
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if var in os.environ:
             print(f"warning: {var}={os.environ[var]} is set; unset it for benchmark runs")
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; rnnfast paths "
+          f"{_kernels._paths()}")  # fmt: skip
     for threads in [int(t) for t in args.threads.split(",")]:
         with threadpool_limits(limits=threads):
             if with_torch:
@@ -165,7 +172,7 @@ def main(argv=None):
                 print("layers.LSTM (ours) vs torch nn.LSTM (theirs): forward+backward, float32, "
                       "ms per call; ratio = theirs / ours")  # fmt: skip
                 print(f"  {'(I, H, B, T)':22s} wall: {header}   CPU: {header}")
-                for shape in LAYER_SHAPES:
+                for shape in shapes:
                     res = compare(layer_runners(*shape, with_torch), args.rounds, args.min_time)
                     nan = (float("nan"),) * 2
                     print(row(str(shape), res["rnnfast"], res.get("torch", nan)), flush=True)

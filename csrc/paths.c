@@ -65,7 +65,8 @@ struct rf_paths rf_paths_get(void)
  * faster), benchmarks/packed_paths.py (results/packed_paths.log); AVX-512 variant with SkylakeX
  * kernels / AVX2 variant with Haswell kernels:
  *   charrnn-default B=50 H=128 1.08 / 1.13;  mid B=32 H=512 1.21 / 1.24;
- *   large B=64 H=1024 0.95 / 0.91 (a miss: the panels outgrow L1 at K = 1024);
+ *   large B=64 H=1024 0.95 / 0.91 before the kernel took K in L1-sized chunks, 1.38-1.43 /
+ *   1.27 after (three runs on a loaded machine; one, disturbed by a profiler, gave 0.95);
  *   B=1: H=100 rnn 0.81 / 1.02, H=128 1.25 / 1.24, H=256 0.79 / 0.87, H=512 0.94 / 0.97. */
 int rf_use_packed(int M)
 {
@@ -77,10 +78,22 @@ int rf_use_packed(int M)
     return isa == RF_ISA_AVX512 || isa == RF_ISA_AVX2 || BASELINE_PACKS;
 }
 
+/* A chunk keeps its steps' activations in cache from the per-step loop to the chunk's GEMMs;
+ * where the row floor stretches it to twice chunk_bytes (or one step) or more it no longer does,
+ * and splitting only costs (OpenBLAS re-packs W_x and re-reads dW per chunk): then the whole
+ * sequence is one chunk.  Measured against the floor alone (in-process, chunk_rows set, CPU time, 1 thread):
+ * layers.LSTM forward + backward at (I, H, B, T) = (256, 256, 32, 64) (floor 8 steps, bytes 4)
+ * 1.035x, (512, 512, 64, 64) 1.10x, (1024, 1024, 64, 32) 1.06x, (512, 512, 32, 64) 1.08x;
+ * CharLM training mid 1.016x, large 1.00x; charrnn-default (bytes 5 steps, floor 6) keeps its
+ * chunks: the whole sequence there was 0.96x. */
 int rf_chunk_steps(int B, int64_t step_bytes)
 {
-    const int64_t by_bytes = current.chunk_bytes / step_bytes;
+    int64_t by_bytes = current.chunk_bytes / step_bytes;
     const int64_t by_rows = (current.chunk_rows + B - 1) / B;
+    if (by_bytes < 1)
+        by_bytes = 1;
+    if (by_rows >= 2 * by_bytes)
+        return 0x7fffffff;
     const int64_t steps = by_bytes > by_rows ? by_bytes : by_rows;
-    return steps < 1 ? 1 : steps > 0x7fffffff ? 0x7fffffff : (int)steps;
+    return steps > 0x7fffffff ? 0x7fffffff : (int)steps;
 }

@@ -20,7 +20,8 @@
  *
  * Chunks.  The recurrent drivers project the input and run the weight-gradient GEMMs per chunk
  * of about chunk_bytes of activations (RF_CHUNK_BYTES by default), but of at least chunk_rows
- * rows (RF_CHUNK_ROWS: steps x B) and at least one step. */
+ * rows (RF_CHUNK_ROWS: steps x B) and at least one step; a chunk the row floor would make twice
+ * the steps that chunk_bytes holds (or more) is the whole sequence instead (paths.c). */
 #ifndef RNNFAST_PATHS_H
 #define RNNFAST_PATHS_H
 
@@ -86,7 +87,8 @@ int rf_paths_set(const struct rf_paths *paths);
 struct rf_paths rf_paths_get(void);
 /* Whether the per-step products of M rows use the packed kernel. */
 int rf_use_packed(int M);
-/* Steps per chunk for steps of B rows and `step_bytes` bytes of activations each. */
+/* Steps per chunk for steps of B rows and `step_bytes` bytes of activations each (INT_MAX: the
+ * whole sequence). */
 int rf_chunk_steps(int B, int64_t step_bytes);
 
 #if RF_ISA_VARIANTS

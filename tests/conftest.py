@@ -140,16 +140,17 @@ class KernelPath:
     def fit_chunk(self, B, G, dtype):
         """With chunk_steps, size the recurrent drivers' chunks to that many steps of a (B, G)
         slab of dtype (a fraction, e.g. 2.5, leaves a last chunk shorter than the others):
-        by chunk_bytes with no row floor, or with chunk_by="rows" by the row floor alone (the
-        fraction of rows rounds up to whole steps)."""
+        by chunk_bytes with no row floor, or with chunk_by="rows" by the row floor (the
+        fraction of rows rounds up to whole steps, above the whole steps of chunk_bytes and
+        below twice them, where the floor would give the whole sequence)."""
         if self.chunk_steps is None:
             return
+        row_bytes = B * G * np.dtype(dtype).itemsize
+        bytes_ = max(1, int(self.chunk_steps * row_bytes))
         if self.chunk_by == "rows":
             rows = max(1, int(self.chunk_steps * B))
-            _kernels._set_paths(chunk_bytes=1, chunk_rows=rows)
+            _kernels._set_paths(chunk_bytes=bytes_, chunk_rows=rows)
         else:
-            row_bytes = B * G * np.dtype(dtype).itemsize
-            bytes_ = max(1, int(self.chunk_steps * row_bytes))
             _kernels._set_paths(chunk_bytes=bytes_, chunk_rows=1)
 
     def __repr__(self):

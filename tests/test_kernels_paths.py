@@ -15,13 +15,16 @@ import numpy as np
 import pytest
 from conftest import KernelPath, _forced, subprocess_env
 from test_kernels_recurrent import (
+    assert_all_close,
     backward_grads,
+    copy_dict,
     make_layer,
     run_backward,
     run_forward,
 )
 from test_kernels_sample import call, make_sampler
 
+import rnnfast.reference as ref
 from rnnfast import _kernels as K
 
 ISAS = K._available_isas()
@@ -139,6 +142,38 @@ def test_isa_variants_give_identical_recurrent_bits(dtype, cell, inputs, packed,
         return {**fwd, **grads}
 
     assert_same_bits(on_each_isa(run, packed=packed))
+
+
+# The packed kernel's structure (csrc/pgemm_tmpl.h): K beyond 192 in chunks of 96 steps, rows
+# in groups of 96 and blocks of 6, the last two blocks sharing the rows left.  (T, B, I, H):
+# K = H, 3H or 4H > 192 crosses chunks (K = H = 193: the last one a single step); B = 97
+# crosses a group (and leaves it a block of 1 row), B = 7 ends in blocks of 4 and 3, B = 10 in
+# 5 and 5, B = 2 is one block of 2.
+PACKED_SHAPES = [(2, 97, 5, 30), (3, 7, 3, 100), (2, 10, 4, 25), (2, 2, 3, 193)]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("shape", PACKED_SHAPES, ids=lambda s: "T{}-B{}-I{}-H{}".format(*s))
+def test_packed_kernel_across_chunks_groups_and_blocks(dtype, cell, shape):
+    """Forward and backward with the packed kernel forced: the reference's values on every ISA
+    variant, and the same bits on all of them."""
+    rng = np.random.default_rng(5)
+    layer = make_layer(rng, cell, shape, dtype, "float")
+    dH = rng.uniform(-1, 1, (*shape[:2], shape[3])).astype(dtype)
+    grads = backward_grads(rng, cell, layer)
+    expected_fwd = run_forward(ref, cell, layer)
+    expected = copy_dict(grads)
+    run_backward(ref, cell, layer, expected_fwd, dH, expected)
+
+    def run():
+        fwd = run_forward(K, cell, layer)
+        assert_all_close(fwd, expected_fwd, dtype)
+        got = copy_dict(grads)
+        run_backward(K, cell, layer, expected_fwd, dH, got)
+        assert_all_close(got, expected, dtype)
+        return {**fwd, **got}
+
+    assert_same_bits(on_each_isa(run, packed=True))
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
