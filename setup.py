@@ -28,8 +28,9 @@ compile_args = [
     "-fno-math-errno",
     "-fno-trapping-math",
     "-ffp-contract=off",
+    "-fopenmp",  # the sampler's streams run in parallel (csrc/sample_tmpl.h)
 ]
-link_args = []
+link_args = ["-fopenmp"]
 if os.environ.get("RNNFAST_NATIVE") == "1":
     compile_args.append("-march=native")
 if os.environ.get("RNNFAST_SANITIZE") == "1":
