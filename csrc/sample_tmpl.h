@@ -7,8 +7,8 @@
  * run in blocks, one OpenMP task each, with no barrier per step.  Every stream gets the same bits
  * at any thread count: the uniforms come from the caller, and a stream's products do not depend
  * on the block it is in.  The packed kernel (pgemm_tmpl.h) computes every row of a product by
- * the same sequence of fmas whatever the rows beside it, so with the pack the streams split into
- * one block per thread; BLAS's sums may depend on the rows of a call (gemv for one row, other
+ * the same sequence of fmas whatever the rows beside it, so with the pack (for several streams
+ * only where the paths force it: see sample_packs) the streams split into one block per thread; BLAS's sums may depend on the rows of a call (gemv for one row, other
  * kernels for other heights), so without the pack the blocks are SAMPLE_BLOCK streams whatever
  * the thread count. */
 
@@ -65,21 +65,23 @@ static int FN(sample_gates)(const struct DT(rf_sampler) *m)
 }
 
 /* Whether the products with N columns run on the panels: forced by the paths (paths.h), else
- * where the ISA's packed kernel is the default for blocks of rows (rf_use_packed(2)); with
- * several streams every product does (their split over threads relies on it), one stream skips
- * a matrix whose widest panels pad its columns by more than an eighth (W_y, V = 65 -> 128).
- * Measured at batch 1 (us a character, 100 characters a call with the packing, 1 thread, AVX-512
- * variant, SkylakeX OpenBLAS gemv / every product packed; the machine at load 7-8): H=100 RNN
- * 1.41 / 1.74, H=64 RNN 0.94 / 0.94, charrnn-default 13.6 / 11.4, its GRU 8.5 / 5.6,
- * small-batch1 16.9 / 10.9, H=384 LSTM 101 / 93, mid 990 / 928, large 1097 / 1072; AVX2
- * variant with Haswell OpenBLAS 0.94-1.38x.  With this rule, gemv / chosen: H=100 RNN (nothing
- * packed) 1.00, charrnn-default 1.09, small-batch1 1.41. */
+ * for one stream where the ISA's packed kernel is the default for blocks of rows
+ * (rf_use_packed(2)), skipping a matrix whose widest panels would pad its columns by more than
+ * an eighth (W_y, V = 65 -> 128).  Measured at batch 1 (us a character, 100 characters a call
+ * with the packing, 1 thread, AVX-512 variant, SkylakeX OpenBLAS gemv / every product packed;
+ * the machine at load 7-8): H=100 RNN 1.41 / 1.74, H=64 RNN 0.94 / 0.94, charrnn-default
+ * 13.6 / 11.4, its GRU 8.5 / 5.6, small-batch1 16.9 / 10.9, H=384 LSTM 101 / 93, mid 990 / 928,
+ * large 1097 / 1072; AVX2 variant with Haswell OpenBLAS 0.94-1.38x.  With this rule, gemv /
+ * chosen: H=100 RNN (nothing packed) 1.00, charrnn-default 1.09, small-batch1 1.41.  Several
+ * streams stay with BLAS's gemm: at 8 streams (charrnn-default, 1 thread, compare.py
+ * --sample-streams 8) every product packed sampled 80k characters/s against gemm's 95k (GRU
+ * 106k / 141k), the packed kernel taking the rows past its 6-row blocks one at a time. */
 static int FN(sample_packs)(const struct DT(rf_sampler) *m, int N)
 {
     const int forced = rf_paths_get().packed;
     if (forced != RF_PACKED_AUTO)
         return forced;
-    return rf_use_packed(2) && (m->S > 1 || 8 * FN(pg_size)(1, N) <= 9 * (int64_t)N);
+    return m->S == 1 && rf_use_packed(2) && 8 * FN(pg_size)(1, N) <= 9 * (int64_t)N;
 }
 
 /* The pack (elements): room for the panels of W_h[0..L-1], W_x[1..L-1] (each (H, G)), then W_y
