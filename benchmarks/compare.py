@@ -5,8 +5,9 @@ the mincharrnn config, a faithful NumPy min-char-rnn -- in ONE run, interleaved 
         python benchmarks/compare.py --configs mincharrnn,charrnn-default,charrnn-gru --threads 1
 
 Per config and thread count, every implementation runs training steps (Adam lr 2e-3, clip by
-value 5, state carried between steps; min-char-rnn: its own Adagrad) and batch-1 sampling
-(temperature 1) for ``--round-time`` seconds each, implementation after implementation, for
+value 5, state carried between steps; min-char-rnn: its own Adagrad) and sampling (temperature
+1; batch 1, or ``--sample-streams`` streams at once for rnnfast and PyTorch) for ``--round-time``
+seconds each, implementation after implementation, for
 ``--rounds`` rounds after one warm-up round; the table shows the median chars/s over rounds.
 Rounds of many steps matter: NumPy and SciPy each load their own OpenBLAS, and switching
 between the two thread pools at 2 threads costs milliseconds per switch (DESIGN.md).
@@ -83,10 +84,10 @@ def _time_once(fn) -> float:
 
 
 class RnnfastRunner:
-    def __init__(self, cfg: Config, backend: str):
+    def __init__(self, cfg: Config, backend: str, streams: int = 1):
         import rnnfast
 
-        self.cfg = cfg
+        self.cfg, self.streams = cfg, streams
         self.model = bench_model(cfg, backend)
         self.opt = rnnfast.Adam(self.model, lr=2e-3)
         self.x, self.y = batch(cfg)
@@ -100,21 +101,25 @@ class RnnfastRunner:
         return steps * self.cfg.T * self.cfg.B
 
     def sample(self, calls: int) -> int:
+        num_samples = self.streams if self.streams > 1 else None
         for _ in range(calls):
             self.seed += 1
-            self.model.sample(SAMPLE_CHUNK, prime="a", temperature=1.0, seed=self.seed)
-        return calls * SAMPLE_CHUNK
+            self.model.sample(
+                SAMPLE_CHUNK, prime="a", temperature=1.0, seed=self.seed, num_samples=num_samples
+            )
+        return calls * SAMPLE_CHUNK * self.streams
 
 
 class TorchRunner:
     """nn.LSTM / nn.GRU / nn.RNN on one-hot input + nn.Linear + cross-entropy + value clipping
-    + Adam, eager, float32 unless ``dtype`` says otherwise (a torch dtype)."""
+    + Adam, eager, float32 unless ``dtype`` says otherwise (a torch dtype); ``streams``
+    sequences sampled at once."""
 
-    def __init__(self, cfg: Config, dtype=None):
+    def __init__(self, cfg: Config, dtype=None, streams: int = 1):
         import torch
         from torch import nn
 
-        self.torch, self.cfg = torch, cfg
+        self.torch, self.cfg, self.streams = torch, cfg, streams
         self.dtype = torch.float32 if dtype is None else dtype
         torch.manual_seed(0)
         rnn_type = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cfg.cell]
@@ -154,16 +159,16 @@ class TorchRunner:
         return steps * self.cfg.T * self.cfg.B
 
     def sample(self, calls: int) -> int:
-        torch = self.torch
+        torch, S = self.torch, self.streams
         with torch.no_grad():
             for _ in range(calls):
-                state = self._zero_state(1)
-                ix = 0
+                state = self._zero_state(S)
+                ix = torch.zeros(S, dtype=torch.long)
                 for _ in range(SAMPLE_CHUNK):
-                    out, state = self.rnn(self.eye[ix].view(1, 1, -1), state)
-                    p = torch.softmax(self.head(out[0, 0]), dim=0)
-                    ix = int(torch.multinomial(p, 1, generator=self.gen))
-        return calls * SAMPLE_CHUNK
+                    out, state = self.rnn(self.eye[ix].view(1, S, -1), state)
+                    p = torch.softmax(self.head(out[0]), dim=1)
+                    ix = torch.multinomial(p, 1, generator=self.gen)[:, 0]
+        return calls * SAMPLE_CHUNK * S
 
 
 def _jax_worker(conn, cfg: Config, threads: int) -> None:
@@ -275,13 +280,18 @@ class MinCharRunner:
         return calls * SAMPLE_CHUNK
 
 
-def make_runners(name: str, cfg: Config, threads: int, with_torch: bool, with_jax: bool) -> dict:
-    runners = {"rnnfast-c": RnnfastRunner(cfg, "c"), "rnnfast-numpy": RnnfastRunner(cfg, "numpy")}
+def make_runners(
+    name: str, cfg: Config, threads: int, with_torch: bool, with_jax: bool, streams: int
+) -> dict:
+    runners = {
+        "rnnfast-c": RnnfastRunner(cfg, "c", streams),
+        "rnnfast-numpy": RnnfastRunner(cfg, "numpy", streams),
+    }
     if with_torch:
-        runners["torch"] = TorchRunner(cfg)
+        runners["torch"] = TorchRunner(cfg, streams=streams)
     if with_jax:
         runners["jax"] = JaxRunner(cfg, threads)
-    if name == "mincharrnn":
+    if name == "mincharrnn" and streams == 1:  # the script samples one stream
         runners["minchar-numpy"] = MinCharRunner(cfg)
         runners["minchar-rnnfast"] = MinCharRunner(cfg, drop_in=True)
     return runners
@@ -300,8 +310,9 @@ def rate(fn, round_time: float) -> float:
 
 
 def run_config(name, cfg, threads, args, with_torch, with_jax):
-    with_jax = with_jax and cfg.cell != "gru"  # jax_recipe.py has the RNN and LSTM cells only
-    runners = make_runners(name, cfg, threads, with_torch, with_jax)
+    # jax_recipe.py has the RNN and LSTM cells only, and samples one stream
+    with_jax = with_jax and cfg.cell != "gru" and args.sample_streams == 1
+    runners = make_runners(name, cfg, threads, with_torch, with_jax, args.sample_streams)
     samples = {(impl, task): [] for impl in runners for task in ("train", "sample")}
     try:
         for round_ in range(args.rounds + 1):  # round 0 warms up
@@ -338,6 +349,13 @@ def main(argv=None):
         type=float,
         default=0.5,
         help="seconds per implementation and task in each round",
+    )
+    parser.add_argument(
+        "--sample-streams",
+        type=int,
+        default=1,
+        help="streams sampled at once (num_samples) by rnnfast and PyTorch; above 1 the JAX and "
+        "min-char-rnn rows are left out (they sample one)",
     )
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-jax", action="store_true")
@@ -404,7 +422,8 @@ def main(argv=None):
                 cfg = configs[name]
                 res = run_config(name, cfg, threads, args, with_torch, with_jax)
                 fwd = forward_gemm_flops_per_char(cfg)
-                print(f"\n{name} {tuple(cfg)}  (forward GEMM FLOPs/char {fwd})")
+                streams = f", {args.sample_streams} streams sampled" * (args.sample_streams > 1)
+                print(f"\n{name} {tuple(cfg)}  (forward GEMM FLOPs/char {fwd}{streams})")
                 print(
                     f"  {'impl':14s} {'train ch/s':>12s} {'%peak':>6s} "
                     f"{'sample ch/s':>12s} {'%peak':>6s}  note"
@@ -441,6 +460,7 @@ def main(argv=None):
                         "config": name,
                         "cfg": cfg._asdict(),
                         "threads": threads,
+                        "sample_streams": args.sample_streams,
                         "sgemm_peak_flops": peak,
                         "results": res,
                     }

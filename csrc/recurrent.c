@@ -189,6 +189,20 @@ void rf_sample_f64(int64_t *out, const struct rf_sampler_f64 *sampler,
     RF_BY_ISA(, sample_f64, (out, sampler, uniforms, first_ids, N))
 }
 
+int64_t rf_sample_pack_size_f32(const struct rf_sampler_f32 *sampler)
+{
+    int64_t result;
+    RF_BY_ISA(result =, sample_pack_size_f32, (sampler))
+    return result;
+}
+
+int64_t rf_sample_pack_size_f64(const struct rf_sampler_f64 *sampler)
+{
+    int64_t result;
+    RF_BY_ISA(result =, sample_pack_size_f64, (sampler))
+    return result;
+}
+
 int64_t rf_recurrent_pack_size_f32(int H, int G)
 {
     int64_t result;

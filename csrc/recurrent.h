@@ -84,8 +84,9 @@
         real *rec;              /* (S, G) scratch; GRU only */                                 \
         real *cbuf, *tcbuf;     /* (S, H) scratch */                                           \
         real *logits;           /* (S, V) scratch */                                           \
-        double *w, *sel;        /* (V) scratch */                                              \
+        double *w, *sel;        /* (S, V) scratch */                                           \
         int64_t *ids;           /* (S) scratch */                                              \
+        real *pack;             /* (rf_sample_pack_size) scratch; NULL where that is 0 */      \
     };                                                                                         \
     void rf_rnn_forward_##sfx(const struct rf_layer_##sfx *layer,                              \
                               const struct rf_workspace_##sfx *ws);                            \
@@ -106,6 +107,9 @@
      * uniforms (N, S); first_ids (S). */                                                     \
     void rf_sample_##sfx(int64_t *out, const struct rf_sampler_##sfx *sampler,                 \
                          const double *uniforms, const int64_t *first_ids, int N);             \
+    /* Elements of the sampler's pack for its sizes, cell and the paths in force: 0 when the  \
+     * products go through BLAS (pack NULL). */                                               \
+    int64_t rf_sample_pack_size_##sfx(const struct rf_sampler_##sfx *sampler);                 \
     /* Elements of the workspace's pack (G = 4H LSTM, 3H GRU, H RNN). */                      \
     int64_t rf_recurrent_pack_size_##sfx(int H, int G);                                        \
     /* out (n) = the kernels' own tanh / sigmoid of x (n), for the error test against libm. */ \

@@ -1,6 +1,22 @@
-/* The sampling loop (a template: see real_begin.h): reference.sample and reference.draw in C.
- * Per generated character: per layer the input projection (row gather for layer 0) plus one
- * small GEMM and the cell; the logits; then the draw for each stream. */
+/* The sampling loop (a template: see real_begin.h, included after pgemm_tmpl.h):
+ * reference.sample and reference.draw in C.  Per generated character: per layer the input
+ * projection (row gather for layer 0) plus the recurrent product and the cell; the logits; then
+ * the draw for each stream.
+ *
+ * The streams are independent through the whole loop (each feeds back its own draws), so they
+ * run in blocks, one OpenMP task each, with no barrier per step.  Every stream gets the same bits
+ * at any thread count: the uniforms come from the caller, and a stream's products do not depend
+ * on the block it is in.  The packed kernel (pgemm_tmpl.h) computes every row of a product by
+ * the same sequence of fmas whatever the rows beside it, so with the pack (for several streams
+ * only where the paths force it: see sample_packs) the streams split into one block per thread; BLAS's sums may depend on the rows of a call (gemv for one row, other
+ * kernels for other heights), so without the pack the blocks are SAMPLE_BLOCK streams whatever
+ * the thread count. */
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define SAMPLE_BLOCK 8
 
 /* One id from logits z (V) with uniform u (reference.draw):
  *   w_v = exp((z_v - max z) / temperature) in double; with top_k, w_v = 0 where z_v is below the
@@ -42,43 +58,145 @@ static RF_NOINLINE int64_t FN(draw_row)(const real *z, double u, double temperat
     return V - 1;
 }
 
-static void FN(sample)(int64_t *out, const struct DT(rf_sampler) *m, const double *uniforms,
-                       const int64_t *first_ids, int N)
+/* Gate columns G of the sampler's cell. */
+static int FN(sample_gates)(const struct DT(rf_sampler) *m)
 {
-    const int S = m->S, L = m->L, H = m->H, V = m->V;
-    const int G = (m->c ? 4 : m->b_hn ? 3 : 1) * H;
-    const int64_t slab = (int64_t)S * H; /* one layer of h, c (S,H) */
-    real *act = m->act, *logits = m->logits;
-    int64_t *ids = m->ids;
-    memcpy(ids, first_ids, sizeof(int64_t) * (size_t)S);
+    return (m->c ? 4 : m->b_hn ? 3 : 1) * m->H;
+}
+
+/* Whether the products with N columns run on the panels: forced by the paths (paths.h), else
+ * for one stream where the ISA's packed kernel is the default for blocks of rows
+ * (rf_use_packed(2)), skipping a matrix whose widest panels would pad its columns by more than
+ * an eighth (W_y, V = 65 -> 128).  Measured at batch 1 (us a character, 100 characters a call
+ * with the packing, 1 thread, AVX-512 variant, SkylakeX OpenBLAS gemv / every product packed;
+ * the machine at load 7-8): H=100 RNN 1.41 / 1.74, H=64 RNN 0.94 / 0.94, charrnn-default
+ * 13.6 / 11.4, its GRU 8.5 / 5.6, small-batch1 16.9 / 10.9, H=384 LSTM 101 / 93, mid 990 / 928,
+ * large 1097 / 1072; AVX2 variant with Haswell OpenBLAS 0.94-1.38x.  With this rule, gemv /
+ * chosen: H=100 RNN (nothing packed) 1.00, charrnn-default 1.09, small-batch1 1.41.  Several
+ * streams stay with BLAS's gemm: at 8 streams (charrnn-default, 1 thread, compare.py
+ * --sample-streams 8) every product packed sampled 80k characters/s against gemm's 95k (GRU
+ * 106k / 141k), the packed kernel taking the rows past its 6-row blocks one at a time. */
+static int FN(sample_packs)(const struct DT(rf_sampler) *m, int N)
+{
+    const int forced = rf_paths_get().packed;
+    if (forced != RF_PACKED_AUTO)
+        return forced;
+    return m->S == 1 && rf_use_packed(2) && 8 * FN(pg_size)(1, N) <= 9 * (int64_t)N;
+}
+
+/* The pack (elements): room for the panels of W_h[0..L-1], W_x[1..L-1] (each (H, G)), then W_y
+ * (H, V); 0 when no product runs on panels. */
+static int64_t FN(sample_pack_size)(const struct DT(rf_sampler) *m)
+{
+    const int G = FN(sample_gates)(m);
+    if (!FN(sample_packs)(m, G) && !FN(sample_packs)(m, m->V))
+        return 0;
+    return (2 * (int64_t)m->L - 1) * FN(pg_size)(m->H, G) + FN(pg_size)(m->H, m->V);
+}
+
+/* C (R, N) += A (R, K) W (K, N) with accumulate, else C = A W: over P, the panels of W, or
+ * through BLAS when P is NULL. */
+static void FN(sample_product)(real *C, const real *A, const real *W, const real *P, int R, int N,
+                               int K, int accumulate)
+{
+    if (P)
+        FN(pg_gemm)(C, A, P, R, N, K, accumulate);
+    else
+        GEMM(0, 0, R, N, K, 1, A, K, W, N, accumulate ? 1 : 0, C, N);
+}
+
+/* The streams [s0, s0 + R) for N steps: their rows of the state, the scratch, out and uniforms.
+ * P_h, P_x (L): the panels of W_h[l] and W_x[l] (P_x[0] unused), P_y of W_y; all NULL without
+ * the pack. */
+static void FN(sample_streams)(int64_t *out, const struct DT(rf_sampler) *m,
+                               const real *const *P_h, const real *const *P_x, const real *P_y,
+                               const double *uniforms, const int64_t *first_ids, int N, int s0,
+                               int R)
+{
+    const int S = m->S, L = m->L, H = m->H, V = m->V, G = FN(sample_gates)(m);
+    const int64_t slab = (int64_t)S * H, rows = (int64_t)R * H; /* a layer of h, c; the block's */
+    real *act = m->act + (int64_t)s0 * G, *logits = m->logits + (int64_t)s0 * V;
+    real *rec = m->b_hn ? m->rec + (int64_t)s0 * G : act;
+    real *cbuf = m->cbuf + (int64_t)s0 * H, *tcbuf = m->tcbuf + (int64_t)s0 * H;
+    double *w = m->w + (int64_t)s0 * V, *sel = m->sel + (int64_t)s0 * V;
+    int64_t *ids = m->ids + s0;
+    memcpy(ids, first_ids + s0, sizeof(int64_t) * (size_t)R);
     for (int t = 0; t < N; t++) {
         for (int l = 0; l < L; l++) {
-            real *hl = m->h + l * slab;
-            if (l == 0) /* act = W_x[ids] + b,  or  h_below W_x + b */
-                FN(project)(act, ids, NULL, m->W_x[0], m->b[0], S, V, G);
-            else
-                FN(project)(act, NULL, hl - slab, m->W_x[l], m->b[l], S, H, G);
+            real *hl = m->h + l * slab + (int64_t)s0 * H;
+            if (l == 0) /* act = W_x[ids] + b */
+                FN(project)(act, ids, NULL, m->W_x[0], m->b[0], R, V, G);
+            else if (P_x[l]) { /* act = b + h_below W_x */
+                for (int s = 0; s < R; s++)
+                    memcpy(act + (int64_t)s * G, m->b[l], sizeof(real) * (size_t)G);
+                FN(pg_gemm)(act, hl - slab, P_x[l], R, G, H, 1);
+            } else
+                FN(project)(act, NULL, hl - slab, m->W_x[l], m->b[l], R, H, G);
             /* act += h W_h, or for the GRU rec = h W_h apart (its n gate reads it alone) */
-            real *rec = m->b_hn ? m->rec : act;
-            GEMM(0, 0, S, G, H, 1, hl, H, m->W_h[l], G, m->b_hn ? 0 : 1, rec, G);
+            FN(sample_product)(rec, hl, m->W_h[l], P_h[l], R, G, H, !m->b_hn);
             if (m->c) {
-                real *cl = m->c + l * slab;
-                FN(lstm_cell)(hl, m->cbuf, m->tcbuf, act, cl, S, H);
-                memcpy(cl, m->cbuf, sizeof(real) * (size_t)slab);
+                real *cl = m->c + l * slab + (int64_t)s0 * H;
+                FN(lstm_cell)(hl, cbuf, tcbuf, act, cl, R, H);
+                memcpy(cl, cbuf, sizeof(real) * (size_t)rows);
             } else if (m->b_hn) {
-                FN(gru_cell)(m->cbuf, act, rec, m->b_hn[l], hl, S, H);
-                memcpy(hl, m->cbuf, sizeof(real) * (size_t)slab);
+                FN(gru_cell)(cbuf, act, rec, m->b_hn[l], hl, R, H);
+                memcpy(hl, cbuf, sizeof(real) * (size_t)rows);
             } else {
-                FN(tanh_pass)(hl, act, slab);
+                FN(tanh_pass)(hl, act, rows);
             }
         }
-        for (int s = 0; s < S; s++) /* logits = h_top W_y + b_y */
+        for (int s = 0; s < R; s++) /* logits = b_y + h_top W_y */
             memcpy(logits + (int64_t)s * V, m->b_y, sizeof(real) * (size_t)V);
-        GEMM(0, 0, S, V, H, 1, m->h + (L - 1) * slab, H, m->W_y, V, 1, logits, V);
-        for (int s = 0; s < S; s++) {
-            ids[s] = FN(draw_row)(logits + (int64_t)s * V, uniforms[(int64_t)t * S + s],
-                                  m->temperature, m->top_k, m->argmax, V, m->w, m->sel);
-            out[(int64_t)t * S + s] = ids[s];
+        FN(sample_product)(logits, m->h + (L - 1) * slab + (int64_t)s0 * H, m->W_y, P_y, R, V, H,
+                           1);
+        for (int s = 0; s < R; s++) {
+            const int64_t k = (int64_t)t * S + s0 + s;
+            ids[s] = FN(draw_row)(logits + (int64_t)s * V, uniforms[k], m->temperature,
+                                  m->top_k, m->argmax, V, w, sel);
+            out[k] = ids[s];
         }
     }
 }
+
+static void FN(sample)(int64_t *out, const struct DT(rf_sampler) *m, const double *uniforms,
+                       const int64_t *first_ids, int N)
+{
+    const int S = m->S, L = m->L, H = m->H, G = FN(sample_gates)(m);
+    const real *P_h[L], *P_x[L], *P_y = NULL;
+    for (int l = 0; l < L; l++)
+        P_h[l] = P_x[l] = NULL;
+    const int64_t panels = FN(pg_size)(H, G);
+    if (m->pack && FN(sample_packs)(m, G)) /* pack once per call, read by every step */
+        for (int l = 0; l < L; l++) {
+            real *p = m->pack + l * panels;
+            FN(pg_pack)(p, m->W_h[l], H, G, 0);
+            P_h[l] = p;
+            if (l > 0) {
+                p = m->pack + (L + l - 1) * panels;
+                FN(pg_pack)(p, m->W_x[l], H, G, 0);
+                P_x[l] = p;
+            }
+        }
+    if (m->pack && FN(sample_packs)(m, m->V)) {
+        real *p = m->pack + (2 * L - 1) * panels;
+        FN(pg_pack)(p, m->W_y, H, m->V, 0);
+        P_y = p;
+    }
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    const int blocks = m->pack ? (S < threads ? S : threads)
+                               : (S + SAMPLE_BLOCK - 1) / SAMPLE_BLOCK;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) if (blocks > 1 && threads > 1)
+#endif
+    for (int k = 0; k < blocks; k++) {
+        const int s0 = m->pack ? (int)((int64_t)S * k / blocks) : k * SAMPLE_BLOCK;
+        const int s1 = m->pack ? (int)((int64_t)S * (k + 1) / blocks)
+                               : (s0 + SAMPLE_BLOCK < S ? s0 + SAMPLE_BLOCK : S);
+        FN(sample_streams)(out, m, P_h, P_x, P_y, uniforms, first_ids, N, s0, s1 - s0);
+    }
+}
+
+#undef SAMPLE_BLOCK

@@ -132,6 +132,7 @@ cdef extern from "recurrent.h" nogil:
         double *w
         double *sel
         int64_t *ids
+        float *pack
     struct rf_layer_f64:
         int T, B, In, H
         const int64_t *ids
@@ -185,6 +186,7 @@ cdef extern from "recurrent.h" nogil:
         double *w
         double *sel
         int64_t *ids
+        double *pack
     void rf_rnn_forward_f32(const rf_layer_f32 *layer, const rf_workspace_f32 *ws)
     void rf_rnn_backward_f32(const rf_layer_grads_f32 *grads, const rf_workspace_f32 *ws,
                              const rf_layer_f32 *layer)
@@ -196,6 +198,7 @@ cdef extern from "recurrent.h" nogil:
                              const rf_layer_f32 *layer)
     void rf_sample_f32(int64_t *out, const rf_sampler_f32 *sampler, const double *uniforms,
                        const int64_t *first_ids, int N)
+    int64_t rf_sample_pack_size_f32(const rf_sampler_f32 *sampler)
     void rf_rnn_forward_f64(const rf_layer_f64 *layer, const rf_workspace_f64 *ws)
     void rf_rnn_backward_f64(const rf_layer_grads_f64 *grads, const rf_workspace_f64 *ws,
                              const rf_layer_f64 *layer)
@@ -207,6 +210,7 @@ cdef extern from "recurrent.h" nogil:
                              const rf_layer_f64 *layer)
     void rf_sample_f64(int64_t *out, const rf_sampler_f64 *sampler, const double *uniforms,
                        const int64_t *first_ids, int N)
+    int64_t rf_sample_pack_size_f64(const rf_sampler_f64 *sampler)
     int64_t rf_recurrent_pack_size_f32(int H, int G)
     int64_t rf_recurrent_pack_size_f64(int H, int G)
     void rf_vec_tanh_f32(float *out, const float *x, int64_t n)
@@ -457,6 +461,13 @@ cdef inline void rf_sample(int64_t *out, const rf_sampler *sampler, const double
         rf_sample_f32(out, sampler, uniforms, first_ids, N)
     else:
         rf_sample_f64(out, sampler, uniforms, first_ids, N)
+
+
+cdef inline int64_t rf_sample_pack_size(const rf_sampler *sampler) noexcept nogil:
+    if rf_sampler is rf_sampler_f32:
+        return rf_sample_pack_size_f32(sampler)
+    else:
+        return rf_sample_pack_size_f64(sampler)
 
 
 cdef inline void rf_vec_tanh(floating *out, const floating *x, int64_t n) noexcept nogil:

@@ -19,7 +19,7 @@ from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython cimport floating
 from libc.limits cimport INT_MAX
 from libc.math cimport INFINITY, isfinite
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uintptr_t
 from libc.string cimport memset
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID, clock_gettime, timespec
 from posix.types cimport clockid_t
@@ -899,11 +899,15 @@ cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, objec
     cbuf = np.empty((S, n), dtype)
     tcbuf = np.empty((S, n), dtype)
     logits = np.empty((S, V), dtype)
-    w = np.empty(V, np.float64)
-    sel = np.empty(V, np.float64)
+    w = np.empty((S, V), np.float64)
+    sel = np.empty((S, V), np.float64)
     ids = np.empty(S, _INDEX_DTYPE)
-    pointers = np.array([a.ctypes.data for arrays in (W_x, W_h, b, b_hn) for a in arrays],
-                        dtype=np.uintp)  # W_x[0..L-1], W_h[0..L-1], b[0..L-1], b_hn[0..L-1]
+    # W_x[0..L-1], W_h[0..L-1], b[0..L-1], b_hn[0..L-1] (a.ctypes.data took 2 us an array)
+    layer_arrays = [*W_x, *W_h, *b, *b_hn]
+    pointers = np.empty(len(layer_arrays), np.uintp)
+    cdef uintptr_t *pp = <uintptr_t *>_data(pointers)
+    for i, a in enumerate(layer_arrays):
+        pp[i] = <uintptr_t>_data(a)
     memset(m, 0, sizeof(m[0]))
     m.L, m.S, m.H, m.V = L, S, n, V
     if rf_sampler is rf_sampler_f32:
@@ -926,6 +930,9 @@ cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, objec
     m.w = <double *>_data(w)
     m.sel = <double *>_data(sel)
     m.ids = <int64_t *>_data(ids)
+    pack_size = rf_sample_pack_size(m)  # 0: the products go through BLAS
+    pack = np.empty(pack_size, dtype) if pack_size else None
+    _out(&m.pack, pack)
     cdef int64_t *op = <int64_t *>_data(out)
     cdef const double *up = <const double *>_data(uniforms)
     cdef const int64_t *fp = <const int64_t *>_data(first_ids)

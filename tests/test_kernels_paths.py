@@ -176,15 +176,16 @@ def test_packed_kernel_across_chunks_groups_and_blocks(dtype, cell, shape):
     assert_same_bits(on_each_isa(run, packed=True))
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
-def test_isa_variants_give_identical_samples(dtype, cell):
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_isa_variants_give_identical_samples(dtype, cell, packed):
     args = make_sampler(np.random.default_rng(3), cell, 11, 37, 2, 5, 40, dtype)
 
     def run():
         a = call(K, args, 0.9, 4, False)
         return {name: a[name] for name in ("out", "h", "c")}
 
-    assert_same_bits(on_each_isa(run))
+    assert_same_bits(on_each_isa(run, packed=packed))
 
 
 def test_isa_variants_give_identical_elementwise_bits(dtype):

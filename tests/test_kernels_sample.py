@@ -1,12 +1,15 @@
 """The C sampling loop (rnnfast._kernels.sample) against reference.sample / reference.draw.
 
 Both turn the same uniform numbers into characters by the same rule, so the ids must be
-identical, not merely close: in float64 always, in float32 on these seeds.
+identical, not merely close: in float64 always, in float32 on these seeds.  The C runs the
+streams in blocks over OpenMP threads, and each stream's ids and state are the same bits at any
+thread count.
 """
 
 import numpy as np
 import pytest
 from conftest import assert_close
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import rnnfast.reference as ref
 from rnnfast import CharLM, Vocab
@@ -22,6 +25,18 @@ OPTIONS = {
     "top3-cold": dict(temperature=0.8, top_k=3, argmax=False),
     "argmax": dict(temperature=1.0, top_k=None, argmax=True),
 }
+
+
+@pytest.fixture(
+    params=[(isa, packed) for isa in K._available_isas() for packed in ("auto", False, True)],
+    ids=lambda p: f"{p[0]}-packed-{p[1]}",
+)
+def sample_path(request):
+    """Every ISA variant with the products packed as the machine chooses, through BLAS, packed."""
+    saved = K._paths()
+    K._set_paths(isa=request.param[0], packed=request.param[1])
+    yield
+    K._set_paths(**saved)
 
 
 def make_sampler(rng, cell, V, H, L, S, N, dtype):
@@ -70,11 +85,12 @@ def call(ops, args, temperature, top_k, argmax):
 @pytest.mark.parametrize("option", list(OPTIONS))
 @pytest.mark.parametrize(
     "dims",
-    [(2, 1, 1, 1, 40), (11, 7, 2, 4, 60), (29, 13, 3, 3, 50), (65, 70, 2, 1, 50)],
-    ids=["V2-H1-L1-S1", "V11-H7-L2-S4", "V29-H13-L3-S3", "V65-H70-L2-S1-gemv"],
-)
+    [(2, 1, 1, 1, 40), (11, 7, 2, 4, 60), (29, 13, 3, 3, 50), (65, 70, 2, 1, 50),
+     (17, 9, 2, 19, 30)],
+    ids=["V2-H1-L1-S1", "V11-H7-L2-S4", "V29-H13-L3-S3", "V65-H70-L2-S1", "V17-H9-L2-S19"],
+)  # fmt: skip
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.usefixtures("kernel_isa")
+@pytest.mark.usefixtures("sample_path")
 def test_sample_ids_identical_to_reference(rng, dtype, cell, dims, option):
     V, H, L, S, N = dims
     args = make_sampler(rng, cell, V, H, L, S, N, dtype)
@@ -142,6 +158,54 @@ def test_top_k_at_least_V_means_no_top_k(rng, dtype):
     )
 
 
+# ---- threads ---------------------------------------------------------------------------------
+
+THREAD_COUNTS = (1, 2, 3, 4)  # more threads than this machine's 2 cores, on purpose
+
+
+def openmp_threads():
+    """The thread counts of the OpenMP runtimes loaded (the extension's among them)."""
+    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "openmp"]
+
+
+def sample_at_thread_counts(args, option):
+    """The sampler's results at each of THREAD_COUNTS."""
+    assert openmp_threads(), "no OpenMP runtime loaded: the extension was built without it"
+    runs = {}
+    for n in THREAD_COUNTS:
+        with threadpool_limits(n, user_api="openmp"):
+            assert set(openmp_threads()) == {n}
+            runs[n] = call(K, args, **OPTIONS[option])
+    return runs
+
+
+@pytest.mark.parametrize("option", ["plain", "top3-cold", "argmax"])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.usefixtures("sample_path")
+def test_sample_same_bits_at_any_thread_count(rng, dtype, cell, option):
+    """23 streams: one block per thread (1-4 blocks of 5-23 streams) when the products are
+    packed, blocks of 8, 8 and 7 streams through BLAS."""
+    args = make_sampler(rng, cell, 29, 13, 2, 23, 30, dtype)
+    runs = sample_at_thread_counts(args, option)
+    for n in THREAD_COUNTS[1:]:
+        for name in ("out", "h", "c"):
+            if runs[1][name] is not None:
+                np.testing.assert_array_equal(runs[n][name], runs[1][name], f"{name}, {n} threads")
+    np.testing.assert_array_equal(runs[1]["out"], call(ref, args, **OPTIONS[option])["out"])
+    if option != "argmax":
+        assert len(np.unique(runs[1]["out"])) > 1
+
+
+def test_sample_threads_negative_control(rng, dtype):
+    """A sum taken in another order on another thread count moves pre-activations by an ulp or
+    so: the bitwise comparison above sees the top layer's biases moved by one ulp."""
+    args = make_sampler(rng, "lstm", 29, 13, 2, 23, 30, dtype)
+    base = call(K, args, **OPTIONS["plain"])
+    args["b"] = [args["b"][0], np.nextafter(args["b"][1], dtype.type(1))]
+    nudged = call(K, args, **OPTIONS["plain"])
+    assert np.any(nudged["h"] != base["h"])
+
+
 # ---- through the model ----------------------------------------------------------------------
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
@@ -164,6 +228,18 @@ def test_model_sample_text_identical_across_backends(dtype, cell):
     ):
         texts = {be: m.sample(300, seed=11, **kwargs) for be, m in models.items()}
         assert texts["c"] == texts["numpy"], kwargs
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_model_num_samples_same_text_at_any_thread_count(dtype, cell):
+    model = CharLM(Vocab.from_text(TEXT), cell=cell, hidden_size=24, dtype=dtype, seed=3)
+    model.params["W_y"][...] *= 8
+    texts = {}
+    for n in THREAD_COUNTS:
+        with threadpool_limits(n, user_api="openmp"):
+            texts[n] = model.sample(150, prime="To be", top_k=5, seed=5, num_samples=11)
+    assert all(texts[n] == texts[1] for n in THREAD_COUNTS)
+    assert len(set(texts[1])) > 1  # the streams differ
 
 
 # ---- bad input raises before any C runs -----------------------------------------------------
