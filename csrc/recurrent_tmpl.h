@@ -188,63 +188,163 @@ static void FN(carry_init)(real *carry, const real *given, int64_t n)
         memset(carry, 0, sizeof(real) * (size_t)n);
 }
 
-/* The forward driver; `cell` is a constant at each call (inlined: one loop per cell).
- * Phase 1, columns split over the threads: the input projection, chunk by chunk.
- * Phase 2, after one barrier, rows split: every step of the sequence. */
-static RF_ALWAYS_INLINE void FN(recurrent_forward)(
-    const struct DT(rf_layer) *L, const struct DT(rf_workspace) *ws, const int cell)
+/* What every thread of the forward's team runs (orphaned worksharing, inside fork_forward's
+ * region).  Phase 1, columns split: the input projection, chunk by chunk.  Phase 2, after one
+ * barrier, rows split, each block of `rows` rows through every step of the sequence. */
+static RF_NOINLINE void FN(forward_team)(const struct DT(rf_layer) *L,
+                                         const struct DT(rf_workspace) *ws, int cell, int packed,
+                                         int chunk, int rows)
 {
+    RF_TEAM_BEGIN();
     const int T = L->T, B = L->B, I = L->In, H = L->H;
     const int G = CELL_GATES(cell) * H;
     real *A = cell == CELL_RNN ? L->hs : L->gates; /* (T, B, G) pre-activations */
+    const int chunks = T / chunk + (T % chunk != 0), col_tasks = FN(col_tasks)(G);
+    const int row_blocks = (B + rows - 1) / rows;
+    RF_OMP(for schedule(dynamic, 1) nowait)
+    for (int task = 0; task < chunks * col_tasks; task++) {
+        const int t0 = task / col_tasks * chunk, j0 = task % col_tasks * TASK_COLS;
+        const int64_t r0 = (int64_t)t0 * B;
+        const int steps = T - t0 < chunk ? T - t0 : chunk;
+        FN(project_cols)(A + r0 * G, L->ids ? L->ids + r0 : NULL, L->X ? L->X + r0 * I : NULL,
+                         L->W_x, L->b, steps * B, I, G, j0, G - j0 < TASK_COLS ? G - j0 : TASK_COLS);
+    }
+    RF_BARRIER();
+    RF_OMP(for schedule(dynamic, 1) nowait)
+    for (int block = 0; block < row_blocks; block++) {
+        const int r0 = block * rows, n = B - r0 < rows ? B - r0 : rows;
+        for (int t = 0; t < T; t++)
+            FN(forward_rows)(L, ws, cell, packed, t, r0, n);
+    }
+    RF_TEAM_END();
+}
+
+static RF_TEAM_FORK void FN(fork_forward)(const struct DT(rf_layer) *L,
+                                          const struct DT(rf_workspace) *ws, int cell,
+                                          int packed, int chunk, int rows, int threads)
+{
+    RF_OMP(parallel num_threads(threads) if (threads > 1))
+    FN(forward_team)(L, ws, cell, packed, chunk, rows);
+    RF_TEAM_JOINED();
+}
+
+/* The forward driver: W_h packed, then the team, with BLAS held at one thread. */
+static void FN(recurrent_forward)(const struct DT(rf_layer) *L, const struct DT(rf_workspace) *ws,
+                                  int cell)
+{
+    const int B = L->B, H = L->H;
+    const int G = CELL_GATES(cell) * H;
     const int packed = rf_use_packed(B);
     if (packed)
         FN(pg_pack)(ws->pack, L->W_h, H, G, 0);
     const int chunk = rf_chunk_steps(B, (int64_t)B * G * (int64_t)sizeof(real));
-    const int chunks = T / chunk + (T % chunk != 0), col_tasks = FN(col_tasks)(G);
     const int threads = FN(team_size)(L, G);
-    const int rows = FN(rows_per_block)(B, threads, packed, H, G);
-    const int row_blocks = (B + rows - 1) / rows;
     rf_blas_serial_begin();
-    RF_OMP(parallel num_threads(threads) if (threads > 1))
-    {
-        RF_TEAM_BEGIN();
-        RF_OMP(for schedule(dynamic, 1) nowait)
-        for (int task = 0; task < chunks * col_tasks; task++) {
-            const int t0 = task / col_tasks * chunk, j0 = task % col_tasks * TASK_COLS;
-            const int64_t r0 = (int64_t)t0 * B;
-            const int steps = T - t0 < chunk ? T - t0 : chunk;
-            FN(project_cols)(A + r0 * G, L->ids ? L->ids + r0 : NULL, L->X ? L->X + r0 * I : NULL,
-                             L->W_x, L->b, steps * B, I, G, j0,
-                             G - j0 < TASK_COLS ? G - j0 : TASK_COLS);
-        }
-        RF_BARRIER();
-        RF_OMP(for schedule(dynamic, 1) nowait)
-        for (int block = 0; block < row_blocks; block++) {
-            const int r0 = block * rows, n = B - r0 < rows ? B - r0 : rows;
-            for (int t = 0; t < T; t++)
-                FN(forward_rows)(L, ws, cell, packed, t, r0, n);
-        }
-        RF_TEAM_END();
-    }
-    RF_TEAM_JOINED();
+    FN(fork_forward)(L, ws, cell, packed, chunk, FN(rows_per_block)(B, threads, packed, H, G),
+                     threads);
     rf_blas_serial_end();
 }
 
-/* The backward driver; `cell` as in recurrent_forward.
- * Phase 1, rows split over the threads: every step from the last, into dA (dR) and the carries.
- * Phase 2, after one barrier, columns split: one task per column block of dW_h, dW_x (float
- * input) and dX, each summing the chunks from the last, then of db (with the scatter-add of
- * ids into dW_x) and db_hn. */
-static RF_ALWAYS_INLINE void FN(recurrent_backward)(
-    const struct DT(rf_layer_grads) *g, const struct DT(rf_workspace) *ws,
-    const struct DT(rf_layer) *L, const int cell)
+/* What every thread of the backward's team runs (inside fork_backward's region).  Phase 1, rows
+ * split: every step from the last, into dA (dR) and the carries.  Phase 2, after one barrier,
+ * columns split: one task per column block of dW_h, dW_x (float input) and dX, each summing the
+ * chunks from the last, then of db (with the scatter-add of ids into dW_x) and db_hn. */
+static RF_NOINLINE void FN(backward_team)(const struct DT(rf_layer_grads) *g,
+                                          const struct DT(rf_workspace) *ws,
+                                          const struct DT(rf_layer) *L, int cell, int packed,
+                                          int chunk, int rows)
 {
+    RF_TEAM_BEGIN();
     const int T = L->T, B = L->B, I = L->In, H = L->H;
     const int G = CELL_GATES(cell) * H;
-    const int64_t step = (int64_t)B * H, R = (int64_t)T * B;
-    const int apart = cell == CELL_GRU; /* dR is its own buffer, and the carry adds to dh z */
+    const int64_t R = (int64_t)T * B;
+    const int apart = cell == CELL_GRU; /* dR is its own buffer */
     const real *dR = apart ? ws->dR : ws->dA;
+    const int chunks = T / chunk + (T % chunk != 0);
+    const int g_tasks = FN(col_tasks)(G);
+    const int w_h_tasks = g_tasks, w_x_tasks = L->X ? g_tasks : 0;
+    const int x_tasks = g->dX ? FN(col_tasks)(I) : 0, b_tasks = g_tasks;
+    const int hn_tasks = apart ? FN(col_tasks)(H) : 0;
+    const int tasks = w_h_tasks + w_x_tasks + x_tasks + b_tasks + hn_tasks;
+    const int row_blocks = (B + rows - 1) / rows;
+    RF_OMP(for schedule(dynamic, 1) nowait)
+    for (int block = 0; block < row_blocks; block++) {
+        const int r0 = block * rows, n = B - r0 < rows ? B - r0 : rows;
+        for (int t = T - 1; t >= 0; t--)
+            FN(backward_rows)(g, ws, L, cell, packed, t, r0, n);
+    }
+    RF_BARRIER();
+    RF_OMP(for schedule(dynamic, 1) nowait)
+    for (int task = 0; task < tasks; task++) {
+        int k = task;
+        if (k < w_h_tasks) { /* dW_h += H_prev^T dR, chunk by chunk from the last */
+            const int j0 = k * TASK_COLS, n = G - j0 < TASK_COLS ? G - j0 : TASK_COLS;
+            for (int c = chunks - 1; c >= 0; c--)
+                FN(grad_w_h)(g->dW_h, dR, L, G, c * chunk,
+                             T < (c + 1) * chunk ? T : (c + 1) * chunk, j0, n);
+            continue;
+        }
+        k -= w_h_tasks;
+        if (k < w_x_tasks) { /* dW_x += X^T dA, chunk by chunk from the last */
+            const int j0 = k * TASK_COLS, n = G - j0 < TASK_COLS ? G - j0 : TASK_COLS;
+            for (int c = chunks - 1; c >= 0; c--) {
+                const int64_t r0 = (int64_t)c * chunk * B;
+                const int steps = T - c * chunk < chunk ? T - c * chunk : chunk;
+                GEMM(1, 0, I, n, steps * B, 1, L->X + r0 * I, I, ws->dA + r0 * G + j0, G, 1,
+                     g->dW_x + j0, G);
+            }
+            continue;
+        }
+        k -= w_x_tasks;
+        if (k < x_tasks) { /* dX[:, j0:j0+n] = dA W_x[j0:j0+n]^T, chunk by chunk */
+            const int j0 = k * TASK_COLS, n = I - j0 < TASK_COLS ? I - j0 : TASK_COLS;
+            for (int c = chunks - 1; c >= 0; c--) {
+                const int64_t r0 = (int64_t)c * chunk * B;
+                const int steps = T - c * chunk < chunk ? T - c * chunk : chunk;
+                GEMM(0, 1, steps * B, n, G, 1, ws->dA + r0 * G, G, L->W_x + (int64_t)j0 * G, G,
+                     0, g->dX + r0 * I + j0, I);
+            }
+            continue;
+        }
+        k -= x_tasks;
+        if (k < b_tasks) { /* db += sum dA; ids: dW_x[ids] += dA (np.add.at, in row order) */
+            const int j0 = k * TASK_COLS, n = G - j0 < TASK_COLS ? G - j0 : TASK_COLS;
+            FN(colsum_add)(g->db + j0, ws->dA + j0, R, n, G);
+            if (L->ids)
+                for (int64_t r = 0; r < R; r++) {
+                    real *restrict w = g->dW_x + L->ids[r] * G + j0;
+                    const real *restrict d = ws->dA + r * G + j0;
+                    for (int j = 0; j < n; j++)
+                        w[j] += d[j];
+                }
+            continue;
+        }
+        k -= b_tasks; /* db_hn += sum dR_n */
+        const int j0 = k * TASK_COLS, n = H - j0 < TASK_COLS ? H - j0 : TASK_COLS;
+        FN(colsum_add)(g->db_hn + j0, dR + 2 * H + j0, R, n, G);
+    }
+    RF_TEAM_END();
+}
+
+static RF_TEAM_FORK void FN(fork_backward)(const struct DT(rf_layer_grads) *g,
+                                           const struct DT(rf_workspace) *ws,
+                                           const struct DT(rf_layer) *L, int cell, int packed,
+                                           int chunk, int rows, int threads)
+{
+    RF_OMP(parallel num_threads(threads) if (threads > 1))
+    FN(backward_team)(g, ws, L, cell, packed, chunk, rows);
+    RF_TEAM_JOINED();
+}
+
+/* The backward driver: W_h^T packed and the carries set, then the team, BLAS held at one
+ * thread. */
+static void FN(recurrent_backward)(const struct DT(rf_layer_grads) *g,
+                                   const struct DT(rf_workspace) *ws,
+                                   const struct DT(rf_layer) *L, int cell)
+{
+    const int B = L->B, H = L->H;
+    const int G = CELL_GATES(cell) * H;
+    const int64_t step = (int64_t)B * H;
     const int packed = rf_use_packed(B);
     if (packed)
         FN(pg_pack)(ws->pack, L->W_h, G, H, 1);
@@ -252,78 +352,10 @@ static RF_ALWAYS_INLINE void FN(recurrent_backward)(
     if (cell == CELL_LSTM)
         FN(carry_init)(g->dc0, g->dc_T, step);
     const int chunk = rf_chunk_steps(B, (int64_t)B * G * (int64_t)sizeof(real));
-    const int chunks = T / chunk + (T % chunk != 0);
-    const int g_tasks = FN(col_tasks)(G);
-    const int w_h_tasks = g_tasks, w_x_tasks = L->X ? g_tasks : 0;
-    const int x_tasks = g->dX ? FN(col_tasks)(I) : 0, b_tasks = g_tasks;
-    const int hn_tasks = apart ? FN(col_tasks)(H) : 0;
-    const int tasks = w_h_tasks + w_x_tasks + x_tasks + b_tasks + hn_tasks;
     const int threads = FN(team_size)(L, G);
-    const int rows = FN(rows_per_block)(B, threads, packed, G, H);
-    const int row_blocks = (B + rows - 1) / rows;
     rf_blas_serial_begin();
-    RF_OMP(parallel num_threads(threads) if (threads > 1))
-    {
-        RF_TEAM_BEGIN();
-        RF_OMP(for schedule(dynamic, 1) nowait)
-        for (int block = 0; block < row_blocks; block++) {
-            const int r0 = block * rows, n = B - r0 < rows ? B - r0 : rows;
-            for (int t = T - 1; t >= 0; t--)
-                FN(backward_rows)(g, ws, L, cell, packed, t, r0, n);
-        }
-        RF_BARRIER();
-        RF_OMP(for schedule(dynamic, 1) nowait)
-        for (int task = 0; task < tasks; task++) {
-            int k = task;
-            if (k < w_h_tasks) { /* dW_h += H_prev^T dR, chunk by chunk from the last */
-                const int j0 = k * TASK_COLS, n = G - j0 < TASK_COLS ? G - j0 : TASK_COLS;
-                for (int c = chunks - 1; c >= 0; c--)
-                    FN(grad_w_h)(g->dW_h, dR, L, G, c * chunk,
-                                 T < (c + 1) * chunk ? T : (c + 1) * chunk, j0, n);
-                continue;
-            }
-            k -= w_h_tasks;
-            if (k < w_x_tasks) { /* dW_x += X^T dA, chunk by chunk from the last */
-                const int j0 = k * TASK_COLS, n = G - j0 < TASK_COLS ? G - j0 : TASK_COLS;
-                for (int c = chunks - 1; c >= 0; c--) {
-                    const int64_t r0 = (int64_t)c * chunk * B;
-                    const int steps = T - c * chunk < chunk ? T - c * chunk : chunk;
-                    GEMM(1, 0, I, n, steps * B, 1, L->X + r0 * I, I, ws->dA + r0 * G + j0, G, 1,
-                         g->dW_x + j0, G);
-                }
-                continue;
-            }
-            k -= w_x_tasks;
-            if (k < x_tasks) { /* dX[:, j0:j0+n] = dA W_x[j0:j0+n]^T, chunk by chunk */
-                const int j0 = k * TASK_COLS, n = I - j0 < TASK_COLS ? I - j0 : TASK_COLS;
-                for (int c = chunks - 1; c >= 0; c--) {
-                    const int64_t r0 = (int64_t)c * chunk * B;
-                    const int steps = T - c * chunk < chunk ? T - c * chunk : chunk;
-                    GEMM(0, 1, steps * B, n, G, 1, ws->dA + r0 * G, G, L->W_x + (int64_t)j0 * G,
-                         G, 0, g->dX + r0 * I + j0, I);
-                }
-                continue;
-            }
-            k -= x_tasks;
-            if (k < b_tasks) { /* db += sum dA; ids: dW_x[ids] += dA (np.add.at, in row order) */
-                const int j0 = k * TASK_COLS, n = G - j0 < TASK_COLS ? G - j0 : TASK_COLS;
-                FN(colsum_add)(g->db + j0, ws->dA + j0, R, n, G);
-                if (L->ids)
-                    for (int64_t r = 0; r < R; r++) {
-                        real *restrict w = g->dW_x + L->ids[r] * G + j0;
-                        const real *restrict d = ws->dA + r * G + j0;
-                        for (int j = 0; j < n; j++)
-                            w[j] += d[j];
-                    }
-                continue;
-            }
-            k -= b_tasks; /* db_hn += sum dR_n */
-            const int j0 = k * TASK_COLS, n = H - j0 < TASK_COLS ? H - j0 : TASK_COLS;
-            FN(colsum_add)(g->db_hn + j0, dR + 2 * H + j0, R, n, G);
-        }
-        RF_TEAM_END();
-    }
-    RF_TEAM_JOINED();
+    FN(fork_backward)(g, ws, L, cell, packed, chunk, FN(rows_per_block)(B, threads, packed, G, H),
+                      threads);
     rf_blas_serial_end();
 }
 

@@ -14,17 +14,18 @@
  *
  * ThreadSanitizer: libgomp is not instrumented, so TSan sees none of its synchronization.  A
  * build with RNNFAST_TSAN annotates it by hand, as LLVM's Archer tool does through OMPT, on one
- * sync object: every barrier is a release before and an acquire after; a region begins with the
- * forking thread's release and a barrier (so the shared variables it stored just before the
- * fork, which the workers read, happen before their reads) and ends with every thread's release,
- * which the forking thread acquires after the join.  Each region of the kernels is
- *     RF_OMP(parallel ...)
- *     {
- *         RF_TEAM_BEGIN();
- *         ...
- *         RF_TEAM_END();
- *     }
- *     RF_TEAM_JOINED();
+ * sync object: every barrier is a release before and an acquire after; a team begins with the
+ * forking thread's release and a barrier, and ends with every thread's release, which the forking
+ * thread acquires after the join.  The function that forks is not instrumented (RF_TEAM_FORK):
+ * the shared variables it stores for the team just before the fork and the workers' loads of
+ * them at the region's entry, before any annotation can run, are libgomp's business.  So each
+ * region of the kernels is a fork function and a team function (orphaned worksharing):
+ *     static RF_TEAM_FORK void fork(args)           static RF_NOINLINE void team(args)
+ *     {                                             {
+ *         RF_OMP(parallel ...)                          RF_TEAM_BEGIN(); (before any read)
+ *         team(args);                                   ... RF_OMP(for ...) ... RF_BARRIER(); ...
+ *         RF_TEAM_JOINED();                             RF_TEAM_END();
+ *     }                                             }
  * Without RNNFAST_TSAN these add nothing (no barrier). */
 #ifndef RNNFAST_THREADS_H
 #define RNNFAST_THREADS_H
@@ -84,5 +85,13 @@ extern char rf_tsan_sync;
 #endif
 #define RF_TEAM_END() RF_TSAN_RELEASE()
 #define RF_TEAM_JOINED() RF_TSAN_ACQUIRE()
+
+#if defined(RNNFAST_TSAN)
+#define RF_TEAM_FORK __attribute__((noinline, no_sanitize_thread))
+#elif defined(__GNUC__)
+#define RF_TEAM_FORK __attribute__((noinline))
+#else
+#define RF_TEAM_FORK
+#endif
 
 #endif
