@@ -10,10 +10,10 @@
 enum { CELL_RNN = 0, CELL_LSTM = 1, CELL_GRU = 2 };
 #define CELL_GATES(cell) ((cell) == CELL_LSTM ? 4 : (cell) == CELL_GRU ? 3 : 1)
 
-/* Columns per task of the drivers' whole-sequence GEMMs and column sums: fixed by the shapes
- * alone, so that every element comes from the same BLAS call, one order of its sum, at any
- * thread count. */
-enum { TASK_COLS = 128 };
+/* Columns per task of the drivers' whole-sequence GEMMs and column sums (recurrent_tmpl.h's
+ * task_cols): at least TASK_COLS_MIN, in steps of TASK_COLS_STEP, at most about TASK_SPLIT tasks
+ * a matrix, since each task's GEMM packs the whole other operand again. */
+enum { TASK_COLS_MIN = 128, TASK_COLS_STEP = 64, TASK_SPLIT = 8 };
 
 /* The value at position k (0-based) of a (n) sorted in descending order; reorders a.
  * Quickselect with Hoare partitioning: the value is unique whatever the order of equal ones. */

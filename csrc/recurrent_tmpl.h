@@ -173,10 +173,23 @@ static int FN(team_size)(const struct DT(rf_layer) *L, int G)
     return flops < rf_threads_min_flops() ? 1 : rf_threads_max();
 }
 
-/* Tasks of TASK_COLS columns (recurrent.c) over n columns. */
+/* The columns per task over n columns (recurrent.c): fixed by the shapes alone, so that every
+ * element comes from the same BLAS call, one order of its sum, at any thread count.  At large
+ * (G = 4096) 128-column tasks of dW_h re-packed H_prev 32 times a chunk: training at 1 thread
+ * measured 0.84x main's (one GEMM a chunk), with these 512-column tasks 1.06x (A/B of child
+ * processes, loaded machine). */
+static int FN(task_cols)(int n)
+{
+    const int per_task = (n + TASK_SPLIT - 1) / TASK_SPLIT;
+    const int cols = (per_task + TASK_COLS_STEP - 1) / TASK_COLS_STEP * TASK_COLS_STEP;
+    return cols > TASK_COLS_MIN ? cols : TASK_COLS_MIN;
+}
+
+/* Tasks of task_cols columns over n columns. */
 static int FN(col_tasks)(int n)
 {
-    return (n + TASK_COLS - 1) / TASK_COLS;
+    const int cols = FN(task_cols)(n);
+    return (n + cols - 1) / cols;
 }
 
 /* carry (n) = given (n), the final state's gradient, or zero when given is NULL. */
@@ -199,15 +212,16 @@ static RF_NOINLINE void FN(forward_team)(const struct DT(rf_layer) *L,
     const int T = L->T, B = L->B, I = L->In, H = L->H;
     const int G = CELL_GATES(cell) * H;
     real *A = cell == CELL_RNN ? L->hs : L->gates; /* (T, B, G) pre-activations */
-    const int chunks = T / chunk + (T % chunk != 0), col_tasks = FN(col_tasks)(G);
+    const int chunks = T / chunk + (T % chunk != 0);
+    const int cols = FN(task_cols)(G), col_tasks = FN(col_tasks)(G);
     const int row_blocks = (B + rows - 1) / rows;
     RF_OMP(for schedule(dynamic, 1) nowait)
     for (int task = 0; task < chunks * col_tasks; task++) {
-        const int t0 = task / col_tasks * chunk, j0 = task % col_tasks * TASK_COLS;
+        const int t0 = task / col_tasks * chunk, j0 = task % col_tasks * cols;
         const int64_t r0 = (int64_t)t0 * B;
         const int steps = T - t0 < chunk ? T - t0 : chunk;
         FN(project_cols)(A + r0 * G, L->ids ? L->ids + r0 : NULL, L->X ? L->X + r0 * I : NULL,
-                         L->W_x, L->b, steps * B, I, G, j0, G - j0 < TASK_COLS ? G - j0 : TASK_COLS);
+                         L->W_x, L->b, steps * B, I, G, j0, G - j0 < cols ? G - j0 : cols);
     }
     RF_BARRIER();
     RF_OMP(for schedule(dynamic, 1) nowait)
@@ -261,6 +275,7 @@ static RF_NOINLINE void FN(backward_team)(const struct DT(rf_layer_grads) *g,
     const int apart = cell == CELL_GRU; /* dR is its own buffer */
     const real *dR = apart ? ws->dR : ws->dA;
     const int chunks = T / chunk + (T % chunk != 0);
+    const int g_cols = FN(task_cols)(G), i_cols = FN(task_cols)(I), h_cols = FN(task_cols)(H);
     const int g_tasks = FN(col_tasks)(G);
     const int w_h_tasks = g_tasks, w_x_tasks = L->X ? g_tasks : 0;
     const int x_tasks = g->dX ? FN(col_tasks)(I) : 0, b_tasks = g_tasks;
@@ -278,7 +293,7 @@ static RF_NOINLINE void FN(backward_team)(const struct DT(rf_layer_grads) *g,
     for (int task = 0; task < tasks; task++) {
         int k = task;
         if (k < w_h_tasks) { /* dW_h += H_prev^T dR, chunk by chunk from the last */
-            const int j0 = k * TASK_COLS, n = G - j0 < TASK_COLS ? G - j0 : TASK_COLS;
+            const int j0 = k * g_cols, n = G - j0 < g_cols ? G - j0 : g_cols;
             for (int c = chunks - 1; c >= 0; c--)
                 FN(grad_w_h)(g->dW_h, dR, L, G, c * chunk,
                              T < (c + 1) * chunk ? T : (c + 1) * chunk, j0, n);
@@ -286,7 +301,7 @@ static RF_NOINLINE void FN(backward_team)(const struct DT(rf_layer_grads) *g,
         }
         k -= w_h_tasks;
         if (k < w_x_tasks) { /* dW_x += X^T dA, chunk by chunk from the last */
-            const int j0 = k * TASK_COLS, n = G - j0 < TASK_COLS ? G - j0 : TASK_COLS;
+            const int j0 = k * g_cols, n = G - j0 < g_cols ? G - j0 : g_cols;
             for (int c = chunks - 1; c >= 0; c--) {
                 const int64_t r0 = (int64_t)c * chunk * B;
                 const int steps = T - c * chunk < chunk ? T - c * chunk : chunk;
@@ -297,7 +312,7 @@ static RF_NOINLINE void FN(backward_team)(const struct DT(rf_layer_grads) *g,
         }
         k -= w_x_tasks;
         if (k < x_tasks) { /* dX[:, j0:j0+n] = dA W_x[j0:j0+n]^T, chunk by chunk */
-            const int j0 = k * TASK_COLS, n = I - j0 < TASK_COLS ? I - j0 : TASK_COLS;
+            const int j0 = k * i_cols, n = I - j0 < i_cols ? I - j0 : i_cols;
             for (int c = chunks - 1; c >= 0; c--) {
                 const int64_t r0 = (int64_t)c * chunk * B;
                 const int steps = T - c * chunk < chunk ? T - c * chunk : chunk;
@@ -308,7 +323,7 @@ static RF_NOINLINE void FN(backward_team)(const struct DT(rf_layer_grads) *g,
         }
         k -= x_tasks;
         if (k < b_tasks) { /* db += sum dA; ids: dW_x[ids] += dA (np.add.at, in row order) */
-            const int j0 = k * TASK_COLS, n = G - j0 < TASK_COLS ? G - j0 : TASK_COLS;
+            const int j0 = k * g_cols, n = G - j0 < g_cols ? G - j0 : g_cols;
             FN(colsum_add)(g->db + j0, ws->dA + j0, R, n, G);
             if (L->ids)
                 for (int64_t r = 0; r < R; r++) {
@@ -320,7 +335,7 @@ static RF_NOINLINE void FN(backward_team)(const struct DT(rf_layer_grads) *g,
             continue;
         }
         k -= b_tasks; /* db_hn += sum dR_n */
-        const int j0 = k * TASK_COLS, n = H - j0 < TASK_COLS ? H - j0 : TASK_COLS;
+        const int j0 = k * h_cols, n = H - j0 < h_cols ? H - j0 : h_cols;
         FN(colsum_add)(g->db_hn + j0, dR + 2 * H + j0, R, n, G);
     }
     RF_TEAM_END();
