@@ -8,7 +8,10 @@
 ``rnnfast.reference`` holds the same classes over plain NumPy kernels.
 """
 
-from . import cs231n, layers, reference  # noqa: F401  (the submodules are public)
+from .threads import _spin_briefly
+
+with _spin_briefly():  # OpenMP reads its wait policy once, when the extension loads it
+    from . import cs231n, layers, reference  # noqa: F401  (the submodules are public)
 from .data import Batches, Vocab, builtin_corpus, load_text, split
 from .model import GRU, LSTM, RNN, CharLM, Params, Stack, State
 from .optim import SGD, Adagrad, Adam, Optimizer, RMSProp

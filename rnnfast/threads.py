@@ -19,10 +19,33 @@ sets rnnfast's pool.
 from __future__ import annotations
 
 import numbers
-
-from . import _kernels
+import os
+from contextlib import contextmanager
 
 __all__ = ["get_num_threads", "set_num_threads"]
+
+# libgomp's idle threads spin 300,000 times (about 0.1-1 ms) before they sleep.  On a machine
+# whose cores are busy with other work, a spinning thread takes the core the thread it waits for
+# needs: measured with benchmarks/under_load.py (charrnn-default, one core kept busy, machine
+# loaded by other jobs), 2-thread training fell to 0.55x the 1-thread speed; with 20,000 spins
+# it was 1.09x (OMP_WAIT_POLICY=passive: 1.18x), and the fork and join of a team still fit in
+# the spin on a quiet core.
+SPIN_COUNT = "20000"
+
+
+@contextmanager
+def _spin_briefly():
+    """While the extension loads libgomp: GOMP_SPINCOUNT=SPIN_COUNT unless the user set
+    OMP_WAIT_POLICY or GOMP_SPINCOUNT, taken out again after (libgomp read it at load; child
+    processes do not inherit it).  No effect where libgomp was loaded before (by PyTorch)."""
+    set_here = not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys()
+    if set_here:
+        os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+    try:
+        yield
+    finally:
+        if set_here:
+            os.environ.pop("GOMP_SPINCOUNT", None)
 
 
 def set_num_threads(n: int) -> None:
@@ -37,9 +60,13 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n: expected an integer number of threads, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n: expected at least 1 thread, got {n}")
+    from . import _kernels
+
     _kernels._set_num_threads(min(int(n), 2**31 - 1))
 
 
 def get_num_threads() -> int:
     """The threads the kernels called from this Python thread use (1 without OpenMP)."""
+    from . import _kernels
+
     return _kernels._get_num_threads()
