@@ -106,8 +106,10 @@ def main(argv=None):
         with busy_core(args.busy_cpu, args.busy_limit) as share:
             measure_all(samples, "loaded", keep=round_ > 0)
             busy_share.append(share())
+    import rnnfast
+
     with threadpool_limits(limits=thread_counts[-1]):
-        print(f"BLAS: {blas_summary()}")
+        print(f"BLAS: {blas_summary()}; rnnfast's OpenMP pool: x{rnnfast.get_num_threads()}")
     print(f"busy process: {min(busy_share):.2f}-{max(busy_share):.2f} of a core per loaded phase")
 
     median = {key: statistics.median(v) for key, v in samples.items()}

@@ -3,23 +3,34 @@
  * vmath_tmpl.h.
  * Each inner loop runs over one row of H with restrict pointers, so it vectorizes. */
 
-/* A (R, G) = X W_x + b with X (R, I), or the row gather W_x[ids] + b with ids (R). */
-static RF_NOINLINE void FN(project)(real *A, const int64_t *ids, const real *X, const real *W_x,
-                                    const real *b, int R, int I, int G)
+/* Columns [j0, j0 + n) of A (R, G) = X W_x + b with X (R, I), or of the row gather
+ * W_x[ids] + b with ids (R).  Each element is the same whatever the column range (the GEMM's sum
+ * over I keeps its order), so the recurrent drivers split A by columns over threads. */
+static RF_NOINLINE void FN(project_cols)(real *A, const int64_t *ids, const real *X,
+                                         const real *W_x, const real *b, int R, int I, int G,
+                                         int j0, int n)
 {
     for (int64_t r = 0; r < R; r++) {
-        real *restrict a = A + r * G;
+        real *restrict a = A + r * G + j0;
+        const real *restrict bias = b + j0;
         if (ids) {
-            const real *restrict w = W_x + ids[r] * G;
-            for (int j = 0; j < G; j++)
-                a[j] = w[j] + b[j];
+            const real *restrict w = W_x + ids[r] * G + j0;
+            for (int j = 0; j < n; j++)
+                a[j] = w[j] + bias[j];
         } else {
-            for (int j = 0; j < G; j++)
-                a[j] = b[j];
+            for (int j = 0; j < n; j++)
+                a[j] = bias[j];
         }
     }
-    if (!ids) /* A += X W_x */
-        GEMM(0, 0, R, G, I, 1, X, I, W_x, G, 1, A, G);
+    if (!ids) /* A[:, j0:j0+n] += X W_x[:, j0:j0+n] */
+        GEMM(0, 0, R, n, I, 1, X, I, W_x + j0, G, 1, A + j0, G);
+}
+
+/* A (R, G) = X W_x + b with X (R, I), or the row gather W_x[ids] + b with ids (R). */
+static void FN(project)(real *A, const int64_t *ids, const real *X, const real *W_x,
+                        const real *b, int R, int I, int G)
+{
+    FN(project_cols)(A, ids, X, W_x, b, R, I, G, 0, G);
 }
 
 /* out (n) = tanh(a (n)) */

@@ -4,10 +4,16 @@
 #include "blas.h"
 #include "paths.h"
 #include "recurrent.h"
+#include "threads.h"
 
 /* The three cells of the one recurrent driver (recurrent_tmpl.h), and their gate blocks. */
 enum { CELL_RNN = 0, CELL_LSTM = 1, CELL_GRU = 2 };
 #define CELL_GATES(cell) ((cell) == CELL_LSTM ? 4 : (cell) == CELL_GRU ? 3 : 1)
+
+/* Columns per task of the drivers' whole-sequence GEMMs and column sums (recurrent_tmpl.h's
+ * task_cols): at least TASK_COLS_MIN, in steps of TASK_COLS_STEP, at most about TASK_SPLIT tasks
+ * a matrix, since each task's GEMM packs the whole other operand again. */
+enum { TASK_COLS_MIN = 128, TASK_COLS_STEP = 64, TASK_SPLIT = 8 };
 
 /* The value at position k (0-based) of a (n) sorted in descending order; reorders a.
  * Quickselect with Hoare partitioning: the value is unique whatever the order of equal ones. */
@@ -144,7 +150,9 @@ void rf_gru_backward_f32(const struct rf_layer_grads_f32 *grads,
 void rf_sample_f32(int64_t *out, const struct rf_sampler_f32 *sampler,
                    const double *uniforms, const int64_t *first_ids, int N)
 {
+    rf_blas_serial_begin();
     RF_BY_ISA(, sample_f32, (out, sampler, uniforms, first_ids, N))
+    rf_blas_serial_end();
 }
 
 void rf_rnn_forward_f64(const struct rf_layer_f64 *layer,
@@ -186,7 +194,9 @@ void rf_gru_backward_f64(const struct rf_layer_grads_f64 *grads,
 void rf_sample_f64(int64_t *out, const struct rf_sampler_f64 *sampler,
                    const double *uniforms, const int64_t *first_ids, int N)
 {
+    rf_blas_serial_begin();
     RF_BY_ISA(, sample_f64, (out, sampler, uniforms, first_ids, N))
+    rf_blas_serial_end();
 }
 
 int64_t rf_sample_pack_size_f32(const struct rf_sampler_f32 *sampler)

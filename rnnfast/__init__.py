@@ -8,14 +8,19 @@
 ``rnnfast.reference`` holds the same classes over plain NumPy kernels.
 """
 
-from . import cs231n, layers, reference  # noqa: F401  (the submodules are public)
+from .threads import _spin_briefly
+
+with _spin_briefly():  # OpenMP reads its wait policy once, when the extension loads it
+    from . import cs231n, layers, reference  # noqa: F401  (the submodules are public)
 from .data import Batches, Vocab, builtin_corpus, load_text, split
 from .model import GRU, LSTM, RNN, CharLM, Params, Stack, State
 from .optim import SGD, Adagrad, Adam, Optimizer, RMSProp
+from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GRU", "LSTM", "RNN", "SGD", "Adagrad", "Adam", "Batches", "CharLM", "Optimizer", "Params",
-    "RMSProp", "Stack", "State", "Vocab", "builtin_corpus", "load_text", "reference", "split",
+    "RMSProp", "Stack", "State", "Vocab", "builtin_corpus", "get_num_threads", "load_text",
+    "reference", "set_num_threads", "split",
 ]  # fmt: skip

@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_positive_int,
         metavar="N",
-        help="BLAS threads (under mpiexec: per process, default the cores / processes per host)",
+        help="threads of the kernels and of BLAS (under mpiexec: per process, default the cores / "
+        "processes per host)",
     )
     t.add_argument(
         "--mpi-timeout",
@@ -269,7 +270,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         help="convert the model (default: the checkpoint's)",
     )
     p.add_argument("--backend", choices=("c", "numpy"), help="kernels (default: the library's)")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="BLAS threads")
+    p.add_argument(
+        "--threads", type=_positive_int, metavar="N", help="threads of the kernels and of BLAS"
+    )
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -282,9 +285,13 @@ def _log(message: str) -> None:
 
 
 def _threads(n):
+    """The kernels' threads and every BLAS's at n (None: as they are).  The extension is loaded
+    first: threadpoolctl reaches only the OpenMP and BLAS libraries already loaded."""
     if not n:
         return nullcontext()
     from threadpoolctl import threadpool_limits
+
+    from . import _kernels  # noqa: F401
 
     return threadpool_limits(limits=n)
 

@@ -15,6 +15,16 @@ cdef extern from "blas.h" nogil:
                                  int *, double *, double *, int *)
     void rf_blas_init(rf_sgemm_fn sgemm, rf_dgemm_fn dgemm, rf_sgemv_fn sgemv,
                       rf_dgemv_fn dgemv)
+    ctypedef int (*rf_blas_get_threads_fn)()
+    ctypedef void (*rf_blas_set_threads_fn)(int)
+    void rf_blas_threads_init(rf_blas_get_threads_fn get, rf_blas_set_threads_fn set)
+
+cdef extern from "threads.h" nogil:
+    int rf_threads_max()
+    void rf_threads_set(int n)
+    int rf_threads_openmp()
+    double rf_threads_min_flops()
+    void rf_threads_set_min_flops(double flops)
 
 cdef extern from "paths.h" nogil:
     enum:

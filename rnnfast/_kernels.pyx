@@ -41,6 +41,66 @@ cdef void *_blas_function(str name) except NULL:
 rf_blas_init(<rf_sgemm_fn>_blas_function("sgemm"), <rf_dgemm_fn>_blas_function("dgemm"),
              <rf_sgemv_fn>_blas_function("sgemv"), <rf_dgemv_fn>_blas_function("dgemv"))
 
+
+def _blas_thread_controls():
+    """The addresses of the thread-count getter and setter of the BLAS behind
+    scipy.linalg.cython_blas (OpenBLAS's names, SciPy's prefixed ones first), found among that
+    module's libraries; (0, 0) for a BLAS without them (the kernels then leave its threads
+    alone)."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL(cython_blas.__file__, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except (OSError, AttributeError):  # not loaded as a shared library, or no RTLD_NOLOAD
+        return 0, 0
+    for prefix in ("scipy_openblas", "openblas"):
+        for suffix in ("", "64_"):
+            try:
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}")
+                set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}")
+            except AttributeError:
+                continue
+            return (ctypes.cast(get, ctypes.c_void_p).value,
+                    ctypes.cast(set_, ctypes.c_void_p).value)
+    return 0, 0
+
+
+_get_blas_threads, _set_blas_threads = _blas_thread_controls()
+rf_blas_threads_init(<rf_blas_get_threads_fn><size_t>_get_blas_threads,
+                     <rf_blas_set_threads_fn><size_t>_set_blas_threads)
+
+
+# ---- the library's threads (csrc/threads.h) ---------------------------------------------------
+
+def _get_num_threads():
+    """The threads the kernels use when called from this thread (OpenMP's nthreads-var)."""
+    return rf_threads_max()
+
+
+def _set_num_threads(int n):
+    """Set them (n >= 1, checked by the caller) for kernels called from this thread."""
+    rf_threads_set(n)
+
+
+def _team_min_flops(flops=None):
+    """Test hook: the work (flops) below which a kernel call runs on one thread; set it when
+    ``flops`` is given (0: every call forks a team), return the value before.  Not thread-safe
+    against running kernels."""
+    cdef double before = rf_threads_min_flops()
+    if flops is not None:
+        rf_threads_set_min_flops(_hyper("flops", flops, 0.0, INFINITY, True))
+    return before
+
+
+def _openmp():
+    """Whether this build has OpenMP (without it the kernels run on one thread)."""
+    return bool(rf_threads_openmp())
+
+
+def _blas_thread_control():
+    """Whether the kernels hold their BLAS at one thread while they run (csrc/blas.h)."""
+    return _set_blas_threads != 0
+
+
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _INDEX_DTYPE = np.dtype(np.int64)

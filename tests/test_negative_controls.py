@@ -162,14 +162,14 @@ C_PLANTS = [
     (
         "forward projection chunk one step short",
         "csrc/recurrent_tmpl.h",
-        "const int rows = (T - t < chunk ? T - t : chunk) * B;",
-        "const int rows = (T - t < chunk ? T - t : chunk - 1) * B;",
+        "const int steps = T - t0 < chunk ? T - t0 : chunk;",
+        "const int steps = T - t0 < chunk ? T - t0 : chunk - 1;",
     ),
     (
         "weight-gradient chunks overlap by one step",
         "csrc/recurrent_tmpl.h",
-        "            t_hi = t;\n",
-        "            t_hi = t + 1;\n",
+        "T < (c + 1) * chunk ? T : (c + 1) * chunk, j0, n);",
+        "T < (c + 1) * chunk + 1 ? T : (c + 1) * chunk + 1, j0, n);",
     ),
     (
         "GRU's b_hn dropped from the n gate",
