@@ -3,14 +3,14 @@
 RNNFAST_NATIVE=1 compiles for the host's vector width (-march=native); the default build is
 portable, with AVX2 and AVX-512 variants of the elementwise loops next to the baseline, picked at
 first use from the CPU (csrc/paths.h) on GCC for x86-64 (RNNFAST_NO_CLONES=1 leaves them out).
-OpenMP threads the blocked loops (csrc/omp_blocks.h); RNNFAST_OPENMP=0 builds without it (the same
-blocks then run in order, with the same results).
+The kernels' threads are OpenMP's (-fopenmp, libgomp): the recurrent drivers, the sampler and the
+blocked loops (csrc/omp_blocks.h); RNNFAST_OPENMP=0 builds without it (the same blocks then run in
+order, with the same results).
 RNNFAST_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer (run Python with
 LD_PRELOAD=$(gcc -print-file-name=libasan.so); see the README), RNNFAST_TSAN=1 with
 ThreadSanitizer (LD_PRELOAD=$(gcc -print-file-name=libtsan.so); csrc/threads.h says how the
-uninstrumented OpenMP runtime is annotated).  The kernels' threads are OpenMP's (-fopenmp,
-libgomp); RNNFAST_NO_OPENMP=1 builds them single-threaded.  Never fast-math flags: the comparison
-with the NumPy reference depends on IEEE behaviour.
+uninstrumented OpenMP runtime is annotated).  Never fast-math flags: the comparison with the NumPy
+reference depends on IEEE behaviour.
 """
 
 import os
@@ -40,9 +40,6 @@ if os.environ.get("RNNFAST_OPENMP") != "0":
     link_args.append("-fopenmp")
 if os.environ.get("RNNFAST_NATIVE") == "1":
     compile_args.append("-march=native")
-if os.environ.get("RNNFAST_NO_OPENMP") != "1":
-    compile_args.append("-fopenmp")
-    link_args.append("-fopenmp")
 if os.environ.get("RNNFAST_SANITIZE") == "1":
     sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
     compile_args += [*sanitize, "-fno-omit-frame-pointer", "-g"]

@@ -56,6 +56,13 @@
 /* The panels start at a 64-byte boundary of the pack, so no vector load splits a cache line. */
 #define PG_ALIGN 64
 
+/* The rows of pg_gemm's register blocks: callers that split the rows over threads give each a
+ * whole number of blocks. */
+static int FN(pg_block_rows)(void)
+{
+    return PG_MR;
+}
+
 /* Elements of the packed op(W) for K, N (room for the widest variant's panels, and to align). */
 static int64_t FN(pg_size)(int K, int N)
 {

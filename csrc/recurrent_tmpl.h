@@ -151,7 +151,7 @@ static RF_ALWAYS_INLINE void FN(backward_rows)(const struct DT(rf_layer_grads) *
  * of h_t needs only row b of h_{t-1}, so no barrier per step).  The whole batch on one thread,
  * or through BLAS per step (B = 1 by default: the same rows must make the same calls at any
  * thread count, since BLAS's one-row product is gemv); else whole blocks of pg_gemm's height
- * (6 rows while K <= 192, else 4: pgemm_tmpl.h), about three blocks a thread for a dynamic
+ * (pg_block_rows: pgemm_tmpl.h), about three blocks a thread for a dynamic
  * schedule that lets a descheduled thread delay no one, but one a thread where the packed W_h
  * (K, N) outgrows half of L2 and every block streams it again.  The packed kernel's rows give
  * the same bits in any blocks. */
@@ -159,7 +159,7 @@ static int FN(rows_per_block)(int B, int threads, int packed, int K, int N)
 {
     if (threads < 2 || !packed)
         return B;
-    const int height = K <= 192 ? 6 : 4;
+    const int height = FN(pg_block_rows)();
     const int64_t pack_bytes = (int64_t)K * N * (int64_t)sizeof(real);
     const int blocks = threads * (pack_bytes <= (1 << 20) ? 3 : 1);
     const int rows = (B + blocks - 1) / blocks;

@@ -1,6 +1,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "blas.h"
 #include "linear.h"
 #include "omp_blocks.h"
 #include "optim.h"
@@ -20,16 +21,25 @@
 #include "real_end.h"
 #undef RF_VARIANT
 
+/* The whole step under one hold of BLAS at one thread (blas.h): its output-layer products would
+ * otherwise take and release the hold call by call, and the recurrent kernels' teams do the
+ * splitting. */
 int rf_train_step_f32(double *loss, const struct rf_train_model_f32 *model,
                       const struct rf_train_call_f32 *call)
 {
-    return train_step_f32_base(loss, model, call);
+    rf_blas_serial_begin();
+    const int status = train_step_f32_base(loss, model, call);
+    rf_blas_serial_end();
+    return status;
 }
 
 int rf_train_step_f64(double *loss, const struct rf_train_model_f64 *model,
                       const struct rf_train_call_f64 *call)
 {
-    return train_step_f64_base(loss, model, call);
+    rf_blas_serial_begin();
+    const int status = train_step_f64_base(loss, model, call);
+    rf_blas_serial_end();
+    return status;
 }
 
 int rf_all_finite_f32(const float *a, int64_t n)
