@@ -74,20 +74,36 @@ static void FN(grad_w_h)(real *dW_h, const real *dR, const struct DT(rf_layer) *
     }
 }
 
+/* Where rows [r0, r0 + rows) of step t start in the layer's arrays: h (B, H) of the initial
+ * state (init), step t and step t - 1 of the (T, B, H) arrays (at, at_prev), step t of the
+ * (T, B, G) arrays (gt). */
+struct FN(row_offsets) {
+    int64_t init, at, at_prev, gt;
+};
+
+static RF_ALWAYS_INLINE struct FN(row_offsets)
+    FN(row_offsets_at)(const struct DT(rf_layer) *L, int G, int t, int r0)
+{
+    const int64_t step = (int64_t)L->B * L->H, init = (int64_t)r0 * L->H;
+    const struct FN(row_offsets) off = {init, t * step + init, (t - 1) * step + init,
+                                        ((int64_t)t * L->B + r0) * G};
+    return off;
+}
+
 /* The per-step work of one block of rows [r0, r0 + rows) at step t, forward:  the product
  * a_t += h_{t-1} W_h (or R_t = h_{t-1} W_h for the GRU), then the cell pass. */
 static RF_ALWAYS_INLINE void FN(forward_rows)(const struct DT(rf_layer) *L,
                                               const struct DT(rf_workspace) *ws, const int cell,
                                               int packed, int t, int r0, int rows)
 {
-    const int B = L->B, H = L->H;
+    const int H = L->H;
     const int G = CELL_GATES(cell) * H;
     const int apart = cell == CELL_GRU;
-    const int64_t o = (int64_t)r0 * H, og = (int64_t)r0 * G;
-    const int64_t at = (int64_t)t * B * H + o, at_prev = (int64_t)(t - 1) * B * H + o;
-    real *a = (cell == CELL_RNN ? L->hs : L->gates) + (int64_t)t * B * G + og;
-    const real *h_prev = t ? L->hs + at_prev : L->h0 + o;
-    real *rec = apart ? L->R + (int64_t)t * B * G + og : a;
+    const struct FN(row_offsets) off = FN(row_offsets_at)(L, G, t, r0);
+    const int64_t at = off.at;
+    real *a = (cell == CELL_RNN ? L->hs : L->gates) + off.gt;
+    const real *h_prev = t ? L->hs + off.at_prev : L->h0 + off.init;
+    real *rec = apart ? L->R + off.gt : a;
     real *out = L->mask ? L->out + at : NULL;
     const real *mask = L->mask ? L->mask + at : NULL;
     if (packed) /* a += h_{t-1} W_h, or R_t = h_{t-1} W_h */
@@ -95,7 +111,7 @@ static RF_ALWAYS_INLINE void FN(forward_rows)(const struct DT(rf_layer) *L,
     else
         GEMM(0, 0, rows, G, H, 1, h_prev, H, L->W_h, G, apart ? 0 : 1, rec, G);
     if (cell == CELL_LSTM) {
-        const real *c_prev = t ? L->cs + at_prev : L->c0 + o;
+        const real *c_prev = t ? L->cs + off.at_prev : L->c0 + off.init;
         if (mask)
             FN(lstm_cell_dropout)(L->hs + at, L->cs + at, L->tcs + at, a, out, mask, c_prev, rows,
                                   H);
@@ -120,24 +136,24 @@ static RF_ALWAYS_INLINE void FN(backward_rows)(const struct DT(rf_layer_grads) *
                                                const struct DT(rf_layer) *L, const int cell,
                                                int packed, int t, int r0, int rows)
 {
-    const int B = L->B, H = L->H;
+    const int H = L->H;
     const int G = CELL_GATES(cell) * H;
     const int apart = cell == CELL_GRU;
-    const int64_t o = (int64_t)r0 * H, og = (int64_t)r0 * G;
-    const int64_t at = (int64_t)t * B * H + o, at_prev = (int64_t)(t - 1) * B * H + o;
-    real *da = ws->dA + (int64_t)t * B * G + og;
-    real *dr = apart ? ws->dR + (int64_t)t * B * G + og : da;
-    real *carry = g->dh0 + o;
+    const struct FN(row_offsets) off = FN(row_offsets_at)(L, G, t, r0);
+    const int64_t at = off.at;
+    real *da = ws->dA + off.gt;
+    real *dr = apart ? ws->dR + off.gt : da;
+    real *carry = g->dh0 + off.init;
     const real *dH = g->dH + at;
     const real *mask = L->mask ? L->mask + at : NULL;
     if (cell == CELL_LSTM) {
-        const real *c_prev = t ? L->cs + at_prev : L->c0 + o;
-        FN(lstm_cell_back)(da, g->dc0 + o, dH, mask, carry, L->gates + (int64_t)t * B * G + og,
-                           L->tcs + at, c_prev, rows, H);
+        const real *c_prev = t ? L->cs + off.at_prev : L->c0 + off.init;
+        FN(lstm_cell_back)(da, g->dc0 + off.init, dH, mask, carry, L->gates + off.gt, L->tcs + at,
+                           c_prev, rows, H);
     } else if (cell == CELL_GRU) {
-        const real *h_prev = t ? L->hs + at_prev : L->h0 + o;
-        FN(gru_cell_back)(da, dr, carry, dH, mask, L->gates + (int64_t)t * B * G + og,
-                          L->R + (int64_t)t * B * G + og, h_prev, rows, H);
+        const real *h_prev = t ? L->hs + off.at_prev : L->h0 + off.init;
+        FN(gru_cell_back)(da, dr, carry, dH, mask, L->gates + off.gt, L->R + off.gt, h_prev, rows,
+                          H);
     } else {
         FN(rnn_cell_back)(da, dH, mask, carry, L->hs + at, (int64_t)rows * H);
     }
