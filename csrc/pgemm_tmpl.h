@@ -63,6 +63,13 @@ static int FN(pg_block_rows)(void)
     return PG_MR;
 }
 
+/* The columns of a panel: callers that split the columns of a row over threads
+ * (pg_row_cols) give each whole panels. */
+static int FN(pg_panel_cols)(void)
+{
+    return PG_NR;
+}
+
 /* Elements of the packed op(W) for K, N (room for the widest variant's panels, and to align). */
 static int64_t FN(pg_size)(int K, int N)
 {
@@ -319,17 +326,27 @@ static RF_ALWAYS_INLINE int FN(pg_row_panels)(real *restrict c, const real *rest
     return j0;
 }
 
+/* Columns [j0, j1) of one row c (N) += a (K) op(W), or c = a op(W), PG_PANELS panels at a time;
+ * j0 is a multiple of PG_NR and j1 too or N.  Every column is the same chain of fmas over k
+ * whichever range holds it, so threads that split the columns at panels give pg_gemm's bits. */
+static void FN(pg_row_cols)(real *restrict c, const real *restrict a, const real *restrict P,
+                            int j0, int j1, int K, int accumulate)
+{
+    const real *restrict start = (const real *)FN(pg_start)(P);
+    j0 = FN(pg_row_panels)(c, a, start, j0, j1, K, accumulate, PG_PANELS);
+    FN(pg_row_panels)(c, a, start, j0, j1, K, accumulate, 1);
+}
+
 /* C (M,N) += A (M,K) op(W) (accumulate) or C = A op(W), P from pg_pack: PG_GROUP rows at a
  * time, or for one row PG_PANELS panels at a time. */
 static void FN(pg_gemm)(real *restrict C, const real *restrict A, const real *restrict P, int M,
                         int N, int K, int accumulate)
 {
-    const real *restrict start = (const real *)FN(pg_start)(P);
     if (M == 1) {
-        const int j0 = FN(pg_row_panels)(C, A, start, 0, N, K, accumulate, PG_PANELS);
-        FN(pg_row_panels)(C, A, start, j0, N, K, accumulate, 1);
+        FN(pg_row_cols)(C, A, P, 0, N, K, accumulate);
         return;
     }
+    const real *restrict start = (const real *)FN(pg_start)(P);
     for (int r0 = 0; r0 < M; r0 += PG_GROUP)
         FN(pg_gemm_group)(C + (int64_t)r0 * N, A + (int64_t)r0 * K, start,
                           M - r0 < PG_GROUP ? M - r0 : PG_GROUP, N, K, accumulate);

@@ -10,13 +10,20 @@
  * the same sequence of fmas whatever the rows beside it, so with the pack (for several streams
  * only where the paths force it: see sample_packs) the streams split into one block per thread; BLAS's sums may depend on the rows of a call (gemv for one row, other
  * kernels for other heights), so without the pack the blocks are SAMPLE_BLOCK streams whatever
- * the thread count. */
+ * the thread count.  One stream on several threads splits each step's products by columns
+ * instead (sample_columns_team), where they are large enough to pay for the barriers. */
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #define SAMPLE_BLOCK 8
+/* One stream, 2 threads split / 1 thread, us a character (12 runs of 5000 characters, AVX-512,
+ * quiet 2-core Zen 4): LSTM H=64 2 layers 2.0 / 2.4 (0.83x: 24.6k flops a barrier), GRU H=96 2
+ * layers even (41k), LSTM H=128 1 layer 2.9 / 2.45 (1.18x: 65.5k), charrnn-default 5.9 / 4.3
+ * (1.37x: 98k), small-batch1 9.7 / 6.35 (1.53x), mid 1.55x, large 1.69x.  A barrier costs about
+ * 0.35 us; the split starts at 50k flops a barrier, the team floor (4 MFLOP) / 80. */
+#define SAMPLE_SPLIT_SHARE 80.0
 
 /* One id from logits z (V) with uniform u (reference.draw):
  *   w_v = exp((z_v - max z) / temperature) in double; with top_k, w_v = 0 where z_v is below the
@@ -105,6 +112,47 @@ static void FN(sample_product)(real *C, const real *A, const real *W, const real
         GEMM(0, 0, R, N, K, 1, A, K, W, N, accumulate ? 1 : 0, C, N);
 }
 
+/* The cell of layer l for the streams [s0, s0 + R), on their pre-activations act (and rec for
+ * the GRU): h (and c) of the layer updated in place. */
+static void FN(sample_cell)(const struct DT(rf_sampler) *m, int l, real *act, real *rec, int s0,
+                            int R)
+{
+    const int H = m->H;
+    const int64_t slab = (int64_t)m->S * H, rows = (int64_t)R * H; /* a layer of h, c; the block's */
+    real *hl = m->h + l * slab + (int64_t)s0 * H;
+    real *cbuf = m->cbuf + (int64_t)s0 * H, *tcbuf = m->tcbuf + (int64_t)s0 * H;
+    if (m->c) {
+        real *cl = m->c + l * slab + (int64_t)s0 * H;
+        FN(lstm_cell)(hl, cbuf, tcbuf, act, cl, R, H);
+        memcpy(cl, cbuf, sizeof(real) * (size_t)rows);
+    } else if (m->b_hn) {
+        FN(gru_cell)(cbuf, act, rec, m->b_hn[l], hl, R, H);
+        memcpy(hl, cbuf, sizeof(real) * (size_t)rows);
+    } else {
+        FN(tanh_pass)(hl, act, rows);
+    }
+}
+
+/* The logits of the streams [s0, s0 + R) at step t from the top layer's h, and their draws into
+ * ids (the block's) and out. */
+static void FN(sample_draw)(int64_t *out, const struct DT(rf_sampler) *m, const real *P_y,
+                            const double *uniforms, int64_t *ids, int t, int s0, int R)
+{
+    const int S = m->S, H = m->H, V = m->V;
+    real *logits = m->logits + (int64_t)s0 * V;
+    double *w = m->w + (int64_t)s0 * V, *sel = m->sel + (int64_t)s0 * V;
+    for (int s = 0; s < R; s++) /* logits = b_y + h_top W_y */
+        memcpy(logits + (int64_t)s * V, m->b_y, sizeof(real) * (size_t)V);
+    FN(sample_product)(logits, m->h + (int64_t)(m->L - 1) * S * H + (int64_t)s0 * H, m->W_y, P_y,
+                       R, V, H, 1);
+    for (int s = 0; s < R; s++) {
+        const int64_t k = (int64_t)t * S + s0 + s;
+        ids[s] = FN(draw_row)(logits + (int64_t)s * V, uniforms[k], m->temperature, m->top_k,
+                              m->argmax, V, w, sel);
+        out[k] = ids[s];
+    }
+}
+
 /* The streams [s0, s0 + R) for N steps: their rows of the state, the scratch, out and uniforms.
  * P_h, P_x (L): the panels of W_h[l] and W_x[l] (P_x[0] unused), P_y of W_y; all NULL without
  * the pack. */
@@ -114,11 +162,9 @@ static void FN(sample_streams)(int64_t *out, const struct DT(rf_sampler) *m,
                                int R)
 {
     const int S = m->S, L = m->L, H = m->H, V = m->V, G = FN(sample_gates)(m);
-    const int64_t slab = (int64_t)S * H, rows = (int64_t)R * H; /* a layer of h, c; the block's */
-    real *act = m->act + (int64_t)s0 * G, *logits = m->logits + (int64_t)s0 * V;
+    const int64_t slab = (int64_t)S * H;
+    real *act = m->act + (int64_t)s0 * G;
     real *rec = m->b_hn ? m->rec + (int64_t)s0 * G : act;
-    real *cbuf = m->cbuf + (int64_t)s0 * H, *tcbuf = m->tcbuf + (int64_t)s0 * H;
-    double *w = m->w + (int64_t)s0 * V, *sel = m->sel + (int64_t)s0 * V;
     int64_t *ids = m->ids + s0;
     memcpy(ids, first_ids + s0, sizeof(int64_t) * (size_t)R);
     for (int t = 0; t < N; t++) {
@@ -134,28 +180,75 @@ static void FN(sample_streams)(int64_t *out, const struct DT(rf_sampler) *m,
                 FN(project)(act, NULL, hl - slab, m->W_x[l], m->b[l], R, H, G);
             /* act += h W_h, or for the GRU rec = h W_h apart (its n gate reads it alone) */
             FN(sample_product)(rec, hl, m->W_h[l], P_h[l], R, G, H, !m->b_hn);
-            if (m->c) {
-                real *cl = m->c + l * slab + (int64_t)s0 * H;
-                FN(lstm_cell)(hl, cbuf, tcbuf, act, cl, R, H);
-                memcpy(cl, cbuf, sizeof(real) * (size_t)rows);
-            } else if (m->b_hn) {
-                FN(gru_cell)(cbuf, act, rec, m->b_hn[l], hl, R, H);
-                memcpy(hl, cbuf, sizeof(real) * (size_t)rows);
-            } else {
-                FN(tanh_pass)(hl, act, rows);
-            }
+            FN(sample_cell)(m, l, act, rec, s0, R);
         }
-        for (int s = 0; s < R; s++) /* logits = b_y + h_top W_y */
-            memcpy(logits + (int64_t)s * V, m->b_y, sizeof(real) * (size_t)V);
-        FN(sample_product)(logits, m->h + (L - 1) * slab + (int64_t)s0 * H, m->W_y, P_y, R, V, H,
-                           1);
-        for (int s = 0; s < R; s++) {
-            const int64_t k = (int64_t)t * S + s0 + s;
-            ids[s] = FN(draw_row)(logits + (int64_t)s * V, uniforms[k], m->temperature,
-                                  m->top_k, m->argmax, V, w, sel);
-            out[k] = ids[s];
+        FN(sample_draw)(out, m, P_y, uniforms, ids, t, s0, R);
+    }
+}
+
+/* One stream on a team that splits every per-step product on the panels by columns (whole
+ * panels a thread, the same bits as one thread: pg_row_cols), the cells and the draw on thread
+ * 0: per step a barrier after each layer's products and one after each cell, the last (with the
+ * draw) included. */
+static RF_NOINLINE void FN(sample_columns_team)(int64_t *out, const struct DT(rf_sampler) *m,
+                                                const real *const *P_h, const real *const *P_x,
+                                                const real *P_y, const double *uniforms,
+                                                const int64_t *first_ids, int N)
+{
+    RF_TEAM_BEGIN();
+    const int L = m->L, H = m->H, V = m->V, G = FN(sample_gates)(m);
+    int thread = 0, team = 1;
+#ifdef _OPENMP
+    thread = omp_get_thread_num();
+    team = omp_get_num_threads();
+#endif
+    const int nr = FN(pg_panel_cols)(), panels = (G + nr - 1) / nr;
+    const int j0 = nr * (int)((int64_t)panels * thread / team);
+    const int j1 = thread + 1 == team ? G : nr * (int)((int64_t)panels * (thread + 1) / team);
+    real *act = m->act, *rec = m->b_hn ? m->rec : m->act;
+    int64_t *ids = m->ids;
+    if (thread == 0)
+        ids[0] = first_ids[0];
+    RF_BARRIER();
+    for (int t = 0; t < N; t++) {
+        for (int l = 0; l < L; l++) {
+            const real *hl = m->h + (int64_t)l * H;
+            if (l == 0) /* act = W_x[ids] + b, these columns */
+                FN(project_cols)(act, ids, NULL, m->W_x[0], m->b[0], 1, V, G, j0, j1 - j0);
+            else { /* act = b + h_below W_x */
+                memcpy(act + j0, m->b[l] + j0, sizeof(real) * (size_t)(j1 - j0));
+                FN(pg_row_cols)(act, hl - H, P_x[l], j0, j1, H, 1);
+            }
+            FN(pg_row_cols)(rec, hl, P_h[l], j0, j1, H, !m->b_hn);
+            RF_BARRIER();
+            if (thread == 0) {
+                FN(sample_cell)(m, l, act, rec, 0, 1);
+                if (l == L - 1)
+                    FN(sample_draw)(out, m, P_y, uniforms, ids, t, 0, 1);
+            }
+            RF_BARRIER();
         }
     }
+    RF_TEAM_END();
+}
+
+static RF_TEAM_FORK void FN(fork_sample_columns)(int64_t *out, const struct DT(rf_sampler) *m,
+                                                 const real *const *P_h, const real *const *P_x,
+                                                 const real *P_y, const double *uniforms,
+                                                 const int64_t *first_ids, int N, int threads)
+{
+    RF_OMP(parallel num_threads(threads))
+    FN(sample_columns_team)(out, m, P_h, P_x, P_y, uniforms, first_ids, N);
+    RF_TEAM_JOINED();
+}
+
+/* Whether one stream splits its products over a team: where each barrier is paid for by the
+ * products' flops a character, 2 H G (2 L - 1) over 2 L barriers, of at least
+ * rf_threads_min_flops() / SAMPLE_SPLIT_SHARE (every call where tests set the floor to 0). */
+static int FN(sample_splits)(const struct DT(rf_sampler) *m)
+{
+    const double flops = 2.0 * m->H * FN(sample_gates)(m) * (2 * m->L - 1);
+    return flops / (2 * m->L) >= rf_threads_min_flops() / SAMPLE_SPLIT_SHARE;
 }
 
 static void FN(sample)(int64_t *out, const struct DT(rf_sampler) *m, const double *uniforms,
@@ -186,6 +279,12 @@ static void FN(sample)(int64_t *out, const struct DT(rf_sampler) *m, const doubl
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
+    if (S == 1 && P_h[0] && threads > 1 && FN(sample_splits)(m)) {
+        const int panels = (G + FN(pg_panel_cols)() - 1) / FN(pg_panel_cols)();
+        FN(fork_sample_columns)(out, m, P_h, P_x, P_y, uniforms, first_ids, N,
+                                threads < panels ? threads : panels);
+        return;
+    }
     const int blocks = m->pack ? (S < threads ? S : threads)
                                : (S + SAMPLE_BLOCK - 1) / SAMPLE_BLOCK;
 #ifdef _OPENMP
@@ -200,3 +299,4 @@ static void FN(sample)(int64_t *out, const struct DT(rf_sampler) *m, const doubl
 }
 
 #undef SAMPLE_BLOCK
+#undef SAMPLE_SPLIT_SHARE

@@ -196,6 +196,30 @@ def test_sample_same_bits_at_any_thread_count(rng, dtype, cell, option):
         assert len(np.unique(runs[1]["out"])) > 1
 
 
+@pytest.fixture
+def every_stream_split():
+    """The work floor at 0: one stream splits its products over the team however small."""
+    before = K._team_min_flops(0)
+    yield
+    K._team_min_flops(before)
+
+
+@pytest.mark.parametrize("H", [37, 70])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.usefixtures("sample_path", "every_stream_split")
+def test_one_stream_same_bits_at_any_thread_count(rng, dtype, cell, H):
+    """One stream, its per-step products split by columns over 1-4 threads (whole panels each,
+    the last partial): the bits of one thread, and the reference's ids."""
+    args = make_sampler(rng, cell, 29, H, 2, 1, 40, dtype)
+    runs = sample_at_thread_counts(args, "plain")
+    for n in THREAD_COUNTS[1:]:
+        for name in ("out", "h", "c"):
+            if runs[1][name] is not None:
+                np.testing.assert_array_equal(runs[n][name], runs[1][name], f"{name}, {n} threads")
+    np.testing.assert_array_equal(runs[1]["out"], call(ref, args, **OPTIONS["plain"])["out"])
+    assert len(np.unique(runs[1]["out"])) > 1
+
+
 def test_sample_threads_negative_control(rng, dtype):
     """A sum taken in another order on another thread count moves pre-activations by an ulp or
     so: the bitwise comparison above sees the top layer's biases moved by one ulp."""
