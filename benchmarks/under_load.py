@@ -1,5 +1,5 @@
-"""Training speed with one core kept busy by another process: rnnfast (C) and PyTorch at 1 and
-2 threads, quiet and loaded, interleaved in ONE run.
+"""Training and batch-1 sampling speed with one core kept busy by another process: rnnfast (C)
+and PyTorch at 1 and 2 threads, quiet and loaded, interleaved in ONE run.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/under_load.py
 
@@ -66,6 +66,7 @@ def main(argv=None):
     parser.add_argument("--busy-cpu", type=int, default=max(os.sched_getaffinity(0)))
     parser.add_argument("--busy-limit", type=float, default=300.0,
                         help="seconds after which the busy process stops on its own")  # fmt: skip
+    parser.add_argument("--tasks", default="train,sample", help="train and/or sample (batch 1)")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny config, one short round")
     args = parser.parse_args(argv)
@@ -73,6 +74,9 @@ def main(argv=None):
         args.config, args.rounds, args.round_time = "smoke-lstm", 1, 0.01
     cfg = {**CONFIGS, **SMOKE_CONFIGS}[args.config]
     thread_counts = [int(t) for t in args.threads.split(",")]
+    tasks = args.tasks.split(",")
+    if not set(tasks) <= {"train", "sample"}:
+        parser.error(f"--tasks: expected train and/or sample, got {args.tasks!r}")
 
     runners = {"rnnfast-c": RnnfastRunner(cfg, "c")}
     torch = None
@@ -96,9 +100,10 @@ def main(argv=None):
                 if torch is not None:
                     torch.set_num_threads(threads)
                 for impl, runner in runners.items():
-                    r = rate(runner.train, args.round_time)
-                    if keep:
-                        samples.setdefault((impl, load, threads), []).append(r)
+                    for task in tasks:
+                        r = rate(getattr(runner, task), args.round_time)
+                        if keep:
+                            samples.setdefault((impl, task, load, threads), []).append(r)
 
     samples, busy_share = {}, []
     for round_ in range(args.rounds + 1):  # round 0 warms up
@@ -114,19 +119,28 @@ def main(argv=None):
 
     median = {key: statistics.median(v) for key, v in samples.items()}
     base_label = f"/ quiet {thread_counts[0]}-thread"
-    print(f"\n  {'impl':10s} {'load':7s} {'threads':>7s} {'train ch/s':>12s} {base_label:>17s}")
+    print(f"\n  {'impl':10s} {'task':6s} {'load':7s} {'threads':>7s} {'ch/s':>12s} "
+          f"{base_label:>17s}")  # fmt: skip
     for impl in runners:
-        base = median[impl, "quiet", thread_counts[0]]
-        for load in ("quiet", "loaded"):
-            for threads in thread_counts:
-                r = median[impl, load, threads]
-                print(f"  {impl:10s} {load:7s} {threads:7d} {r:12,.0f} {r / base:16.2f}x")
+        for task in tasks:
+            base = median[impl, task, "quiet", thread_counts[0]]
+            for load in ("quiet", "loaded"):
+                for threads in thread_counts:
+                    r = median[impl, task, load, threads]
+                    print(f"  {impl:10s} {task:6s} {load:7s} {threads:7d} {r:12,.0f} "
+                          f"{r / base:16.2f}x")  # fmt: skip
     if "torch" in runners:
         print()
-        for load in ("quiet", "loaded"):
-            for threads in thread_counts:
-                r = median["rnnfast-c", load, threads] / median["torch", load, threads]
-                print(f"  rnnfast-c / torch, {load:6s} {threads} thread(s): {r:6.2f}x")
+        for task in tasks:
+            for load in ("quiet", "loaded"):
+                for threads in thread_counts:
+                    r = (
+                        median["rnnfast-c", task, load, threads]
+                        / median["torch", task, load, threads]
+                    )
+                    print(
+                        f"  rnnfast-c / torch, {task:6s} {load:6s} {threads} thread(s): {r:6.2f}x"
+                    )
     print(f"\nload average after the run: {os.getloadavg()[0]:.2f}")
 
 

@@ -7,8 +7,11 @@
 
 #include <stdint.h>
 
+#include "threads.h"
+
 #ifdef _OPENMP
-#define RF_OMP_PARALLEL_FOR _Pragma("omp parallel for schedule(static)")
+#define RF_OMP_PARALLEL_FOR                                                                    \
+    _Pragma("omp parallel for schedule(static) num_threads(rf_threads_team())")
 #else
 #define RF_OMP_PARALLEL_FOR
 #endif

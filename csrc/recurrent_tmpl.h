@@ -186,7 +186,7 @@ static int FN(rows_per_block)(int B, int threads, int packed, int K, int N)
 static int FN(team_size)(const struct DT(rf_layer) *L, int G)
 {
     const double flops = 2.0 * L->T * L->B * G * (L->H + (L->X ? L->In : 0));
-    return flops < rf_threads_min_flops() ? 1 : rf_threads_max();
+    return flops < rf_threads_min_flops() ? 1 : rf_threads_team();
 }
 
 /* The columns per task over n columns (recurrent.c): fixed by the shapes alone, so that every
@@ -222,7 +222,7 @@ static void FN(carry_init)(real *carry, const real *given, int64_t n)
  * barrier, rows split, each block of `rows` rows through every step of the sequence. */
 static RF_NOINLINE void FN(forward_team)(const struct DT(rf_layer) *L,
                                          const struct DT(rf_workspace) *ws, int cell, int packed,
-                                         int chunk, int rows)
+                                         int chunk, int rows, double *done)
 {
     RF_TEAM_BEGIN();
     const int T = L->T, B = L->B, I = L->In, H = L->H;
@@ -246,6 +246,7 @@ static RF_NOINLINE void FN(forward_team)(const struct DT(rf_layer) *L,
         for (int t = 0; t < T; t++)
             FN(forward_rows)(L, ws, cell, packed, t, r0, n);
     }
+    RF_TEAM_DONE(done);
     RF_TEAM_END();
 }
 
@@ -253,9 +254,13 @@ static RF_TEAM_FORK void FN(fork_forward)(const struct DT(rf_layer) *L,
                                           const struct DT(rf_workspace) *ws, int cell,
                                           int packed, int chunk, int rows, int threads)
 {
+    const double start = rf_threads_seconds();
+    double done = start;
     RF_OMP(parallel num_threads(threads) if (threads > 1))
-    FN(forward_team)(L, ws, cell, packed, chunk, rows);
+    FN(forward_team)(L, ws, cell, packed, chunk, rows, &done);
     RF_TEAM_JOINED();
+    if (threads > 1)
+        rf_threads_joined(start, done);
 }
 
 /* The forward driver: W_h packed, then the team, with BLAS held at one thread. */
@@ -282,7 +287,7 @@ static void FN(recurrent_forward)(const struct DT(rf_layer) *L, const struct DT(
 static RF_NOINLINE void FN(backward_team)(const struct DT(rf_layer_grads) *g,
                                           const struct DT(rf_workspace) *ws,
                                           const struct DT(rf_layer) *L, int cell, int packed,
-                                          int chunk, int rows)
+                                          int chunk, int rows, double *done)
 {
     RF_TEAM_BEGIN();
     const int T = L->T, B = L->B, I = L->In, H = L->H;
@@ -354,6 +359,7 @@ static RF_NOINLINE void FN(backward_team)(const struct DT(rf_layer_grads) *g,
         const int j0 = k * h_cols, n = H - j0 < h_cols ? H - j0 : h_cols;
         FN(colsum_add)(g->db_hn + j0, dR + 2 * H + j0, R, n, G);
     }
+    RF_TEAM_DONE(done);
     RF_TEAM_END();
 }
 
@@ -362,9 +368,13 @@ static RF_TEAM_FORK void FN(fork_backward)(const struct DT(rf_layer_grads) *g,
                                            const struct DT(rf_layer) *L, int cell, int packed,
                                            int chunk, int rows, int threads)
 {
+    const double start = rf_threads_seconds();
+    double done = start;
     RF_OMP(parallel num_threads(threads) if (threads > 1))
-    FN(backward_team)(g, ws, L, cell, packed, chunk, rows);
+    FN(backward_team)(g, ws, L, cell, packed, chunk, rows, &done);
     RF_TEAM_JOINED();
+    if (threads > 1)
+        rf_threads_joined(start, done);
 }
 
 /* The backward driver: W_h^T packed and the carries set, then the team, BLAS held at one

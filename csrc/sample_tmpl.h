@@ -24,6 +24,10 @@
  * (1.37x: 98k), small-batch1 9.7 / 6.35 (1.53x), mid 1.55x, large 1.69x.  A barrier costs about
  * 0.35 us; the split starts at 50k flops a barrier, the team floor (4 MFLOP) / 80. */
 #define SAMPLE_SPLIT_SHARE 80.0
+/* Two clock reads a layer and two a step on a timed step, one step in four (under 1% of
+ * charrnn-default's 4.3 us a character); a verdict every four timed steps (16 characters). */
+#define SAMPLE_TIMED_EVERY 4
+#define SAMPLE_VERDICT 4
 
 /* One id from logits z (V) with uniform u (reference.draw):
  *   w_v = exp((z_v - max z) / temperature) in double; with top_k, w_v = 0 where z_v is below the
@@ -189,11 +193,16 @@ static void FN(sample_streams)(int64_t *out, const struct DT(rf_sampler) *m,
 /* One stream on a team that splits every per-step product on the panels by columns (whole
  * panels a thread, the same bits as one thread: pg_row_cols), the cells and the draw on thread
  * 0: per step a barrier after each layer's products and one after each cell, the last (with the
- * draw) included. */
+ * draw) included.  A worker descheduled for a time slice (another process on its core) would
+ * hold every barrier: thread 0 times its waits at the product barriers on every
+ * SAMPLE_TIMED_EVERY-th step, and where over SAMPLE_VERDICT timed steps rf_threads_late
+ * finds them late (threads.h) it marks the team late and sets *solo before the step's last
+ * barrier; the workers then leave and thread 0 takes the rest of
+ * the call alone, every column (the same bits). */
 static RF_NOINLINE void FN(sample_columns_team)(int64_t *out, const struct DT(rf_sampler) *m,
                                                 const real *const *P_h, const real *const *P_x,
                                                 const real *P_y, const double *uniforms,
-                                                const int64_t *first_ids, int N)
+                                                const int64_t *first_ids, int N, int *solo)
 {
     RF_TEAM_BEGIN();
     const int L = m->L, H = m->H, V = m->V, G = FN(sample_gates)(m);
@@ -203,14 +212,25 @@ static RF_NOINLINE void FN(sample_columns_team)(int64_t *out, const struct DT(rf
     team = omp_get_num_threads();
 #endif
     const int nr = FN(pg_panel_cols)(), panels = (G + nr - 1) / nr;
-    const int j0 = nr * (int)((int64_t)panels * thread / team);
-    const int j1 = thread + 1 == team ? G : nr * (int)((int64_t)panels * (thread + 1) / team);
+    int j0 = nr * (int)((int64_t)panels * thread / team);
+    int j1 = thread + 1 == team ? G : nr * (int)((int64_t)panels * (thread + 1) / team);
     real *act = m->act, *rec = m->b_hn ? m->rec : m->act;
     int64_t *ids = m->ids;
+    double waited = 0, spent = 0; /* thread 0's, over the timed steps since the last verdict */
+    int alone = 0, timed_steps = 0;
     if (thread == 0)
         ids[0] = first_ids[0];
     RF_BARRIER();
     for (int t = 0; t < N; t++) {
+        if (!alone && *solo) { /* set by thread 0 before the last step's final barrier */
+            if (thread != 0)
+                break;
+            alone = 1;
+            j0 = 0;
+            j1 = G;
+        }
+        const int timed = thread == 0 && !alone && t % SAMPLE_TIMED_EVERY == 0;
+        const double step_start = timed ? rf_threads_seconds() : 0;
         for (int l = 0; l < L; l++) {
             const real *hl = m->h + (int64_t)l * H;
             if (l == 0) /* act = W_x[ids] + b, these columns */
@@ -220,13 +240,30 @@ static RF_NOINLINE void FN(sample_columns_team)(int64_t *out, const struct DT(rf
                 FN(pg_row_cols)(act, hl - H, P_x[l], j0, j1, H, 1);
             }
             FN(pg_row_cols)(rec, hl, P_h[l], j0, j1, H, !m->b_hn);
-            RF_BARRIER();
+            if (!alone) {
+                const double wait_start = timed ? rf_threads_seconds() : 0;
+                RF_BARRIER();
+                if (timed)
+                    waited += rf_threads_seconds() - wait_start;
+            }
             if (thread == 0) {
                 FN(sample_cell)(m, l, act, rec, 0, 1);
-                if (l == L - 1)
+                if (l == L - 1) {
                     FN(sample_draw)(out, m, P_y, uniforms, ids, t, 0, 1);
+                    if (timed)
+                        spent += rf_threads_seconds() - step_start;
+                    if (timed && ++timed_steps == SAMPLE_VERDICT) {
+                        if (rf_threads_late(waited, spent)) {
+                            rf_threads_mark_late();
+                            *solo = 1;
+                        }
+                        waited = spent = 0;
+                        timed_steps = 0;
+                    }
+                }
             }
-            RF_BARRIER();
+            if (!alone)
+                RF_BARRIER();
         }
     }
     RF_TEAM_END();
@@ -237,8 +274,10 @@ static RF_TEAM_FORK void FN(fork_sample_columns)(int64_t *out, const struct DT(r
                                                  const real *P_y, const double *uniforms,
                                                  const int64_t *first_ids, int N, int threads)
 {
+    int solo = 0;
+    (void)threads; /* read by the directive alone, which a build without OpenMP drops */
     RF_OMP(parallel num_threads(threads))
-    FN(sample_columns_team)(out, m, P_h, P_x, P_y, uniforms, first_ids, N);
+    FN(sample_columns_team)(out, m, P_h, P_x, P_y, uniforms, first_ids, N, &solo);
     RF_TEAM_JOINED();
 }
 
@@ -275,10 +314,7 @@ static void FN(sample)(int64_t *out, const struct DT(rf_sampler) *m, const doubl
         FN(pg_pack)(p, m->W_y, H, m->V, 0);
         P_y = p;
     }
-    int threads = 1;
-#ifdef _OPENMP
-    threads = omp_get_max_threads();
-#endif
+    const int threads = rf_threads_team();
     if (S == 1 && P_h[0] && threads > 1 && FN(sample_splits)(m)) {
         const int panels = (G + FN(pg_panel_cols)() - 1) / FN(pg_panel_cols)();
         FN(fork_sample_columns)(out, m, P_h, P_x, P_y, uniforms, first_ids, N,
@@ -300,3 +336,5 @@ static void FN(sample)(int64_t *out, const struct DT(rf_sampler) *m, const doubl
 
 #undef SAMPLE_BLOCK
 #undef SAMPLE_SPLIT_SHARE
+#undef SAMPLE_TIMED_EVERY
+#undef SAMPLE_VERDICT

@@ -30,7 +30,9 @@
 #ifndef RNNFAST_THREADS_H
 #define RNNFAST_THREADS_H
 
-/* The threads a kernel called from this thread may use (1 without OpenMP). */
+/* The threads a kernel called from this thread may use (1 without OpenMP): the pool's size,
+ * the caller's setting.  Kernels fork rf_threads_team() (below), which is this unless workers
+ * were lately late. */
 int rf_threads_max(void);
 /* Set them, n >= 1, for kernels called from this thread (omp_set_num_threads). */
 void rf_threads_set(int n);
@@ -40,6 +42,43 @@ int rf_threads_openmp(void);
  * (tests set 0 to thread every call).  Not thread-safe against running kernels. */
 double rf_threads_min_flops(void);
 void rf_threads_set_min_flops(double flops);
+
+/* Wall-clock seconds from an arbitrary start (OpenMP's clock; 0 without OpenMP, where no team
+ * runs to be timed). */
+double rf_threads_seconds(void);
+
+/* Workers descheduled by another process on their cores hold every barrier of a team (the
+ * elementwise passes' static blocks, the recurrent drivers' phases, the sampler's steps): with
+ * one of two cores busy, a training step at 2 threads took 1.5x its 1-thread time.  Teams that
+ * time thread 0's waits (the recurrent drivers at the join, the one-stream sampler at its
+ * barriers) ask rf_threads_late whether the workers were late; if so they mark it
+ * (rf_threads_mark_late), and for RF_LATE_BACKOFF seconds after, process-wide, every kernel runs
+ * on rf_threads_team() = 1 thread, then tries a team again.  Late: a wait of rf_threads_late_wait()
+ * seconds or more (RF_LATE_WAIT until set) and RF_LATE_SHARE or more of the time it was timed
+ * over; setting the wait clears the mark, and a wait of 0 makes every verdict late (tests). */
+int rf_threads_team(void);
+int rf_threads_late(double waited, double elapsed);
+/* After the join of a team forked at `start` whose thread 0 finished its share at `done`: marks
+ * the workers late where rf_threads_late finds thread 0's wait at the join so. */
+void rf_threads_joined(double start, double done);
+double rf_threads_late_wait(void);
+void rf_threads_set_late_wait(double seconds);
+void rf_threads_mark_late(void);
+
+/* Quiet, thread 0 waits microseconds (the barriers themselves), up to 80 us when the machine
+ * hiccups, and at large shapes up to a sixth of a driver's time for its last row block; behind
+ * a worker descheduled by a busy process, a time slice (1-9 ms measured), most of a phase's
+ * time at charrnn-default.  After a late verdict a team is tried again a second later: under
+ * sustained load that costs about one time slice a second. */
+#ifndef RF_LATE_WAIT
+#define RF_LATE_WAIT 1e-3
+#endif
+#ifndef RF_LATE_SHARE
+#define RF_LATE_SHARE 0.5
+#endif
+#ifndef RF_LATE_BACKOFF
+#define RF_LATE_BACKOFF 1.0
+#endif
 
 /* About 4 MFLOP (min-char-rnn's layer is 0.5): below it, the fork and join of a team, a few
  * microseconds, cost more than they save. */
@@ -84,6 +123,12 @@ extern char rf_tsan_sync;
 #define RF_TEAM_BEGIN() ((void)0)
 #endif
 #define RF_TEAM_END() RF_TSAN_RELEASE()
+/* Thread 0 notes when its share of the team's work ended (*done, for rf_threads_joined). */
+#define RF_TEAM_DONE(done)                                                                     \
+    do {                                                                                       \
+        RF_OMP(master)                                                                         \
+        *(done) = rf_threads_seconds();                                                        \
+    } while (0)
 #define RF_TEAM_JOINED() RF_TSAN_ACQUIRE()
 
 #if defined(RNNFAST_TSAN)

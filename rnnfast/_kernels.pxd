@@ -25,6 +25,9 @@ cdef extern from "threads.h" nogil:
     int rf_threads_openmp()
     double rf_threads_min_flops()
     void rf_threads_set_min_flops(double flops)
+    int rf_threads_team()
+    double rf_threads_late_wait()
+    void rf_threads_set_late_wait(double seconds)
 
 cdef extern from "paths.h" nogil:
     enum:

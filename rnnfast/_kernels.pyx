@@ -91,6 +91,22 @@ def _team_min_flops(flops=None):
     return before
 
 
+def _team_late_wait(seconds=None):
+    """Test hook: the seconds a team may wait for late workers before it leaves them (the
+    one-stream sampler; csrc/threads.h); set it when ``seconds`` is given (0: every verdict finds
+    them late), which also forgets a team found late, return the value before.  Not thread-safe
+    against running kernels."""
+    cdef double before = rf_threads_late_wait()
+    if seconds is not None:
+        rf_threads_set_late_wait(_hyper("seconds", seconds, 0.0, INFINITY, True))
+    return before
+
+
+def _team_size():
+    """Test hook: the threads the next kernel call forks (1 for a second after late workers)."""
+    return rf_threads_team()
+
+
 def _openmp():
     """Whether this build has OpenMP (without it the kernels run on one thread)."""
     return bool(rf_threads_openmp())

@@ -207,6 +207,25 @@ def kernel_isa(request):
     yield from _forced(KernelPath(isa=request.param))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def workers_never_late():
+    """Teams never leave late workers (csrc/threads.h): on a loaded or oversubscribed machine a
+    verdict would put every kernel on one thread for a second, and the thread tests would test
+    one thread by chance.  The tests of the verdict set the wait themselves."""
+    before = _kernels._team_late_wait(1e9)
+    yield
+    _kernels._team_late_wait(before)
+
+
+@pytest.fixture
+def late_workers():
+    """Every team's workers late (the wait at 0); yields the function that sets it again, which
+    also forgets the last verdict."""
+    before = _kernels._team_late_wait(0)
+    yield lambda: _kernels._team_late_wait(0)
+    _kernels._team_late_wait(before)
+
+
 @pytest.fixture(scope="session")
 def shakespeare():
     path = SHARED_DATA / "tinyshakespeare.txt"

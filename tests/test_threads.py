@@ -237,6 +237,25 @@ def test_charlm_training_same_bits_at_any_thread_count(dtype, cell, dropout, B):
     assert_same_bits(at_each_thread_count(run))
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_training_after_late_workers_runs_on_one_thread(dtype, cell, late_workers):
+    """A team that finds its workers late (every verdict late) leaves every later kernel on one
+    thread for a second: the rest of the training gives the bits of one thread."""
+    data = np.random.default_rng(6).integers(0, 23, (3, 9, 12))
+
+    def run():
+        late_workers()  # a team again for the first kernel
+        model = rnnfast.CharLM(23, cell=cell, hidden_size=37, num_layers=2, dtype=dtype, seed=3)
+        optimizer, state = rnnfast.Adam(model, lr=1e-2), None
+        for x in data:
+            _, state = model.train_step(x, np.roll(x, -1, axis=0), optimizer, state, clip=1.0)
+        return {"params": model.flat_params, "h": state.h, "team": K._team_size()}
+
+    runs = at_each_thread_count(run)
+    assert [runs[n].pop("team") for n in THREAD_COUNTS] == [1] * len(THREAD_COUNTS)
+    assert_same_bits(runs)
+
+
 @pytest.mark.parametrize("cls", [layers.RNN, layers.LSTM, layers.GRU])
 def test_dense_layers_same_bits_at_any_thread_count(dtype, cls):
     """Two stacked layers with dropout between them, forward and backward with the final state's
