@@ -222,7 +222,7 @@ static void FN(carry_init)(real *carry, const real *given, int64_t n)
  * barrier, rows split, each block of `rows` rows through every step of the sequence. */
 static RF_NOINLINE void FN(forward_team)(const struct DT(rf_layer) *L,
                                          const struct DT(rf_workspace) *ws, int cell, int packed,
-                                         int chunk, int rows, double *done)
+                                         int chunk, int rows, struct rf_team_clock *clock)
 {
     RF_TEAM_BEGIN();
     const int T = L->T, B = L->B, I = L->In, H = L->H;
@@ -239,14 +239,14 @@ static RF_NOINLINE void FN(forward_team)(const struct DT(rf_layer) *L,
         FN(project_cols)(A + r0 * G, L->ids ? L->ids + r0 : NULL, L->X ? L->X + r0 * I : NULL,
                          L->W_x, L->b, steps * B, I, G, j0, G - j0 < cols ? G - j0 : cols);
     }
-    RF_BARRIER();
+    RF_BARRIER_TIMED(clock);
     RF_OMP(for schedule(dynamic, 1) nowait)
     for (int block = 0; block < row_blocks; block++) {
         const int r0 = block * rows, n = B - r0 < rows ? B - r0 : rows;
         for (int t = 0; t < T; t++)
             FN(forward_rows)(L, ws, cell, packed, t, r0, n);
     }
-    RF_TEAM_DONE(done);
+    RF_TEAM_DONE(clock);
     RF_TEAM_END();
 }
 
@@ -254,13 +254,12 @@ static RF_TEAM_FORK void FN(fork_forward)(const struct DT(rf_layer) *L,
                                           const struct DT(rf_workspace) *ws, int cell,
                                           int packed, int chunk, int rows, int threads)
 {
-    const double start = rf_threads_seconds();
-    double done = start;
+    struct rf_team_clock clock = rf_team_clock_start();
     RF_OMP(parallel num_threads(threads) if (threads > 1))
-    FN(forward_team)(L, ws, cell, packed, chunk, rows, &done);
+    FN(forward_team)(L, ws, cell, packed, chunk, rows, &clock);
     RF_TEAM_JOINED();
     if (threads > 1)
-        rf_threads_joined(start, done);
+        rf_threads_joined(&clock);
 }
 
 /* The forward driver: W_h packed, then the team, with BLAS held at one thread. */
@@ -287,7 +286,7 @@ static void FN(recurrent_forward)(const struct DT(rf_layer) *L, const struct DT(
 static RF_NOINLINE void FN(backward_team)(const struct DT(rf_layer_grads) *g,
                                           const struct DT(rf_workspace) *ws,
                                           const struct DT(rf_layer) *L, int cell, int packed,
-                                          int chunk, int rows, double *done)
+                                          int chunk, int rows, struct rf_team_clock *clock)
 {
     RF_TEAM_BEGIN();
     const int T = L->T, B = L->B, I = L->In, H = L->H;
@@ -309,7 +308,7 @@ static RF_NOINLINE void FN(backward_team)(const struct DT(rf_layer_grads) *g,
         for (int t = T - 1; t >= 0; t--)
             FN(backward_rows)(g, ws, L, cell, packed, t, r0, n);
     }
-    RF_BARRIER();
+    RF_BARRIER_TIMED(clock);
     RF_OMP(for schedule(dynamic, 1) nowait)
     for (int task = 0; task < tasks; task++) {
         int k = task;
@@ -359,7 +358,7 @@ static RF_NOINLINE void FN(backward_team)(const struct DT(rf_layer_grads) *g,
         const int j0 = k * h_cols, n = H - j0 < h_cols ? H - j0 : h_cols;
         FN(colsum_add)(g->db_hn + j0, dR + 2 * H + j0, R, n, G);
     }
-    RF_TEAM_DONE(done);
+    RF_TEAM_DONE(clock);
     RF_TEAM_END();
 }
 
@@ -368,13 +367,12 @@ static RF_TEAM_FORK void FN(fork_backward)(const struct DT(rf_layer_grads) *g,
                                            const struct DT(rf_layer) *L, int cell, int packed,
                                            int chunk, int rows, int threads)
 {
-    const double start = rf_threads_seconds();
-    double done = start;
+    struct rf_team_clock clock = rf_team_clock_start();
     RF_OMP(parallel num_threads(threads) if (threads > 1))
-    FN(backward_team)(g, ws, L, cell, packed, chunk, rows, &done);
+    FN(backward_team)(g, ws, L, cell, packed, chunk, rows, &clock);
     RF_TEAM_JOINED();
     if (threads > 1)
-        rf_threads_joined(start, done);
+        rf_threads_joined(&clock);
 }
 
 /* The backward driver: W_h^T packed and the carries set, then the team, BLAS held at one

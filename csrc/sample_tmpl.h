@@ -195,10 +195,9 @@ static void FN(sample_streams)(int64_t *out, const struct DT(rf_sampler) *m,
  * 0: per step a barrier after each layer's products and one after each cell, the last (with the
  * draw) included.  A worker descheduled for a time slice (another process on its core) would
  * hold every barrier: thread 0 times its waits at the product barriers on every
- * SAMPLE_TIMED_EVERY-th step, and where over SAMPLE_VERDICT timed steps rf_threads_late
- * finds them late (threads.h) it marks the team late and sets *solo before the step's last
- * barrier; the workers then leave and thread 0 takes the rest of
- * the call alone, every column (the same bits). */
+ * SAMPLE_TIMED_EVERY-th step, and where over SAMPLE_VERDICT timed steps rf_threads_verdict
+ * finds them late (threads.h) it sets *solo before the step's last barrier; the workers then
+ * leave and thread 0 takes the rest of the call alone, every column (the same bits). */
 static RF_NOINLINE void FN(sample_columns_team)(int64_t *out, const struct DT(rf_sampler) *m,
                                                 const real *const *P_h, const real *const *P_x,
                                                 const real *P_y, const double *uniforms,
@@ -253,10 +252,8 @@ static RF_NOINLINE void FN(sample_columns_team)(int64_t *out, const struct DT(rf
                     if (timed)
                         spent += rf_threads_seconds() - step_start;
                     if (timed && ++timed_steps == SAMPLE_VERDICT) {
-                        if (rf_threads_late(waited, spent)) {
-                            rf_threads_mark_late();
+                        if (rf_threads_verdict(waited, spent))
                             *solo = 1;
-                        }
                         waited = spent = 0;
                         timed_steps = 0;
                     }

@@ -10,7 +10,9 @@ char rf_tsan_sync;
 
 static double min_flops = RF_TEAM_MIN_FLOPS;
 static double late_wait = RF_LATE_WAIT;
-static double late_until = 0; /* rf_threads_seconds() until which teams are late */
+/* The backoff after late workers (threads.h), written by any thread that runs a team. */
+static double late_until = 0;   /* rf_threads_seconds() until which kernels run on one thread */
+static double late_backoff = 0; /* the current backoff */
 
 int rf_threads_max(void)
 {
@@ -66,16 +68,36 @@ int rf_threads_team(void)
     return rf_threads_seconds() < until ? 1 : rf_threads_max();
 }
 
-int rf_threads_late(double waited, double elapsed)
+int rf_threads_verdict(double waited, double elapsed)
 {
-    return late_wait == 0 || (waited >= late_wait && waited >= RF_LATE_SHARE * elapsed);
+    const int late = late_wait == 0 || (waited >= late_wait && waited >= RF_LATE_SHARE * elapsed);
+    double backoff;
+    RF_OMP(atomic read)
+    backoff = late_backoff;
+    if (late) {
+        backoff = 4 * backoff > RF_LATE_BACKOFF_MIN ? 4 * backoff : RF_LATE_BACKOFF_MIN;
+        backoff = backoff < RF_LATE_BACKOFF_MAX ? backoff : RF_LATE_BACKOFF_MAX;
+        RF_OMP(atomic write)
+        late_until = rf_threads_seconds() + backoff;
+    } else {
+        backoff /= 2;
+    }
+    RF_OMP(atomic write)
+    late_backoff = backoff;
+    return late;
 }
 
-void rf_threads_joined(double start, double done)
+struct rf_team_clock rf_team_clock_start(void)
+{
+    const double now = rf_threads_seconds();
+    const struct rf_team_clock clock = {now, now, 0};
+    return clock;
+}
+
+void rf_threads_joined(const struct rf_team_clock *clock)
 {
     const double end = rf_threads_seconds();
-    if (rf_threads_late(end - done, end - start))
-        rf_threads_mark_late();
+    rf_threads_verdict(clock->waited + end - clock->done, end - clock->start);
 }
 
 double rf_threads_late_wait(void)
@@ -88,10 +110,6 @@ void rf_threads_set_late_wait(double seconds)
     late_wait = seconds;
     RF_OMP(atomic write)
     late_until = 0;
-}
-
-void rf_threads_mark_late(void)
-{
     RF_OMP(atomic write)
-    late_until = rf_threads_seconds() + RF_LATE_BACKOFF;
+    late_backoff = 0;
 }

@@ -50,34 +50,44 @@ double rf_threads_seconds(void);
 /* Workers descheduled by another process on their cores hold every barrier of a team (the
  * elementwise passes' static blocks, the recurrent drivers' phases, the sampler's steps): with
  * one of two cores busy, a training step at 2 threads took 1.5x its 1-thread time.  Teams that
- * time thread 0's waits (the recurrent drivers at the join, the one-stream sampler at its
- * barriers) ask rf_threads_late whether the workers were late; if so they mark it
- * (rf_threads_mark_late), and for RF_LATE_BACKOFF seconds after, process-wide, every kernel runs
- * on rf_threads_team() = 1 thread, then tries a team again.  Late: a wait of rf_threads_late_wait()
- * seconds or more (RF_LATE_WAIT until set) and RF_LATE_SHARE or more of the time it was timed
- * over; setting the wait clears the mark, and a wait of 0 makes every verdict late (tests). */
+ * time thread 0's waits (the recurrent drivers at their phase barrier and the join, the
+ * one-stream sampler at its barriers) give rf_threads_verdict the wait and the time it was
+ * timed over.  Late: a wait of rf_threads_late_wait() seconds or more (RF_LATE_WAIT until set)
+ * and RF_LATE_SHARE or more of that time.  After a late verdict every kernel, process-wide,
+ * runs on rf_threads_team() = 1 thread for a backoff, then tries a team again: each late
+ * verdict quadruples the backoff (at least RF_LATE_BACKOFF_MIN, at most RF_LATE_BACKOFF_MAX),
+ * each timely one halves it, so that a busy core (whose worker a team finds late about half the
+ * time) costs about one time slice a second, and a passing hiccup (this shared machine's own, a
+ * few ms now and then) a few hundredths of a second on one thread.  Setting the wait clears the
+ * backoff; a wait of 0 makes every verdict late (tests). */
 int rf_threads_team(void);
-int rf_threads_late(double waited, double elapsed);
-/* After the join of a team forked at `start` whose thread 0 finished its share at `done`: marks
- * the workers late where rf_threads_late finds thread 0's wait at the join so. */
-void rf_threads_joined(double start, double done);
+int rf_threads_verdict(double waited, double elapsed);
 double rf_threads_late_wait(void);
 void rf_threads_set_late_wait(double seconds);
-void rf_threads_mark_late(void);
+/* Thread 0's clock over a team: when it forked, when thread 0 finished its share, and its waits
+ * at the team's timed barriers (RF_BARRIER_TIMED). */
+struct rf_team_clock {
+    double start, done, waited;
+};
+struct rf_team_clock rf_team_clock_start(void);
+/* After the join: the verdict on thread 0's waits at the timed barriers and the join. */
+void rf_threads_joined(const struct rf_team_clock *clock);
 
-/* Quiet, thread 0 waits microseconds (the barriers themselves), up to 80 us when the machine
- * hiccups, and at large shapes up to a sixth of a driver's time for its last row block; behind
- * a worker descheduled by a busy process, a time slice (1-9 ms measured), most of a phase's
- * time at charrnn-default.  After a late verdict a team is tried again a second later: under
- * sustained load that costs about one time slice a second. */
+/* Quiet, thread 0 waits microseconds (the barriers themselves), at large shapes up to a sixth
+ * of a driver's time for its last row block, and 1-6 ms now and then when this shared machine
+ * hiccups; behind a worker descheduled by a busy process, a time slice (1-9 ms measured), most
+ * of a phase's time at charrnn-default. */
 #ifndef RF_LATE_WAIT
 #define RF_LATE_WAIT 1e-3
 #endif
 #ifndef RF_LATE_SHARE
 #define RF_LATE_SHARE 0.5
 #endif
-#ifndef RF_LATE_BACKOFF
-#define RF_LATE_BACKOFF 1.0
+#ifndef RF_LATE_BACKOFF_MIN
+#define RF_LATE_BACKOFF_MIN 0.02
+#endif
+#ifndef RF_LATE_BACKOFF_MAX
+#define RF_LATE_BACKOFF_MAX 1.0
 #endif
 
 /* About 4 MFLOP (min-char-rnn's layer is 0.5): below it, the fork and join of a team, a few
@@ -123,11 +133,20 @@ extern char rf_tsan_sync;
 #define RF_TEAM_BEGIN() ((void)0)
 #endif
 #define RF_TEAM_END() RF_TSAN_RELEASE()
-/* Thread 0 notes when its share of the team's work ended (*done, for rf_threads_joined). */
-#define RF_TEAM_DONE(done)                                                                     \
+/* Thread 0 notes when its share of the team's work ended (for rf_threads_joined). */
+#define RF_TEAM_DONE(clock)                                                                    \
     do {                                                                                       \
         RF_OMP(master)                                                                         \
-        *(done) = rf_threads_seconds();                                                        \
+        (clock)->done = rf_threads_seconds();                                                  \
+    } while (0)
+
+/* RF_BARRIER, thread 0 adding its wait to the clock. */
+#define RF_BARRIER_TIMED(clock)                                                                \
+    do {                                                                                       \
+        const double rf_barrier_start_ = rf_threads_seconds();                                 \
+        RF_BARRIER();                                                                          \
+        RF_OMP(master)                                                                         \
+        (clock)->waited += rf_threads_seconds() - rf_barrier_start_;                           \
     } while (0)
 #define RF_TEAM_JOINED() RF_TSAN_ACQUIRE()
 

@@ -225,7 +225,8 @@ def test_one_stream_same_bits_at_any_thread_count(rng, dtype, cell, H):
 def test_one_stream_team_found_late_finishes_alone(rng, dtype, cell, late_workers):
     """Every verdict late: where the products are packed (forced: H = 70 pads too much for the
     default) the team splits the first 16 steps and thread 0 takes the other 24 alone, every
-    column, and the next calls run on one thread; the bits of one thread at 2-4 threads."""
+    column, and the next calls run on one thread (for the backoff: checked at once); the bits of
+    one thread at 2-4 threads."""
     args = make_sampler(rng, cell, 29, 70, 2, 1, 40, dtype)
     packed = K._paths()["packed"]  # "auto" splits for some ISAs and dtypes
     runs = {}
