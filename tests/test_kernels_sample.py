@@ -225,17 +225,14 @@ def test_one_stream_same_bits_at_any_thread_count(rng, dtype, cell, H):
 def test_one_stream_team_found_late_finishes_alone(rng, dtype, cell, late_workers):
     """Every verdict late: where the products are packed (forced: H = 70 pads too much for the
     default) the team splits the first 16 steps and thread 0 takes the other 24 alone, every
-    column, and the next calls run on one thread (for the backoff: checked at once); the bits of
-    one thread at 2-4 threads."""
+    column; the bits of one thread at 2-4 threads.  (Whether the next kernel runs on one thread
+    depends on the clock, the backoff being 20 ms: test_threads checks it after a short call.)"""
     args = make_sampler(rng, cell, 29, 70, 2, 1, 40, dtype)
-    packed = K._paths()["packed"]  # "auto" splits for some ISAs and dtypes
     runs = {}
     for n in THREAD_COUNTS:
         late_workers()  # forgets the last count's verdict: a team again
         with threadpool_limits(n, user_api="openmp"):
             runs[n] = call(K, args, **OPTIONS["plain"])
-            if packed != "auto":
-                assert K._team_size() == (1 if packed else n)
     for n in THREAD_COUNTS[1:]:
         for name in ("out", "h", "c"):
             if runs[1][name] is not None:
