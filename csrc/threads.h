@@ -49,7 +49,7 @@ double rf_threads_seconds(void);
 
 /* Workers descheduled by another process on their cores hold every barrier of a team (the
  * elementwise passes' static blocks, the recurrent drivers' phases, the sampler's steps): with
- * one of two cores busy, a training step at 2 threads took 1.5x its 1-thread time.  Teams that
+ * one of two cores busy, a training step at 2 threads took 1.6x its 1-thread time.  Teams that
  * time thread 0's waits (the recurrent drivers at their phase barrier and the join, the
  * one-stream sampler at its barriers) give rf_threads_verdict the wait and the time it was
  * timed over.  Late: a wait of rf_threads_late_wait() seconds or more (RF_LATE_WAIT until set)
