@@ -59,7 +59,7 @@ def forward_gemm_flops_per_char(cfg: Config) -> int:
     recurrent product h W_h (2 H G) and, above layer 0, the input projection x W_x (2 H G) --
     layer 0's one-hot input is a row gather, no FLOPs -- plus the output layer (2 H V).
     Training counts 3x this (forward, and the two products of backward)."""
-    from rnnfast.model import GATES
+    from rnnfast.core import GATES
 
     G = GATES[cfg.cell] * cfg.H
     per_layer = [2 * cfg.H * G + (2 * cfg.H * G if layer > 0 else 0) for layer in range(cfg.layers)]
@@ -67,7 +67,7 @@ def forward_gemm_flops_per_char(cfg: Config) -> int:
 
 
 def num_params(cfg: Config) -> int:
-    from rnnfast.model import param_shapes
+    from rnnfast.core import param_shapes
 
     return sum(math.prod(shape) for _, shape in param_shapes(cfg.cell, cfg.V, cfg.H, cfg.layers))
 

@@ -4,11 +4,10 @@ B=1, V=65, Adam, clip 5), float32 next to float64, BLAS at 1 thread, on both pat
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/step_breakdown.py
 
-Step by step (``CharLM._train_step_by_kernels``, the path before the one-call step and still the
-one of other optimizers): the model's kernel namespace (``model.kernels``, which ``_forward``,
-``_backward``, the clip and the optimizer call) is replaced by timing shims around the same
-functions, so every kernel call is a row, bridge checks included; so are the instance's
-``_inputs`` and ``_final_state``.
+Step by step (the fused step's NumPy twin ``rnnfast.engine.TrainStep`` composed of the C
+elementary kernels, which gives the fused step's bits): the model's kernel namespace
+(``model.kernels``) is replaced by timing shims around the same functions, so every kernel call
+is a row, bridge checks included; so is the instance's ``_step_inputs``.
 
 One call (``train_step`` with a built-in optimizer): the C step times its own phases
 (``TrainStep.profile``, ``_kernels.TRAIN_PHASES``); "bridge" is the time of the
@@ -35,6 +34,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -43,7 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_configs import CONFIGS, batch, blas_summary, vocab  # noqa: E402
 
-SHIMMED_METHODS = ("_inputs", "_final_state")
+SHIMMED_METHODS = ("_step_inputs",)
 TAIL = ["rest of Python", "shims (removed above)", "step, shimmed", "step, untimed"]
 
 CLOCKS = {"cpu": time.thread_time_ns, "wall": time.perf_counter_ns}
@@ -89,7 +89,7 @@ def make_model(dtype, cfg):
 
 
 def step_by_step(model, x, y, opt, state):
-    return model._train_step_by_kernels(x, y, opt, state, 5.0, None)
+    return model.train_step(x, y, opt, state, clip=5.0)
 
 
 def one_call(model, x, y, opt, state):
@@ -98,9 +98,11 @@ def one_call(model, x, y, opt, state):
 
 def shim_step_by_step(model, totals, clock):
     """Time every kernel call and the shimmed methods; returns the phase counter (none)."""
-    model.kernels = SimpleNamespace(
-        **{name: timed(fn, name, totals, clock) for name, fn in vars(model.kernels).items()}
-    )
+    from rnnfast import engine
+
+    shims = {name: timed(fn, name, totals, clock) for name, fn in vars(model.kernels).items()}
+    shims["TrainStep"] = partial(engine.TrainStep, kernels=SimpleNamespace(**shims))
+    model.kernels = SimpleNamespace(**shims)
     for name in SHIMMED_METHODS:
         setattr(model, name, timed(getattr(model, name), name, totals, clock))
     return None

@@ -14,7 +14,7 @@ import pytest
 from bench_configs import CONFIGS, batch, num_params
 from conftest import config_params
 
-from rnnfast.model import kernels
+from rnnfast.backends import kernels
 
 BACKENDS = ["c", "numpy"]
 FLAT = [

@@ -6,10 +6,6 @@
 #include "recurrent.h"
 #include "threads.h"
 
-/* The three cells of the one recurrent driver (recurrent_tmpl.h), and their gate blocks. */
-enum { CELL_RNN = 0, CELL_LSTM = 1, CELL_GRU = 2 };
-#define CELL_GATES(cell) ((cell) == CELL_LSTM ? 4 : (cell) == CELL_GRU ? 3 : 1)
-
 /* Columns per task of the drivers' whole-sequence GEMMs and column sums (recurrent_tmpl.h's
  * task_cols): at least TASK_COLS_MIN, in steps of TASK_COLS_STEP, at most about TASK_SPLIT tasks
  * a matrix, since each task's GEMM packs the whole other operand again. */

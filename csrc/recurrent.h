@@ -9,7 +9,7 @@
  * outputs, inputs.  Forward assigns; backward accumulates (+=) into dW_x, dW_h, db, db_hn and
  * assigns dX (may be NULL), dh0, dc0 and the workspace, its carries starting from dh_T, dc_T
  * (or zero).  The equations are those of
- * rnnfast/reference.py:
+ * rnnfast/kernels.py:
  *   RNN    h_t = tanh(x_t W_x + h_{t-1} W_h + b)
  *   LSTM   a_t = x_t W_x + h_{t-1} W_h + b, gates i, f, g, o = sig(a_i), sig(a_f), tanh(a_g),
  *          sig(a_o);  c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
@@ -19,6 +19,10 @@
 #define RNNFAST_RECURRENT_H
 
 #include <stdint.h>
+
+/* The cells, as the bridge numbers them, and their gate blocks: G = RF_CELL_GATES(cell) * H. */
+enum rf_cell { RF_CELL_RNN = 0, RF_CELL_LSTM = 1, RF_CELL_GRU = 2 };
+#define RF_CELL_GATES(cell) ((cell) == RF_CELL_LSTM ? 4 : (cell) == RF_CELL_GRU ? 3 : 1)
 
 #define RF_DECLARE_RECURRENT(real, sfx)                                                        \
     /* One layer over a sequence: its sizes, input, parameters, and the cache that forward   \
@@ -40,11 +44,11 @@
         real *gates;        /* (T, B, G) activated LSTM i, f, g, o / GRU r, z, n; not RNN */   \
         real *R;            /* (T, B, 3H) R_t = h_{t-1} W_h + (0, 0, b_hn); GRU only */        \
         /* Dropout on the layer's output: both NULL (none) or both set.  The recurrence reads  \
-         * hs; the layer above reads out, and backward takes dH as d loss / d out. */          \
+         * hs; the layer above reads out, and backward takes dhs as d loss / d out. */          \
         const real *mask;   /* (T, B, H) each output's factor: 0 or 1 / (1 - p) */             \
         real *out;          /* (T, B, H) out_t = h_t * mask_t; forward writes it */            \
     };                                                                                         \
-    /* The gradients of one layer: dH in, the rest out. */                                    \
+    /* The gradients of one layer: dhs in, the rest out. */                                    \
     struct rf_layer_grads_##sfx {                                                              \
         real *dX;        /* (T, B, I) assigned, or NULL (ids input, or not wanted) */          \
         real *dW_x;      /* (I, G) += */                                                       \
@@ -53,7 +57,7 @@
         real *dh0;       /* (B, H) assigned */                                                 \
         real *dc0;       /* (B, H) assigned; LSTM only */                                      \
         real *db_hn;     /* (H) +=; GRU only */                                                \
-        const real *dH;  /* (T, B, H) d loss / d h_t (/ d out_t with dropout) from above */    \
+        const real *dhs;  /* (T, B, H) d loss / d h_t (/ d out_t with dropout) from above */    \
         /* (B, H) d loss / d h_{T-1}, d loss / d c_{T-1} from beyond the sequence (the final   \
          * state's gradient, past any dropout): the carries into step T-1.  NULL: zero; dc_T   \
          * is LSTM only. */                                                                    \

@@ -97,11 +97,11 @@ static RF_ALWAYS_INLINE void FN(forward_rows)(const struct DT(rf_layer) *L,
                                               int packed, int t, int r0, int rows)
 {
     const int H = L->H;
-    const int G = CELL_GATES(cell) * H;
-    const int apart = cell == CELL_GRU;
+    const int G = RF_CELL_GATES(cell) * H;
+    const int apart = cell == RF_CELL_GRU;
     const struct FN(row_offsets) off = FN(row_offsets_at)(L, G, t, r0);
     const int64_t at = off.at;
-    real *a = (cell == CELL_RNN ? L->hs : L->gates) + off.gt;
+    real *a = (cell == RF_CELL_RNN ? L->hs : L->gates) + off.gt;
     const real *h_prev = t ? L->hs + off.at_prev : L->h0 + off.init;
     real *rec = apart ? L->R + off.gt : a;
     real *out = L->mask ? L->out + at : NULL;
@@ -110,14 +110,14 @@ static RF_ALWAYS_INLINE void FN(forward_rows)(const struct DT(rf_layer) *L,
         FN(pg_gemm)(rec, h_prev, ws->pack, rows, G, H, !apart);
     else
         GEMM(0, 0, rows, G, H, 1, h_prev, H, L->W_h, G, apart ? 0 : 1, rec, G);
-    if (cell == CELL_LSTM) {
+    if (cell == RF_CELL_LSTM) {
         const real *c_prev = t ? L->cs + off.at_prev : L->c0 + off.init;
         if (mask)
             FN(lstm_cell_dropout)(L->hs + at, L->cs + at, L->tcs + at, a, out, mask, c_prev, rows,
                                   H);
         else
             FN(lstm_cell)(L->hs + at, L->cs + at, L->tcs + at, a, c_prev, rows, H);
-    } else if (cell == CELL_GRU) {
+    } else if (cell == RF_CELL_GRU) {
         if (mask)
             FN(gru_cell_dropout)(L->hs + at, a, rec, L->b_hn, h_prev, out, mask, rows, H);
         else
@@ -137,20 +137,20 @@ static RF_ALWAYS_INLINE void FN(backward_rows)(const struct DT(rf_layer_grads) *
                                                int packed, int t, int r0, int rows)
 {
     const int H = L->H;
-    const int G = CELL_GATES(cell) * H;
-    const int apart = cell == CELL_GRU;
+    const int G = RF_CELL_GATES(cell) * H;
+    const int apart = cell == RF_CELL_GRU;
     const struct FN(row_offsets) off = FN(row_offsets_at)(L, G, t, r0);
     const int64_t at = off.at;
     real *da = ws->dA + off.gt;
     real *dr = apart ? ws->dR + off.gt : da;
     real *carry = g->dh0 + off.init;
-    const real *dH = g->dH + at;
+    const real *dH = g->dhs + at; /* this block's rows of dhs */
     const real *mask = L->mask ? L->mask + at : NULL;
-    if (cell == CELL_LSTM) {
+    if (cell == RF_CELL_LSTM) {
         const real *c_prev = t ? L->cs + off.at_prev : L->c0 + off.init;
         FN(lstm_cell_back)(da, g->dc0 + off.init, dH, mask, carry, L->gates + off.gt, L->tcs + at,
                            c_prev, rows, H);
-    } else if (cell == CELL_GRU) {
+    } else if (cell == RF_CELL_GRU) {
         const real *h_prev = t ? L->hs + off.at_prev : L->h0 + off.init;
         FN(gru_cell_back)(da, dr, carry, dH, mask, L->gates + off.gt, L->R + off.gt, h_prev, rows,
                           H);
@@ -226,8 +226,8 @@ static RF_NOINLINE void FN(forward_team)(const struct DT(rf_layer) *L,
 {
     RF_TEAM_BEGIN();
     const int T = L->T, B = L->B, I = L->In, H = L->H;
-    const int G = CELL_GATES(cell) * H;
-    real *A = cell == CELL_RNN ? L->hs : L->gates; /* (T, B, G) pre-activations */
+    const int G = RF_CELL_GATES(cell) * H;
+    real *A = cell == RF_CELL_RNN ? L->hs : L->gates; /* (T, B, G) pre-activations */
     const int chunks = T / chunk + (T % chunk != 0);
     const int cols = FN(task_cols)(G), col_tasks = FN(col_tasks)(G);
     const int row_blocks = (B + rows - 1) / rows;
@@ -267,7 +267,7 @@ static void FN(recurrent_forward)(const struct DT(rf_layer) *L, const struct DT(
                                   int cell)
 {
     const int B = L->B, H = L->H;
-    const int G = CELL_GATES(cell) * H;
+    const int G = RF_CELL_GATES(cell) * H;
     const int packed = rf_use_packed(B);
     if (packed)
         FN(pg_pack)(ws->pack, L->W_h, H, G, 0);
@@ -290,9 +290,9 @@ static RF_NOINLINE void FN(backward_team)(const struct DT(rf_layer_grads) *g,
 {
     RF_TEAM_BEGIN();
     const int T = L->T, B = L->B, I = L->In, H = L->H;
-    const int G = CELL_GATES(cell) * H;
+    const int G = RF_CELL_GATES(cell) * H;
     const int64_t R = (int64_t)T * B;
-    const int apart = cell == CELL_GRU; /* dR is its own buffer */
+    const int apart = cell == RF_CELL_GRU; /* dR is its own buffer */
     const real *dR = apart ? ws->dR : ws->dA;
     const int chunks = T / chunk + (T % chunk != 0);
     const int g_cols = FN(task_cols)(G), i_cols = FN(task_cols)(I), h_cols = FN(task_cols)(H);
@@ -382,13 +382,13 @@ static void FN(recurrent_backward)(const struct DT(rf_layer_grads) *g,
                                    const struct DT(rf_layer) *L, int cell)
 {
     const int B = L->B, H = L->H;
-    const int G = CELL_GATES(cell) * H;
+    const int G = RF_CELL_GATES(cell) * H;
     const int64_t step = (int64_t)B * H;
     const int packed = rf_use_packed(B);
     if (packed)
         FN(pg_pack)(ws->pack, L->W_h, G, H, 1);
     FN(carry_init)(g->dh0, g->dh_T, step); /* the carries into step T-1 */
-    if (cell == CELL_LSTM)
+    if (cell == RF_CELL_LSTM)
         FN(carry_init)(g->dc0, g->dc_T, step);
     const int chunk = rf_chunk_steps(B, (int64_t)B * G * (int64_t)sizeof(real));
     const int threads = FN(team_size)(L, G);
@@ -400,33 +400,33 @@ static void FN(recurrent_backward)(const struct DT(rf_layer_grads) *g,
 
 static void FN(rnn_forward)(const struct DT(rf_layer) *L, const struct DT(rf_workspace) *ws)
 {
-    FN(recurrent_forward)(L, ws, CELL_RNN);
+    FN(recurrent_forward)(L, ws, RF_CELL_RNN);
 }
 
 static void FN(rnn_backward)(const struct DT(rf_layer_grads) *g,
                              const struct DT(rf_workspace) *ws, const struct DT(rf_layer) *L)
 {
-    FN(recurrent_backward)(g, ws, L, CELL_RNN);
+    FN(recurrent_backward)(g, ws, L, RF_CELL_RNN);
 }
 
 static void FN(lstm_forward)(const struct DT(rf_layer) *L, const struct DT(rf_workspace) *ws)
 {
-    FN(recurrent_forward)(L, ws, CELL_LSTM);
+    FN(recurrent_forward)(L, ws, RF_CELL_LSTM);
 }
 
 static void FN(lstm_backward)(const struct DT(rf_layer_grads) *g,
                               const struct DT(rf_workspace) *ws, const struct DT(rf_layer) *L)
 {
-    FN(recurrent_backward)(g, ws, L, CELL_LSTM);
+    FN(recurrent_backward)(g, ws, L, RF_CELL_LSTM);
 }
 
 static void FN(gru_forward)(const struct DT(rf_layer) *L, const struct DT(rf_workspace) *ws)
 {
-    FN(recurrent_forward)(L, ws, CELL_GRU);
+    FN(recurrent_forward)(L, ws, RF_CELL_GRU);
 }
 
 static void FN(gru_backward)(const struct DT(rf_layer_grads) *g,
                              const struct DT(rf_workspace) *ws, const struct DT(rf_layer) *L)
 {
-    FN(recurrent_backward)(g, ws, L, CELL_GRU);
+    FN(recurrent_backward)(g, ws, L, RF_CELL_GRU);
 }

@@ -14,7 +14,6 @@
 
 #include "recurrent.h"
 
-enum rf_cell { RF_CELL_RNN = 0, RF_CELL_LSTM = 1, RF_CELL_GRU = 2 };
 enum rf_update_kind {
     RF_UPDATE_NONE = 0, /* gradients only (rnnfast.minchar's lossFun) */
     RF_UPDATE_SGD = 1,
@@ -52,7 +51,7 @@ typedef void (*rf_phase_fn)(void *context, int phase);
         /* (L) each layer's sizes, weights and cache (hs, cs, tcs, gates, R); the input (ids  \
          * or X), h0, c0, mask and out are set by each call */                                \
         const struct rf_layer_##sfx *layers;                                                   \
-        /* (L) each layer's gradients: dW_x, dW_h, db, db_hn in grad; dH the layer's output   \
+        /* (L) each layer's gradients: dW_x, dW_h, db, db_hn in grad; dhs the layer's output  \
          * gradient (T, B, H), dX the one below's (NULL for layer 0); dh0, dc0 (B, H)         \
          * scratch; dh_T, dc_T NULL */                                                         \
         const struct rf_layer_grads_##sfx *grads;                                              \
@@ -60,7 +59,7 @@ typedef void (*rf_phase_fn)(void *context, int phase);
         const real *W_y, *b_y;        /* (H, V), (V) */                                        \
         real *dW_y, *db_y;            /* (H, V), (V), in grad */                               \
         real *logits, *dlogits;       /* (N, V) */                                             \
-        real *dtop;                   /* (T, B, H) = grads[L - 1].dH, the output layer's dX */ \
+        real *dtop;                   /* grads[L - 1].dhs: the output layer's dX */            \
         real *outs;                   /* (L, T, B, H) dropped outputs; NULL: no dropout */     \
         real *param, *grad;           /* (n) the flat buffers the parameters lie in */         \
         int64_t n;                                                                             \

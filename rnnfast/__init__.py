@@ -12,8 +12,9 @@ from .threads import _spin_briefly
 
 with _spin_briefly():  # OpenMP reads its wait policy once, when the extension loads it
     from . import cs231n, layers, reference  # noqa: F401  (the submodules are public)
+from .core import Params, State
 from .data import Batches, Vocab, builtin_corpus, load_text, split
-from .model import GRU, LSTM, RNN, CharLM, Params, Stack, State
+from .model import GRU, LSTM, RNN, CharLM, Stack
 from .optim import SGD, Adagrad, Adam, Optimizer, RMSProp
 from .threads import get_num_threads, set_num_threads
 

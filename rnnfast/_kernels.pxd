@@ -117,7 +117,7 @@ cdef extern from "recurrent.h" nogil:
         float *dh0
         float *dc0
         float *db_hn
-        const float *dH
+        const float *dhs
         const float *dh_T
         const float *dc_T
     struct rf_workspace_f32:
@@ -171,7 +171,7 @@ cdef extern from "recurrent.h" nogil:
         double *dh0
         double *dc0
         double *db_hn
-        const double *dH
+        const double *dhs
         const double *dh_T
         const double *dc_T
     struct rf_workspace_f64:

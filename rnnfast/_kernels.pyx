@@ -682,67 +682,67 @@ cdef object _fill_layer(rf_recurrent *d, object X, object W_x, object W_h, objec
     return pack
 
 
-cdef _rnn_forward(rf_recurrent *d, object H, object X, object W_x, object W_h, object b,
+cdef _rnn_forward(rf_recurrent *d, object hs, object X, object W_x, object W_h, object b,
                   object h0, object out, object mask, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, b, h0, None, T, B, I, n, ids, n)
-    _out(&d.layer.hs, H)
+    _out(&d.layer.hs, hs)
     _fill_dropout(d, out, mask)
     with nogil:
         rf_rnn_forward(d)
 
 
-def rnn_forward(H, X, W_x, W_h, b, h0, *, out=None, mask=None):
+def rnn_forward(hs, X, W_x, W_h, b, h0, *, out=None, mask=None):
     """Vanilla RNN over a sequence, with dropout on its output when ``out`` and ``mask`` are
     given; see ``reference.rnn_forward``."""
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("rnn", X, W_x, W_h, b, h0, None)
-    _check_output("H", H, dtype, (T, B, n))
+    _check_output("hs", hs, dtype, (T, B, n))
     _check_dropout(out, mask, dtype, (T, B, n), True)
-    _check_no_overlap(("H", "out", "X", "W_x", "W_h", "b", "h0", "mask"),
-                      (H, out, X, W_x, W_h, b, h0, mask), 2)
+    _check_no_overlap(("hs", "out", "X", "W_x", "W_h", "b", "h0", "mask"),
+                      (hs, out, X, W_x, W_h, b, h0, mask), 2)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _rnn_forward(&d32, H, X, W_x, W_h, b, h0, out, mask, T, B, I, n, ids)
+        _rnn_forward(&d32, hs, X, W_x, W_h, b, h0, out, mask, T, B, I, n, ids)
     else:
-        _rnn_forward(&d64, H, X, W_x, W_h, b, h0, out, mask, T, B, I, n, ids)
+        _rnn_forward(&d64, hs, X, W_x, W_h, b, h0, out, mask, T, B, I, n, ids)
 
 
 cdef _fill_grads(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
-                 object dc0, object dA, object dH, object dh_T, object dc_T):
+                 object dc0, object dA, object dhs, object dh_T, object dc_T):
     _out(&d.grads.dX, dX)
     _out(&d.grads.dW_x, dW_x)
     _out(&d.grads.dW_h, dW_h)
     _out(&d.grads.db, db)
     _out(&d.grads.dh0, dh0)
     _out(&d.grads.dc0, dc0)
-    _in(&d.grads.dH, dH)
+    _in(&d.grads.dhs, dhs)
     _in(&d.grads.dh_T, dh_T)
     _in(&d.grads.dc_T, dc_T)
     _out(&d.ws.dA, dA)
 
 
 cdef _rnn_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
-                   object dA, object dH, object X, object H, object W_x, object W_h, object h0,
+                   object dA, object dhs, object X, object hs, object W_x, object W_h, object h0,
                    object mask, object dh_T, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, n)
-    _out(&d.layer.hs, H)
+    _out(&d.layer.hs, hs)
     _fill_dropout(d, None, mask)
-    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH, dh_T, None)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dhs, dh_T, None)
     with nogil:
         rf_rnn_backward(d)
 
 
-def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, *, mask=None, dh_T=None):
-    """Backward through time of ``rnn_forward`` (through its dropout when ``mask`` is given: dH
+def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0, *, mask=None, dh_T=None):
+    """Backward through time of ``rnn_forward`` (through its dropout when ``mask`` is given: dhs
     is then the gradient of out), from the final state's gradient ``dh_T`` (None: zero); see
     ``reference.rnn_backward``."""
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("rnn", X, W_x, W_h, None, h0, None)
-    _check_array("dH", dH, dtype, (T, B, n))
-    _check_array("H", H, dtype, (T, B, n))
+    _check_array("dhs", dhs, dtype, (T, B, n))
+    _check_array("hs", hs, dtype, (T, B, n))
     _check_dropout(None, mask, dtype, (T, B, n), False)
     _check_no_input_gradient(dX, ids)
     if dX is not None:
@@ -753,37 +753,37 @@ def rnn_backward(dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, *, mask=No
     _check_output("dh0", dh0, dtype, (B, n))
     _check_output("dA", dA, dtype, (T, B, n))
     _check_final_state_grad("dh_T", dh_T, dtype, B, n)
-    _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dA", "dH", "X", "H", "W_x", "W_h",
+    _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dA", "dhs", "X", "hs", "W_x", "W_h",
                        "h0", "mask", "dh_T"),
-                      (dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask, dh_T), 6)
+                      (dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0, mask, dh_T), 6)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _rnn_backward(&d32, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask, dh_T, T,
+        _rnn_backward(&d32, dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0, mask, dh_T, T,
                       B, I, n, ids)
     else:
-        _rnn_backward(&d64, dX, dW_x, dW_h, db, dh0, dA, dH, X, H, W_x, W_h, h0, mask, dh_T, T,
+        _rnn_backward(&d64, dX, dW_x, dW_h, db, dh0, dA, dhs, X, hs, W_x, W_h, h0, mask, dh_T, T,
                       B, I, n, ids)
 
 
-cdef _fill_lstm_cache(rf_recurrent *d, object H, object C, object tanhC, object gates):
-    _out(&d.layer.hs, H)
-    _out(&d.layer.cs, C)
-    _out(&d.layer.tcs, tanhC)
+cdef _fill_lstm_cache(rf_recurrent *d, object hs, object cs, object tcs, object gates):
+    _out(&d.layer.hs, hs)
+    _out(&d.layer.cs, cs)
+    _out(&d.layer.tcs, tcs)
     _out(&d.layer.gates, gates)
 
 
-cdef _lstm_forward(rf_recurrent *d, object H, object C, object tanhC, object gates, object X,
+cdef _lstm_forward(rf_recurrent *d, object hs, object cs, object tcs, object gates, object X,
                    object W_x, object W_h, object b, object h0, object c0, object out,
                    object mask, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, b, h0, c0, T, B, I, n, ids, 4 * n)
-    _fill_lstm_cache(d, H, C, tanhC, gates)
+    _fill_lstm_cache(d, hs, cs, tcs, gates)
     _fill_dropout(d, out, mask)
     with nogil:
         rf_lstm_forward(d)
 
 
-def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, *, out=None, mask=None):
+def lstm_forward(hs, cs, tcs, gates, X, W_x, W_h, b, h0, c0, *, out=None, mask=None):
     """LSTM over a sequence, with dropout on its output when ``out`` and ``mask`` are given;
     see ``reference.lstm_forward``."""
     if c0 is None:
@@ -791,47 +791,47 @@ def lstm_forward(H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, *, out=None, mask=N
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("lstm", X, W_x, W_h, b, h0, c0)
-    _check_output("H", H, dtype, (T, B, n))
-    _check_output("C", C, dtype, (T, B, n))
-    _check_output("tanhC", tanhC, dtype, (T, B, n))
+    _check_output("hs", hs, dtype, (T, B, n))
+    _check_output("cs", cs, dtype, (T, B, n))
+    _check_output("tcs", tcs, dtype, (T, B, n))
     _check_output("gates", gates, dtype, (T, B, 4 * n))
     _check_dropout(out, mask, dtype, (T, B, n), True)
-    _check_no_overlap(("H", "C", "tanhC", "gates", "out", "X", "W_x", "W_h", "b", "h0", "c0",
-                       "mask"), (H, C, tanhC, gates, out, X, W_x, W_h, b, h0, c0, mask), 5)
+    _check_no_overlap(("hs", "cs", "tcs", "gates", "out", "X", "W_x", "W_h", "b", "h0", "c0",
+                       "mask"), (hs, cs, tcs, gates, out, X, W_x, W_h, b, h0, c0, mask), 5)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _lstm_forward(&d32, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, out, mask, T, B, I, n,
+        _lstm_forward(&d32, hs, cs, tcs, gates, X, W_x, W_h, b, h0, c0, out, mask, T, B, I, n,
                       ids)
     else:
-        _lstm_forward(&d64, H, C, tanhC, gates, X, W_x, W_h, b, h0, c0, out, mask, T, B, I, n,
+        _lstm_forward(&d64, hs, cs, tcs, gates, X, W_x, W_h, b, h0, c0, out, mask, T, B, I, n,
                       ids)
 
 
 cdef _lstm_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db, object dh0,
-                    object dc0, object dA, object dH, object X, object H, object C,
-                    object tanhC, object gates, object W_x, object W_h, object h0, object c0,
+                    object dc0, object dA, object dhs, object X, object hs, object cs,
+                    object tcs, object gates, object W_x, object W_h, object h0, object c0,
                     object mask, object dh_T, object dc_T, int T, int B, int I, int n,
                     bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, None, h0, c0, T, B, I, n, ids, 4 * n)
-    _fill_lstm_cache(d, H, C, tanhC, gates)
+    _fill_lstm_cache(d, hs, cs, tcs, gates)
     _fill_dropout(d, None, mask)
-    _fill_grads(d, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, dh_T, dc_T)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, dc0, dA, dhs, dh_T, dc_T)
     with nogil:
         rf_lstm_backward(d)
 
 
-def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h, h0,
+def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dhs, X, hs, cs, tcs, gates, W_x, W_h, h0,
                   c0, *, mask=None, dh_T=None, dc_T=None):
     """Backward through time of ``lstm_forward`` (through its dropout when ``mask`` is given:
-    dH is then the gradient of out), from the final state's gradients ``dh_T``, ``dc_T`` (None:
+    dhs is then the gradient of out), from the final state's gradients ``dh_T``, ``dc_T`` (None:
     zero); see ``reference.lstm_backward``."""
     if c0 is None:
         raise TypeError("c0: expected a numpy.ndarray, got NoneType")
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("lstm", X, W_x, W_h, None, h0, c0)
-    for name, a in (("dH", dH), ("H", H), ("C", C), ("tanhC", tanhC)):
+    for name, a in (("dhs", dhs), ("hs", hs), ("cs", cs), ("tcs", tcs)):
         _check_array(name, a, dtype, (T, B, n))
     _check_array("gates", gates, dtype, (T, B, 4 * n))
     _check_dropout(None, mask, dtype, (T, B, n), False)
@@ -846,82 +846,82 @@ def lstm_backward(dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W
     _check_output("dA", dA, dtype, (T, B, 4 * n))
     _check_final_state_grad("dh_T", dh_T, dtype, B, n)
     _check_final_state_grad("dc_T", dc_T, dtype, B, n)
-    _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dc0", "dA", "dH", "X", "H", "C",
-                       "tanhC", "gates", "W_x", "W_h", "h0", "c0", "mask", "dh_T", "dc_T"),
-                      (dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x, W_h,
+    _check_no_overlap(("dX", "dW_x", "dW_h", "db", "dh0", "dc0", "dA", "dhs", "X", "hs", "cs",
+                       "tcs", "gates", "W_x", "W_h", "h0", "c0", "mask", "dh_T", "dc_T"),
+                      (dX, dW_x, dW_h, db, dh0, dc0, dA, dhs, X, hs, cs, tcs, gates, W_x, W_h,
                        h0, c0, mask, dh_T, dc_T), 7)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _lstm_backward(&d32, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
+        _lstm_backward(&d32, dX, dW_x, dW_h, db, dh0, dc0, dA, dhs, X, hs, cs, tcs, gates, W_x,
                        W_h, h0, c0, mask, dh_T, dc_T, T, B, I, n, ids)
     else:
-        _lstm_backward(&d64, dX, dW_x, dW_h, db, dh0, dc0, dA, dH, X, H, C, tanhC, gates, W_x,
+        _lstm_backward(&d64, dX, dW_x, dW_h, db, dh0, dc0, dA, dhs, X, hs, cs, tcs, gates, W_x,
                        W_h, h0, c0, mask, dh_T, dc_T, T, B, I, n, ids)
 
 
-cdef _fill_gru_cache(rf_recurrent *d, object H, object gates, object R, object b_hn):
-    _out(&d.layer.hs, H)
+cdef _fill_gru_cache(rf_recurrent *d, object hs, object gates, object R, object b_hn):
+    _out(&d.layer.hs, hs)
     _out(&d.layer.gates, gates)
     _out(&d.layer.R, R)
     _in(&d.layer.b_hn, b_hn)
 
 
-cdef _gru_forward(rf_recurrent *d, object H, object gates, object R, object X, object W_x,
+cdef _gru_forward(rf_recurrent *d, object hs, object gates, object R, object X, object W_x,
                   object W_h, object b, object b_hn, object h0, object out, object mask, int T,
                   int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, b, h0, None, T, B, I, n, ids, 3 * n)
-    _fill_gru_cache(d, H, gates, R, b_hn)
+    _fill_gru_cache(d, hs, gates, R, b_hn)
     _fill_dropout(d, out, mask)
     with nogil:
         rf_gru_forward(d)
 
 
-def gru_forward(H, gates, R, X, W_x, W_h, b, b_hn, h0, *, out=None, mask=None):
+def gru_forward(hs, gates, R, X, W_x, W_h, b, b_hn, h0, *, out=None, mask=None):
     """GRU over a sequence, with dropout on its output when ``out`` and ``mask`` are given; see
     ``reference.gru_forward``."""
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("gru", X, W_x, W_h, b, h0, None)
     _check_array("b_hn", b_hn, dtype, (n,))
-    _check_output("H", H, dtype, (T, B, n))
+    _check_output("hs", hs, dtype, (T, B, n))
     _check_output("gates", gates, dtype, (T, B, 3 * n))
     _check_output("R", R, dtype, (T, B, 3 * n))
     _check_dropout(out, mask, dtype, (T, B, n), True)
-    _check_no_overlap(("H", "gates", "R", "out", "X", "W_x", "W_h", "b", "b_hn", "h0", "mask"),
-                      (H, gates, R, out, X, W_x, W_h, b, b_hn, h0, mask), 4)
+    _check_no_overlap(("hs", "gates", "R", "out", "X", "W_x", "W_h", "b", "b_hn", "h0", "mask"),
+                      (hs, gates, R, out, X, W_x, W_h, b, b_hn, h0, mask), 4)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _gru_forward(&d32, H, gates, R, X, W_x, W_h, b, b_hn, h0, out, mask, T, B, I, n, ids)
+        _gru_forward(&d32, hs, gates, R, X, W_x, W_h, b, b_hn, h0, out, mask, T, B, I, n, ids)
     else:
-        _gru_forward(&d64, H, gates, R, X, W_x, W_h, b, b_hn, h0, out, mask, T, B, I, n, ids)
+        _gru_forward(&d64, hs, gates, R, X, W_x, W_h, b, b_hn, h0, out, mask, T, B, I, n, ids)
 
 
 cdef _gru_backward(rf_recurrent *d, object dX, object dW_x, object dW_h, object db,
-                   object db_hn, object dh0, object dA, object dR, object dH, object X, object H,
+                   object db_hn, object dh0, object dA, object dR, object dhs, object X, object hs,
                    object gates, object R, object W_x, object W_h, object h0, object mask,
                    object dh_T, int T, int B, int I, int n, bint ids):
     _pack = _fill_layer(d, X, W_x, W_h, None, h0, None, T, B, I, n, ids, 3 * n)
-    _fill_gru_cache(d, H, gates, R, None)
+    _fill_gru_cache(d, hs, gates, R, None)
     _fill_dropout(d, None, mask)
-    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dH, dh_T, None)
+    _fill_grads(d, dX, dW_x, dW_h, db, dh0, None, dA, dhs, dh_T, None)
     _out(&d.grads.db_hn, db_hn)
     _out(&d.ws.dR, dR)
     with nogil:
         rf_gru_backward(d)
 
 
-def gru_backward(dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x, W_h, h0, *,
+def gru_backward(dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dhs, X, hs, gates, R, W_x, W_h, h0, *,
                  mask=None, dh_T=None):
-    """Backward through time of ``gru_forward`` (through its dropout when ``mask`` is given: dH
+    """Backward through time of ``gru_forward`` (through its dropout when ``mask`` is given: dhs
     is then the gradient of its ``out``), from the final state's gradient ``dh_T`` (None: zero);
     see ``reference.gru_backward``."""
     cdef int T, B, I, n
     cdef bint ids
     dtype, T, B, I, n, ids = _check_layer("gru", X, W_x, W_h, None, h0, None)
-    _check_array("dH", dH, dtype, (T, B, n))
-    _check_array("H", H, dtype, (T, B, n))
+    _check_array("dhs", dhs, dtype, (T, B, n))
+    _check_array("hs", hs, dtype, (T, B, n))
     _check_array("gates", gates, dtype, (T, B, 3 * n))
     _check_array("R", R, dtype, (T, B, 3 * n))
     _check_no_input_gradient(dX, ids)
@@ -936,17 +936,17 @@ def gru_backward(dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x
     _check_output("dR", dR, dtype, (T, B, 3 * n))
     _check_dropout(None, mask, dtype, (T, B, n), False)
     _check_final_state_grad("dh_T", dh_T, dtype, B, n)
-    _check_no_overlap(("dX", "dW_x", "dW_h", "db", "db_hn", "dh0", "dA", "dR", "dH", "X", "H",
+    _check_no_overlap(("dX", "dW_x", "dW_h", "db", "db_hn", "dh0", "dA", "dR", "dhs", "X", "hs",
                        "gates", "R", "W_x", "W_h", "h0", "mask", "dh_T"),
-                      (dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x, W_h,
+                      (dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dhs, X, hs, gates, R, W_x, W_h,
                        h0, mask, dh_T), 8)
     cdef rf_recurrent_f32 d32
     cdef rf_recurrent_f64 d64
     if dtype == _F32:
-        _gru_backward(&d32, dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x,
+        _gru_backward(&d32, dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dhs, X, hs, gates, R, W_x,
                       W_h, h0, mask, dh_T, T, B, I, n, ids)
     else:
-        _gru_backward(&d64, dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dH, X, H, gates, R, W_x,
+        _gru_backward(&d64, dX, dW_x, dW_h, db, db_hn, dh0, dA, dR, dhs, X, hs, gates, R, W_x,
                       W_h, h0, mask, dh_T, T, B, I, n, ids)
 
 
@@ -1155,7 +1155,7 @@ cdef _fill_training(rf_training *t, int cell, object params, object grads, list 
         _out(&t.grads[l].dW_h, grads[f"W_h.{l}"])
         _out(&t.grads[l].db, grads[f"b.{l}"])
         _out(&t.grads[l].dX, dhs[l - 1] if l else None)
-        _in(&t.grads[l].dH, dhs[l])
+        _in(&t.grads[l].dhs, dhs[l])
         _out(&t.grads[l].dh0, dstate_h)
         _out(&t.grads[l].dc0, dstate_c)
         if cell == RF_CELL_LSTM:
@@ -1328,39 +1328,45 @@ cdef class TrainStep:
         self._profile = ns
 
     def step(self, x, y, h, c, draw_masks, double grad_scale, clip, max_norm, update):
-        """One training step from the state (h, c), or None, having done nothing, unless x and
-        y are (T, B) int64 ids in [0, V) and h, c finite (L, B, H) arrays of the model's dtype
-        (c None but for an LSTM), all C-contiguous: the caller's own checks then convert them
-        or say what is wrong.  Returns (loss, h_T, c_T), the final state in new arrays (c_T
-        None but for an LSTM); when the loss is not finite no update is made.
+        """One training step from the state (h, c): returns (loss, h_T, c_T), the final state
+        in new arrays (c_T None but for an LSTM); when the loss is not finite no update is
+        made.  x, y: (T, B) int64 ids in [0, V); h, c: finite (L, B, H) arrays of the model's
+        dtype (c None but for an LSTM), all C-contiguous; anything else raises (the model
+        converts what it can before the call: ``CharLM._step_inputs``).
 
         draw_masks: None (no dropout), or a function that fills ``masks`` with this step's
         dropout factors, called once the inputs are accepted.  grad_scale: every gradient is
         first multiplied by it (1: not).  clip, max_norm: None or > 0, as ``CharLM.clip_grads``'s
-        value and max_norm.  update: None (gradients only, left in grads), or
-        (kind, lr, momentum, alpha, beta1, beta2, eps, step, moment1, moment2) with kind one of
-        "sgd", "adagrad", "rmsprop", "adam" and the moments flat buffers like params.flat (None
-        where the kind keeps fewer), as in rnnfast.optim.
+        value and max_norm.  update: None (gradients only, left in grads), or an
+        ``rnnfast.core.Update`` (kind, lr, momentum, alpha, beta1, beta2, eps, step, moment1,
+        moment2) with kind one of "sgd", "adagrad", "rmsprop", "adam" and the moments flat
+        buffers like params.flat (None where the kind keeps fewer).
         """
         cdef tuple ids_shape = (self.T, self.B), state_shape = (self.L, self.B, self.H)
-        if not (_is_array(x, _INDEX_DTYPE, ids_shape) and _is_array(y, _INDEX_DTYPE, ids_shape)
-                and _is_array(h, self.dtype, state_shape)):
-            return None
-        if (not _is_array(c, self.dtype, state_shape) if self.cell == RF_CELL_LSTM
-                else c is not None):
-            return None
-        cdef const int64_t *xp = <const int64_t *>_data(x)
-        cdef const int64_t *yp = <const int64_t *>_data(y)
+        cdef const int64_t *xp
         cdef int64_t n_ids = self.T * self.B, V = self.V
         cdef bint ok
-        with nogil:
-            ok = rf_ids_in_range(xp, n_ids, V) and rf_ids_in_range(yp, n_ids, V)
-        if not ok:
-            return None
-        for state in (h, c):
-            if state is not None and not (_finite(<float>0, state) if self.dtype == _F32
-                                          else _finite(<double>0, state)):
-                return None
+        for name, ids in (("x", x), ("y", y)):
+            if not _is_array(ids, _INDEX_DTYPE, ids_shape):
+                _check_array(name, ids, _INDEX_DTYPE, ids_shape)
+            xp = <const int64_t *>_data(ids)
+            with nogil:
+                ok = rf_ids_in_range(xp, n_ids, V)
+            if not ok:
+                bad = ids[(ids < 0) | (ids >= V)].ravel()[0]
+                raise ValueError(f"{name}: character id {int(bad)} out of range [0, {V})")
+        for name, state in (("state.h", h), ("state.c", c)):
+            if state is None and (name == "state.h" or self.cell == RF_CELL_LSTM):
+                raise TypeError(f"{name}: expected an array of shape {state_shape}, got None")
+            if state is not None and name == "state.c" and self.cell != RF_CELL_LSTM:
+                raise ValueError(f"{name}: expected None for this cell, got an array")
+            if state is None:
+                continue
+            if not _is_array(state, self.dtype, state_shape):
+                _check_array(name, state, self.dtype, state_shape)
+            if not (_finite(<float>0, state) if self.dtype == _F32
+                    else _finite(<double>0, state)):
+                raise ValueError(f"{name}: expected finite values, got NaN or infinity")
         cdef double clip_ = 0 if clip is None else _hyper("clip", clip, 0.0, INFINITY, False)
         cdef double norm_ = (0 if max_norm is None
                              else _hyper("max_norm", max_norm, 0.0, INFINITY, False))

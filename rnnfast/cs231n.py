@@ -14,13 +14,20 @@ call; the step functions are the same kernels with T = 1.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
-from .layers import Weights, final_state, stack_backward, stack_forward
-from .model import kernels
+from . import stack
+from .backends import kernels
+from .core import LayerWeights
 from .validation import FLOAT_DTYPES
 
-_ops = kernels("c")
+
+@cache
+def _ops():
+    """The C kernels, resolved at the first call (``import rnnfast`` works unbuilt)."""
+    return kernels("c")
 
 
 class _Cache:
@@ -92,22 +99,22 @@ def _swap_time_batch(a: np.ndarray) -> np.ndarray:
 
 def _forward(cell, kind, X, h0, c0, Wx, Wh, b):
     """Run one layer over X (T, N, D), weights in CS231n's layout; returns its _Cache."""
-    weights = Weights(Wx, Wh, b)
+    weights = LayerWeights(Wx, Wh, b)
     if cell == "lstm":
-        weights = Weights(*(_swap_o_g(w) for w in weights))
-    stack = stack_forward(_ops, cell, X, [weights], h0[None], None if c0 is None else c0[None])
-    return _Cache(kind, X.dtype, stack, weights)
+        weights = LayerWeights(*(_swap_o_g(w) for w in weights[:3]))
+    run = stack.run_forward(_ops(), cell, X, [weights], h0[None], None if c0 is None else c0[None])
+    return _Cache(kind, X.dtype, run, weights)
 
 
 def _backward(cache, kind, dH, dc_T=None):
     """Gradients (dX (T, N, D), dh0, dc0, dWx, dWh, db) of the layer in ``cache``, weights'
     gradients in CS231n's layout."""
-    stack, weights = _unpack(cache, kind)
-    dweights = Weights(*(np.zeros_like(w) for w in weights))
-    dX, dh0, dc0 = stack_backward(_ops, stack, [weights], [dweights], dH, None, dc_T)
-    if stack.cell == "lstm":
-        dweights = Weights(*(_swap_o_g(w) for w in dweights))
-    return dX, dh0[0], None if dc0 is None else dc0[0], *dweights
+    run, weights = _unpack(cache, kind)
+    dweights = LayerWeights(*(np.zeros_like(w) for w in weights[:3]))
+    dX, dh0, dc0 = stack.run_backward(_ops(), run, [weights], [dweights], dH, None, dc_T)
+    if run.bufs.cell == "lstm":
+        dweights = LayerWeights(*(_swap_o_g(w) for w in dweights[:3]))
+    return dX, dh0[0], None if dc0 is None else dc0[0], *dweights[:3]
 
 
 def _upstream(name, a, cache, shape):
@@ -122,8 +129,8 @@ def _upstream(name, a, cache, shape):
 
 def _forward_shape(cache, kind: str) -> tuple[int, int, int]:
     """(T, N, H) of the forward ``kind`` that made ``cache``."""
-    stack = _unpack(cache, kind)[0]
-    return (*stack.shape, stack.h0.shape[-1])
+    run = _unpack(cache, kind)[0]
+    return (*run.shape, run.h0.shape[-1])
 
 
 def rnn_step_forward(x, prev_h, Wx, Wh, b):
@@ -134,7 +141,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     x, prev_h, Wx, Wh, b = _floats(x=x, prev_h=prev_h, Wx=Wx, Wh=Wh, b=b)
     _dims(x=(x, "N D"), prev_h=(prev_h, "N H"), Wx=(Wx, "D H"), Wh=(Wh, "H H"), b=(b, "H"))
     cache = _forward("rnn", "rnn_step_forward", x[None], prev_h, None, Wx, Wh, b)
-    return cache.values[0].H[0][0].copy(), cache
+    return cache.values[0].bufs.hs[0][0].copy(), cache
 
 
 def rnn_step_backward(dnext_h, cache):
@@ -151,7 +158,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
     x, h0, Wx, Wh, b = _floats(x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
     _dims(x=(x, "N T D"), h0=(h0, "N H"), Wx=(Wx, "D H"), Wh=(Wh, "H H"), b=(b, "H"))
     cache = _forward("rnn", "rnn_forward", _swap_time_batch(x), h0, None, Wx, Wh, b)
-    return _swap_time_batch(cache.values[0].H[0]), cache
+    return _swap_time_batch(cache.values[0].bufs.hs[0]), cache
 
 
 def rnn_backward(dh, cache):
@@ -173,7 +180,7 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     _dims(x=(x, "N D"), prev_h=(prev_h, "N H"), prev_c=(prev_c, "N H"), Wx=(Wx, "D 4H"),
           Wh=(Wh, "H 4H"), b=(b, "4H"))  # fmt: skip
     cache = _forward("lstm", "lstm_step_forward", x[None], prev_h, prev_c, Wx, Wh, b)
-    final = final_state(cache.values[0])
+    final = cache.values[0].bufs.final_state()
     return final.h[0], final.c[0], cache
 
 
@@ -193,7 +200,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
     _dims(x=(x, "N T D"), h0=(h0, "N H"), Wx=(Wx, "D 4H"), Wh=(Wh, "H 4H"), b=(b, "4H"))
     X = _swap_time_batch(x)
     cache = _forward("lstm", "lstm_forward", X, h0, np.zeros_like(h0), Wx, Wh, b)
-    return _swap_time_batch(cache.values[0].H[0]), cache
+    return _swap_time_batch(cache.values[0].bufs.hs[0]), cache
 
 
 def lstm_backward(dh, cache):
@@ -237,7 +244,7 @@ def temporal_affine_forward(x, w, b):
     N, T = sizes["N"], sizes["T"]
     X = x.reshape(N * T, sizes["D"])
     out = np.empty((N * T, sizes["M"]), x.dtype)
-    _ops.linear_forward(out, X, w, b)
+    _ops().linear_forward(out, X, w, b)
     return out.reshape(N, T, -1), _Cache("temporal_affine_forward", x.dtype, X, w, (N, T))
 
 
@@ -246,7 +253,7 @@ def temporal_affine_backward(dout, cache):
     X, w, (N, T) = _unpack(cache, "temporal_affine_forward")
     dout = _upstream("dout", dout, cache, (N, T, w.shape[1])).reshape(N * T, -1)
     dX, dw, db = np.empty_like(X), np.zeros_like(w), np.zeros(w.shape[1], w.dtype)
-    _ops.linear_backward(dX, dw, db, dout, X, w)
+    _ops().linear_backward(dX, dw, db, dout, X, w)
     return dX.reshape(N, T, -1), dw, db
 
 

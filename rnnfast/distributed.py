@@ -20,7 +20,7 @@ rank's share of the carried state, (L, B_r, H))::
     dp = DataParallel()                      # MPI.COMM_WORLD
     loss, state = dp.train_step(model, x, y, optimizer, state, clip=5.0)
 
-or, step by step, ``streams = dp.shard(B)``, ``model.loss_and_grads`` on ``x[:, streams]`` (with
+or, step by step, ``streams = dp.shard(B)``, ``model.gradients`` on ``x[:, streams]`` (with
 ``masks=model.dropout_masks(T, B)[:, :, streams]`` for a model with dropout),
 ``loss = dp.allreduce_grads(grads, loss, weight=dp.weight(B))``, then ``model.clip_grads`` and
 ``optimizer.step(grads)``.  A collective that waits longer than ``timeout`` seconds (a rank
@@ -299,7 +299,7 @@ class DataParallel:
         # dropout: every rank draws the masks of the whole batch and applies its streams' share,
         # so the generators stay in step and the masks are those of one process
         masks = model.dropout_masks(*x.shape)[:, :, streams] if model.dropout else None
-        loss, grads, state = model.loss_and_grads(x[:, streams], y[:, streams], state, masks=masks)
+        loss, grads, state = model.gradients(x[:, streams], y[:, streams], state, masks=masks)
         loss = self.allreduce_grads(grads, loss, self.weight(x.shape[1]))
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss}: the model was not updated")

@@ -17,152 +17,17 @@ they are then: change neither between a forward and its backward.
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
-
 import numpy as np
 
-from .model import CELL_NAMES, GATES, Params, State, _StackedLayers, kernels, param_shapes
+from . import stack
+from .backends import kernels
+from .core import CELL_NAMES, Params, State, layer_shapes, layer_weights
 from .validation import check_float_dtype, check_int, check_real
-
-# -- the layers of one stack, on validated time-major arrays (shared with rnnfast.cs231n) ------
-
-
-class Weights(NamedTuple):
-    """One layer's parameters (or their gradients): W_x (I, G), W_h (H, G), b (G,)."""
-
-    W_x: np.ndarray
-    W_h: np.ndarray
-    b: np.ndarray
-
-
-class _Cache:
-    """What backward needs from a forward: the input, the initial state and, per layer, the
-    kernels' activations (a GRU's recurrent products in R), the output the layer above read
-    (``outs``: H itself, or H * mask with dropout) and the dropout mask (None without)."""
-
-    __slots__ = ("owner", "cell", "X", "h0", "c0", "H", "C", "tanhC", "gates", "R", "outs",
-                 "masks")  # fmt: skip
-
-    def __init__(self, owner, cell, X, h0, c0):
-        self.owner, self.cell, self.X, self.h0, self.c0 = owner, cell, X, h0, c0
-        self.H, self.C, self.tanhC, self.gates, self.R = [], [], [], [], []
-        self.outs, self.masks = [], []
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(T, B) of the forward."""
-        return self.X.shape[0], self.X.shape[1]
-
-    def __repr__(self) -> str:
-        T, B = self.shape
-        return f"<rnnfast layer cache: {self.cell}, {len(self.H)} layers, T={T}, B={B}>"
-
-
-def stack_forward(
-    ops, cell: str, X, weights: list[Weights], h0, c0, owner=None, masks=None, b_hn=None
-) -> _Cache:
-    """Run the stacked layers over X (T, B, I) from h0, c0 (L, B, H) (c0 None for an RNN or a
-    GRU; b_hn the GRU layers' (H,) biases, else None); the top layer's h for every step is
-    ``cache.H[-1]``.  ``masks`` (L - 1, T, B, H): dropout between the layers (layer k + 1
-    reads layer k's h * masks[k]), or None."""
-    T, B = X.shape[0], X.shape[1]
-    n = h0.shape[-1]
-    cache = _Cache(owner, cell, X, h0, c0)
-    layer_input = X
-    for layer, w in enumerate(weights):
-        H = np.empty((T, B, n), X.dtype)
-        out = mask = None
-        drop = {}
-        if masks is not None and layer < len(weights) - 1:
-            out, mask = np.empty_like(H), masks[layer]
-            drop = {"out": out, "mask": mask}
-        if cell == "lstm":
-            C, tanhC = np.empty_like(H), np.empty_like(H)
-            gates = np.empty((T, B, 4 * n), X.dtype)
-            ops.lstm_forward(H, C, tanhC, gates, layer_input, *w, h0[layer], c0[layer], **drop)
-            cache.C.append(C)
-            cache.tanhC.append(tanhC)
-            cache.gates.append(gates)
-        elif cell == "gru":
-            gates, R = (np.empty((T, B, 3 * n), X.dtype) for _ in range(2))
-            ops.gru_forward(H, gates, R, layer_input, *w, b_hn[layer], h0[layer], **drop)
-            cache.gates.append(gates)
-            cache.R.append(R)
-        else:
-            ops.rnn_forward(H, layer_input, *w, h0[layer], **drop)
-        cache.H.append(H)
-        cache.outs.append(H if out is None else out)
-        cache.masks.append(mask)
-        layer_input = cache.outs[-1]
-    return cache
-
-
-def final_state(cache: _Cache) -> State:
-    """The state after the last step, (L, B, H) each."""
-    c = np.stack([C[-1] for C in cache.C]) if cache.cell == "lstm" else None
-    return State(np.stack([H[-1] for H in cache.H]), c)
-
-
-def stack_backward(
-    ops, cache: _Cache, weights: list[Weights], dweights: list[Weights], dH_top, dh_T, dc_T,
-    input_grad: bool = True, db_hn=None,
-):  # fmt: skip
-    """Backward of ``stack_forward``: accumulate into ``dweights`` (and a GRU's ``db_hn``, the
-    list of its layers' (H,) gradients); returns (dX, dh0, dc0).
-
-    dH_top (T, B, H): the gradient of the top layer's outputs, read only.  dh_T, dc_T (L, B, H)
-    or None (zero): the gradient of the final state, each layer's the start of its kernel's
-    carries.  With dropout between the layers, dH of a layer below the top is the gradient of
-    its output H * mask, which the kernel multiplies by the mask; dh_T reaches h_{T-1} itself,
-    as a carry, past the mask.
-    """
-    X = cache.X
-    T, B = cache.shape
-    L, n = len(weights), cache.h0.shape[-1]
-    lstm = cache.cell == "lstm"
-    dtype = X.dtype
-    dH = dH_top
-    dh0 = np.empty((L, B, n), dtype)
-    dc0 = np.empty((L, B, n), dtype) if lstm else None
-    dA = np.empty((T, B, GATES[cache.cell] * n), dtype)
-    dR = np.empty_like(dA) if cache.cell == "gru" else None
-    for layer in reversed(range(L)):
-        layer_input = cache.outs[layer - 1] if layer > 0 else X
-        wants_dX = layer > 0 or input_grad
-        dX = np.empty(layer_input.shape, dtype) if wants_dX else None
-        w = weights[layer]
-        mask = cache.masks[layer]
-        optional = {"mask": mask} if mask is not None else {}
-        if dh_T is not None:
-            optional["dh_T"] = dh_T[layer]
-        if lstm:
-            if dc_T is not None:
-                optional["dc_T"] = dc_T[layer]
-            ops.lstm_backward(
-                dX, *dweights[layer], dh0[layer], dc0[layer], dA, dH, layer_input,
-                cache.H[layer], cache.C[layer], cache.tanhC[layer], cache.gates[layer], w.W_x,
-                w.W_h, cache.h0[layer], cache.c0[layer], **optional,
-            )  # fmt: skip
-        elif cache.cell == "gru":
-            ops.gru_backward(
-                dX, *dweights[layer], db_hn[layer], dh0[layer], dA, dR, dH, layer_input,
-                cache.H[layer], cache.gates[layer], cache.R[layer], w.W_x, w.W_h,
-                cache.h0[layer], **optional,
-            )  # fmt: skip
-        else:
-            ops.rnn_backward(
-                dX, *dweights[layer], dh0[layer], dA, dH, layer_input, cache.H[layer],
-                w.W_x, w.W_h, cache.h0[layer], **optional,
-            )  # fmt: skip
-        dH = dX
-    return dH, dh0, dc0
-
 
 # -- the public layers ------------------------------------------------------------------------
 
 
-class _Layer(_StackedLayers):
+class _Layer(stack.StackedLayers):
     """Stacked recurrent layers over dense inputs; see ``RNN``, ``LSTM`` and ``GRU``."""
 
     cell = ""
@@ -189,16 +54,9 @@ class _Layer(_StackedLayers):
         self.backend, self.batch_first = backend, bool(batch_first)
         self.kernels = kernels(backend)
         # CharLM's recurrent parameters: its layout without the output layer W_y, b_y
-        self._shapes = param_shapes(self.cell, self.input_size, self.hidden_size,
-                                    self.num_layers)[:-2]  # fmt: skip
-        self.flat_params = np.empty(sum(math.prod(s) for _, s in self._shapes), self.dtype)
-        self.params = Params(self.flat_params, self._shapes)
-        bound = 1.0 / math.sqrt(self.hidden_size)  # PyTorch's initialization
-        seeds = np.random.SeedSequence(seed)  # default_rng(seeds) is default_rng(seed)
-        self.flat_params[...] = np.random.default_rng(seeds).uniform(
-            -bound, bound, self.flat_params.size
+        self._init_params(
+            layer_shapes(self.cell, self.input_size, self.hidden_size, self.num_layers), seed
         )
-        self.generator = np.random.default_rng(seeds.spawn(1)[0])  # the dropout masks
 
     def __repr__(self) -> str:
         extra = f", num_layers={self.num_layers}" if self.num_layers != 1 else ""
@@ -208,18 +66,6 @@ class _Layer(_StackedLayers):
             f"layers.{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
             f"dtype={self.dtype.name}, backend={self.backend!r})"
         )
-
-    def _weights(self, params: Params) -> list[Weights]:
-        return [
-            Weights(params[f"W_x.{k}"], params[f"W_h.{k}"], params[f"b.{k}"])
-            for k in range(self.num_layers)
-        ]
-
-    def _b_hn(self, params: Params) -> list[np.ndarray] | None:
-        """A GRU's b_hn.{l} (or their gradients); None for the other cells."""
-        if self.cell != "gru":
-            return None
-        return [params[f"b_hn.{k}"] for k in range(self.num_layers)]
 
     # -- checking inputs -----------------------------------------------------------------
 
@@ -303,12 +149,12 @@ class _Layer(_StackedLayers):
         if train and self.dropout and self.num_layers > 1:
             masks = np.empty((self.num_layers - 1, T, B, self.hidden_size), self.dtype)
             self._draw_masks(masks)
-        weights = self._weights(self.params)
-        cache = stack_forward(self.kernels, self.cell, X, weights, h0, c0, self, masks,
-                              self._b_hn(self.params))  # fmt: skip
-        out = cache.H[-1].view()
+        weights = layer_weights(self.params, self.num_layers)
+        cache = stack.run_forward(self.kernels, self.cell, X, weights, h0, c0, masks, self)
+        out = cache.bufs.hs[-1].view()
         out.flags.writeable = False
-        return (out.transpose(1, 0, 2) if self.batch_first else out), final_state(cache), cache
+        final = cache.bufs.final_state()
+        return (out.transpose(1, 0, 2) if self.batch_first else out), final, cache
 
     def backward(
         self, dout, cache, dstate: State | None = None, *, grads: Params | None = None,
@@ -322,7 +168,7 @@ class _Layer(_StackedLayers):
         initial state, grads a Params like ``.params``: new, or ``grads`` with this call's
         gradients added (weights shared by several calls).
         """
-        if not isinstance(cache, _Cache):
+        if not isinstance(cache, stack.Cache):
             raise TypeError(f"cache: expected the cache returned by forward, got "
                             f"{type(cache).__name__}")  # fmt: skip
         if cache.owner is not self:
@@ -336,9 +182,10 @@ class _Layer(_StackedLayers):
             grads = self.zeros_like_params()
         elif not self._same_layout(grads):
             raise ValueError("grads: expected a Params like this layer's zeros_like_params()")
-        dX, dh0, dc0 = stack_backward(
-            self.kernels, cache, self._weights(self.params), self._weights(grads), dH, dh_T, dc_T,
-            input_grad=input_grad, db_hn=self._b_hn(grads),
+        L = self.num_layers
+        dX, dh0, dc0 = stack.run_backward(
+            self.kernels, cache, layer_weights(self.params, L), layer_weights(grads, L), dH,
+            dh_T, dc_T, input_grad,
         )  # fmt: skip
         if dX is not None and self.batch_first:
             dX = dX.transpose(1, 0, 2)

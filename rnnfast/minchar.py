@@ -63,14 +63,8 @@ class MinCharRNN:
         self._load_weights()
         state = self._state("hprev", hprev)
         # rnnfast averages over the T characters, min-char-rnn sums: the gradients times T,
-        # then clipped, in the one C call of a training step without its update
-        result = self._model._one_call(x, y, state, CLIP, None, None, grad_scale=T)
-        if result is None:  # the NumPy backend
-            loss, grads, state = self._model.loss_and_grads(x, y, state)
-            grads.flat *= T
-            np.clip(grads.flat, -CLIP, CLIP, out=grads.flat)
-        else:
-            (loss, state), grads = result, self._model._grads
+        # then clipped, in the one call of a training step without its update
+        loss, grads, state = self._model.gradients(x, y, state, clip=CLIP, scale=T)
         return (
             loss * T,
             grads["W_x.0"].T.copy(),

@@ -1,24 +1,31 @@
 """The character-level language model and the seed's stateful cells, over either backend.
 
-The model code below is written once; ``backend`` picks the kernels it calls: ``"c"`` (the
-default) the C kernels of ``rnnfast._kernels``, ``"numpy"`` their twins in ``rnnfast.reference``.
+The model code below is written once; ``backend`` picks the kernels it calls (``rnnfast.backends``:
+``"c"``, the default, the C kernels of ``rnnfast._kernels``; ``"numpy"`` their NumPy twins).
 Optimizers and samplers reach those kernels through the model's public ``kernels`` attribute.
-
-The extension is imported with this module, whichever backend is used: it loads SciPy's OpenBLAS,
-and threadpoolctl limits only reach libraries already loaded, so a ``threadpool_limits`` entered
-after ``import rnnfast`` must find that OpenBLAS there (imported lazily, it started with every core
-while the limit held the others, and two busy BLAS pools fought over two cores).
+The layers run through the one stack loop of ``rnnfast.stack``; a training step is one call of
+the backend's fused step (``kernels.TrainStep``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from types import SimpleNamespace
-from typing import NamedTuple
 
 import numpy as np
 
+from . import stack
+from .backends import kernels
+from .core import (
+    CELL_NAMES,
+    CELLS,
+    GATES,
+    LayerWeights,
+    Params,
+    State,
+    layer_shapes,
+    layer_weights,
+    param_shapes,
+)
 from .data import Vocab
 from .validation import (
     INDEX_DTYPE,
@@ -30,178 +37,35 @@ from .validation import (
     check_real,
 )
 
-try:
-    from . import _kernels
-except ImportError as err:  # a source checkout on sys.path ahead of the installed package
-    raise ImportError(
-        f"rnnfast's compiled extension is missing from {__file__.rsplit('/', 1)[0]}: this is "
-        "a source tree that was not built. Run from another directory (or use the `rnnfast` "
-        "command instead of `python -m rnnfast` in the checkout), or build it in place with "
-        "`pip install -e .` or `python setup.py build_ext --inplace`."
-    ) from err
-
-CELLS = ("lstm", "rnn", "gru")
-BACKENDS = ("c", "numpy")
-GATES = {"lstm": 4, "rnn": 1, "gru": 3}
-CELL_NAMES = {"lstm": "an LSTM", "rnn": "an RNN", "gru": "a GRU"}  # for messages
-
-# The kernels the Python API calls; each exists with one signature in rnnfast.reference and
-# in rnnfast._kernels.
-KERNEL_NAMES = (
-    "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
-    "linear_forward", "linear_backward", "softmax_xent",
-    "sgd_update", "adagrad_update", "rmsprop_update", "adam_update",
-    "clip_by_value", "global_norm", "scale", "sample",
-)  # fmt: skip
-
-
-def kernels(backend: str) -> SimpleNamespace:
-    """The kernel set of a backend: a namespace of functions with the reference's signatures."""
-    check_choice("backend", backend, BACKENDS)
-    if backend == "numpy":
-        from . import reference  # not at the top: reference's classes subclass this module's
-
-        module = reference
-    else:
-        module = _kernels
-    return SimpleNamespace(**{name: getattr(module, name) for name in KERNEL_NAMES})
-
-
-class State(NamedTuple):
-    """Recurrent state: h (and c for an LSTM; None for an RNN or a GRU), each (L, B, H)."""
-
-    h: np.ndarray
-    c: np.ndarray | None = None
-
-
-def param_shapes(cell: str, V: int, H: int, L: int) -> list[tuple[str, tuple[int, ...]]]:
-    """Names and shapes of the parameters, in their order in the flat buffer (a GRU layer's
-    recurrent bias of n, ``b_hn.{l}`` (H,), follows its ``b.{l}``)."""
-    G = GATES[cell] * H
-    shapes = []
-    for layer in range(L):
-        I = V if layer == 0 else H  # noqa: E741
-        shapes += [(f"W_x.{layer}", (I, G)), (f"W_h.{layer}", (H, G)), (f"b.{layer}", (G,))]
-        if cell == "gru":
-            shapes.append((f"b_hn.{layer}", (H,)))
-    return shapes + [("W_y", (H, V)), ("b_y", (V,))]
-
-
-class Params(Mapping):
-    """Named views into one flat buffer ``.flat``: parameters, gradients and optimizer moments
-    share this layout, so an update or a clip is one pass over one array."""
-
-    def __init__(self, flat: np.ndarray, shapes: list[tuple[str, tuple[int, ...]]]):
-        self.flat = flat
-        self._views = {}
-        offset = 0
-        for name, shape in shapes:
-            size = math.prod(shape)
-            self._views[name] = flat[offset : offset + size].reshape(shape)
-            offset += size
-        if offset != flat.size:
-            raise ValueError(f"flat buffer: expected {offset} elements, got {flat.size}")
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self._views[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._views)
-
-    def __len__(self) -> int:
-        return len(self._views)
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}: {v.shape}" for k, v in self._views.items())
-        return f"Params({inner}; {self.flat.dtype})"
-
 
 class _Workspace:
-    """Buffers for one (T, B): the activations backward needs and the gradient scratch, sized
-    once and reused by every call with the same shape."""
+    """Buffers for one (T, B): the stack's activations, the gradients flowing between layers
+    and the output layer's, sized once and reused by every call with the same shape."""
 
     def __init__(self, cell, T, B, V, H, L, dtype):
         G = GATES[cell] * H
         self.shape = (T, B)
         self.dtype = np.dtype(dtype)
-        # per layer: h_t, c_t, tanh(c_t) of every step (T, B, H); activated gates (T, B, G)
-        self.hs = [np.empty((T, B, H), dtype) for _ in range(L)]
-        self.cs = self.tcs = self.gates = self.R = self.dR = None  # where the cell has none
-        if cell == "lstm":
-            self.cs = [np.empty((T, B, H), dtype) for _ in range(L)]
-            self.tcs = [np.empty((T, B, H), dtype) for _ in range(L)]
-        if cell != "rnn":
-            self.gates = [np.empty((T, B, G), dtype) for _ in range(L)]
-        if cell == "gru":  # the recurrent products R_t (T, B, 3H), and their gradient
-            self.R = [np.empty((T, B, G), dtype) for _ in range(L)]
-            self.dR = np.empty((T, B, G), dtype)
+        self.bufs = stack.Buffers.allocate(cell, T, B, H, L, dtype)
+        self.dR = np.empty((T, B, G), dtype) if cell == "gru" else None
         self.logits = np.empty((T * B, V), dtype)
         self.dlogits = np.empty((T * B, V), dtype)
         self.dhs = [np.empty((T, B, H), dtype) for _ in range(L)]
         self.dA = np.empty((T, B, G), dtype)
-        # with dropout: every layer's dropped output out = h * mask (L, T, B, H), and the masks
-        self.outs = self.masks = None
+        # with dropout: every layer's dropped output h * mask and the masks, each (L, T, B, H)
+        self.masks = None
         self._dropout_shape = (L, T, B, H)
-        # set by each forward: the layers' outputs as the layer above reads them (hs, or outs
-        # with dropout) and the masks applied (None: no dropout)
-        self.outputs, self.used_masks = self.hs, None
-        self.train_step = None  # the one-call training step over these buffers, when built
+        self.train_step = None  # the backend's fused training step over these buffers
 
     def dropout_buffers(self) -> tuple[np.ndarray, np.ndarray]:
         """(outs, masks), each (L, T, B, H), allocated at the first call."""
-        if self.outs is None:
-            self.outs = np.empty(self._dropout_shape, self.dtype)
-            self.masks = np.empty_like(self.outs)
-        return self.outs, self.masks
+        if self.masks is None:
+            self.bufs.outs = np.empty(self._dropout_shape, self.dtype)
+            self.masks = np.empty_like(self.bufs.outs)
+        return self.bufs.outs, self.masks
 
 
-class _StackedLayers:
-    """What CharLM and rnnfast.layers share: stacked recurrent layers with their parameters in
-    one flat buffer (``flat_params``, ``_shapes``), their ``kernels``, ``cell``, ``num_layers``,
-    ``hidden_size``, ``dtype``, ``dropout`` and dropout ``generator``."""
-
-    @property
-    def num_params(self) -> int:
-        return self.flat_params.size
-
-    def zeros_like_params(self) -> Params:
-        """A zeroed buffer with the parameters' layout (gradients, optimizer moments)."""
-        return Params(np.zeros_like(self.flat_params), self._shapes)
-
-    def zero_state(self, batch_size: int) -> State:
-        """The all-zero initial state for ``batch_size`` streams."""
-        shape = (self.num_layers, batch_size, self.hidden_size)
-        c = np.zeros(shape, self.dtype) if self.cell == "lstm" else None
-        return State(np.zeros(shape, self.dtype), c)
-
-    def _draw_masks(self, masks: np.ndarray) -> None:
-        # uniforms u in [0, 1) of the model's dtype; keep = u >= p, in place (1.0 or 0.0)
-        self.generator.random(dtype=masks.dtype, out=masks)
-        np.greater_equal(masks, masks.dtype.type(self.dropout), out=masks)
-        masks *= masks.dtype.type(1.0 / (1.0 - self.dropout))
-
-    def clip_grads(
-        self, grads: Params, *, value: float | None = None, max_norm: float | None = None
-    ) -> float:
-        """Clip in place: each element to [-value, value], and/or the whole gradient to a global
-        norm of at most ``max_norm`` (PyTorch's rule).  Returns the norm before norm clipping
-        (NaN when not computed)."""
-        value = check_real("value", value, optional=True)
-        max_norm = check_real("max_norm", max_norm, optional=True)
-        return self._clip(grads, value, max_norm)
-
-    def _clip(self, grads: Params, value: float | None, max_norm: float | None) -> float:
-        norm = math.nan
-        if value is not None:
-            self.kernels.clip_by_value(grads.flat, value)
-        if max_norm is not None:
-            norm = self.kernels.global_norm(grads.flat)
-            if norm > max_norm:
-                self.kernels.scale(grads.flat, max_norm / (norm + 1e-6))
-        return norm
-
-
-class CharLM(_StackedLayers):
+class CharLM(stack.StackedLayers):
     """A character-level language model: an embedding by row gather, ``num_layers`` stacked
     RNN, LSTM or GRU layers, a linear output layer and a softmax over the vocabulary.
 
@@ -229,7 +93,7 @@ class CharLM(_StackedLayers):
     Attributes
     ----------
     kernels : namespace
-        The backend's kernels (``rnnfast.model.kernels(backend)``), which the optimizers and
+        The backend's kernels (``rnnfast.backends.kernels(backend)``), which the optimizers and
         samplers of this model call.
     generator : numpy.random.Generator
         Draws the dropout masks (``dropout_masks``); a checkpoint saves its state, so a
@@ -260,21 +124,14 @@ class CharLM(_StackedLayers):
         self.dropout = check_real("dropout", dropout, high=1.0, low_inclusive=True)
         self.kernels = kernels(backend)
         self.backend, self.vocab_size = backend, V
-        self._shapes = param_shapes(cell, V, self.hidden_size, self.num_layers)
-        self.flat_params = np.empty(sum(math.prod(s) for _, s in self._shapes), self.dtype)
-        self.params = Params(self.flat_params, self._shapes)
-        layers = range(self.num_layers)  # the sampling kernel's lists of every layer's W_x, W_h, b
-        self._layer_weights = [
-            [self.params[f"{w}.{k}"] for k in layers] for w in ("W_x", "W_h", "b")
-        ]
-        self._b_hn = [self.params[f"b_hn.{k}"] for k in layers] if cell == "gru" else None
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        seeds = np.random.SeedSequence(seed)  # default_rng(seeds) is default_rng(seed)
-        self.flat_params[...] = np.random.default_rng(seeds).uniform(
-            -bound, bound, self.flat_params.size
-        )
-        self.generator = np.random.default_rng(seeds.spawn(1)[0])
+        self._init_params(param_shapes(cell, V, self.hidden_size, self.num_layers), seed)
+        self._weights = layer_weights(self.params, self.num_layers)
+        # the sampling kernel's lists of every layer's W_x, W_h, b (and a GRU's b_hn)
+        self._layer_weights = [[getattr(w, name) for w in self._weights]
+                               for name in ("W_x", "W_h", "b")]  # fmt: skip
+        self._b_hn = [w.b_hn for w in self._weights] if cell == "gru" else None
         self._grads = self.zeros_like_params()
+        self._dweights = layer_weights(self._grads, self.num_layers)
         self._workspace = None
 
     def __repr__(self) -> str:
@@ -350,14 +207,16 @@ class CharLM(_StackedLayers):
         self._draw_masks(masks)
         return masks
 
+    def _check_masks(self, masks, T: int, B: int) -> np.ndarray:
+        return check_array("masks", masks, (self.num_layers, T, B, self.hidden_size), self.dtype)
+
     def _masks_for(self, ws: _Workspace, train: bool, masks) -> np.ndarray | None:
         """The masks of this call: ``masks`` checked, new ones when training with dropout, or
         None (no dropout)."""
         if not isinstance(train, (bool, np.bool_)):
             raise TypeError(f"train: expected a bool, got {type(train).__name__}")
         if masks is not None:
-            shape = (self.num_layers, *ws.shape, self.hidden_size)
-            return check_array("masks", masks, shape, self.dtype)
+            return self._check_masks(masks, *ws.shape)
         if not (train and self.dropout):
             return None
         _, masks = ws.dropout_buffers()
@@ -366,72 +225,27 @@ class CharLM(_StackedLayers):
 
     def _forward(self, x: np.ndarray, state: State, masks: np.ndarray | None) -> _Workspace:
         """Run every layer and the output layer over x (T, B), with dropout when ``masks``
-        (L, T, B, H) is given; logits land in the workspace, and ``ws.outputs`` are the
-        layers' outputs as the layer above reads them."""
+        (L, T, B, H) is given; logits land in the workspace."""
         T, B = x.shape
         ws = self._workspace_for(T, B)
-        p, ops = self.params, self.kernels
-        ws.outputs, ws.used_masks = ws.hs, masks
         if masks is not None:
-            ws.outputs, _ = ws.dropout_buffers()
-        layer_input = x
-        for layer in range(self.num_layers):
-            weights = p[f"W_x.{layer}"], p[f"W_h.{layer}"], p[f"b.{layer}"]
-            drop = {} if masks is None else {"out": ws.outputs[layer], "mask": masks[layer]}
-            if self.cell == "lstm":
-                ops.lstm_forward(
-                    ws.hs[layer], ws.cs[layer], ws.tcs[layer], ws.gates[layer],
-                    layer_input, *weights, state.h[layer], state.c[layer], **drop,
-                )  # fmt: skip
-            elif self.cell == "gru":
-                ops.gru_forward(
-                    ws.hs[layer], ws.gates[layer], ws.R[layer], layer_input, *weights,
-                    p[f"b_hn.{layer}"], state.h[layer], **drop,
-                )  # fmt: skip
-            else:
-                ops.rnn_forward(ws.hs[layer], layer_input, *weights, state.h[layer], **drop)
-            layer_input = ws.outputs[layer]
-        ops.linear_forward(ws.logits, ws.outputs[-1].reshape(T * B, -1), p["W_y"], p["b_y"])
+            ws.dropout_buffers()
+        stack.forward(self.kernels, ws.bufs, x, self._weights, state.h, state.c, masks)
+        top = ws.bufs.outputs[-1].reshape(T * B, -1)
+        self.kernels.linear_forward(ws.logits, top, self.params["W_y"], self.params["b_y"])
         return ws
-
-    def _final_state(self, ws: _Workspace) -> State:
-        h = np.stack([hs[-1] for hs in ws.hs])
-        c = np.stack([cs[-1] for cs in ws.cs]) if self.cell == "lstm" else None
-        return State(h, c)
 
     def _backward(self, grads: Params, x: np.ndarray, state: State, ws: _Workspace) -> State:
         """Accumulate into ``grads`` the gradient of the loss whose dlogits is in ``ws``;
         returns the gradient of the initial state."""
         T, B = x.shape
-        p, ops = self.params, self.kernels
         dstate = self.zero_state(B)
-        top = ws.outputs[-1].reshape(T * B, -1)
-        ops.linear_backward(
-            ws.dhs[-1].reshape(T * B, -1), grads["W_y"], grads["b_y"], ws.dlogits, top, p["W_y"]
-        )
-        masks = ws.used_masks
-        for layer in reversed(range(self.num_layers)):
-            dX = ws.dhs[layer - 1] if layer > 0 else None
-            layer_input = ws.outputs[layer - 1] if layer > 0 else x
-            dweights = grads[f"W_x.{layer}"], grads[f"W_h.{layer}"], grads[f"b.{layer}"]
-            drop = {} if masks is None else {"mask": masks[layer]}  # ws.dhs: d loss / d out
-            if self.cell == "lstm":
-                ops.lstm_backward(
-                    dX, *dweights, dstate.h[layer], dstate.c[layer], ws.dA, ws.dhs[layer],
-                    layer_input, ws.hs[layer], ws.cs[layer], ws.tcs[layer], ws.gates[layer],
-                    p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], state.c[layer], **drop,
-                )  # fmt: skip
-            elif self.cell == "gru":
-                ops.gru_backward(
-                    dX, *dweights, grads[f"b_hn.{layer}"], dstate.h[layer], ws.dA, ws.dR,
-                    ws.dhs[layer], layer_input, ws.hs[layer], ws.gates[layer], ws.R[layer],
-                    p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], **drop,
-                )  # fmt: skip
-            else:
-                ops.rnn_backward(
-                    dX, *dweights, dstate.h[layer], ws.dA, ws.dhs[layer], layer_input,
-                    ws.hs[layer], p[f"W_x.{layer}"], p[f"W_h.{layer}"], state.h[layer], **drop,
-                )  # fmt: skip
+        top = ws.bufs.outputs[-1].reshape(T * B, -1)
+        self.kernels.linear_backward(ws.dhs[-1].reshape(T * B, -1), grads["W_y"], grads["b_y"],
+                                     ws.dlogits, top, self.params["W_y"])  # fmt: skip
+        dweights = layer_weights(grads, self.num_layers)
+        stack.backward(self.kernels, ws.bufs, x, self._weights, dweights, ws.dhs, None,
+                       state.h, state.c, dstate.h, dstate.c, ws.dA, ws.dR)  # fmt: skip
         return dstate
 
     def _inputs(self, x, y, state):
@@ -455,16 +269,7 @@ class CharLM(_StackedLayers):
         masks = self._masks_for(self._workspace_for(*x.shape), train, masks)
         ws = self._forward(x, state, masks)
         loss = self.kernels.softmax_xent(None, ws.logits, y)
-        return loss, self._final_state(ws)
-
-    def _loss_and_grads_into(self, grads: Params, x, y, state, train, masks):
-        x, y, state = self._inputs(x, y, state)
-        masks = self._masks_for(self._workspace_for(*x.shape), train, masks)
-        ws = self._forward(x, state, masks)
-        loss = self.kernels.softmax_xent(ws.dlogits, ws.logits, y)
-        grads.flat[...] = 0
-        dstate = self._backward(grads, x, state, ws)
-        return loss, self._final_state(ws), dstate
+        return loss, ws.bufs.final_state()
 
     def loss_and_grads(
         self,
@@ -476,15 +281,53 @@ class CharLM(_StackedLayers):
         train: bool = False,
         masks=None,
     ):
-        """Loss, gradients of every parameter (a ``Params`` like ``.params``) and final state.
+        """Loss, gradients of every parameter (a new ``Params`` like ``.params``) and final
+        state.
 
         With ``state_grad=True`` also returns the gradient of the loss with respect to the
         initial state, as a State: ``(loss, grads, state, dstate)``.  Dropout (``train``,
-        ``masks``): as in ``loss``.
+        ``masks``): as in ``loss``.  ``gradients`` is the training step's faster form.
         """
+        x, y, state = self._inputs(x, y, state)
+        masks = self._masks_for(self._workspace_for(*x.shape), train, masks)
+        ws = self._forward(x, state, masks)
+        loss = self.kernels.softmax_xent(ws.dlogits, ws.logits, y)
         grads = self.zeros_like_params()
-        loss, final, dstate = self._loss_and_grads_into(grads, x, y, state, train, masks)
+        dstate = self._backward(grads, x, state, ws)
+        final = ws.bufs.final_state()
         return (loss, grads, final, dstate) if state_grad else (loss, grads, final)
+
+    # -- the training step: one call of the backend's fused step ----------------------------
+
+    def gradients(
+        self,
+        x,
+        y,
+        state: State | None = None,
+        *,
+        clip: float | None = None,
+        max_norm: float | None = None,
+        scale: float = 1.0,
+        train: bool = True,
+        masks=None,
+    ) -> tuple[float, Params, State]:
+        """The training step without its update, as one call of the backend's fused step:
+        forward over x (T, B), softmax cross-entropy, backward, the gradients times ``scale``,
+        clipped by value ``clip`` and by global norm ``max_norm``.  Returns
+        ``(loss, grads, state)``; ``grads`` is the model's own gradient buffer, overwritten by
+        the next call (copy it to keep it).
+
+        Dropout as ``train_step`` draws it (``train=True``, the default; ``train=False``: none),
+        or the given ``masks`` (L, T, B, H), e.g. a share of ``dropout_masks`` of a larger
+        batch.
+        """
+        clip = check_real("clip", clip, optional=True)
+        max_norm = check_real("max_norm", max_norm, optional=True)
+        scale = check_real("scale", scale)
+        if not isinstance(train, (bool, np.bool_)):
+            raise TypeError(f"train: expected a bool, got {type(train).__name__}")
+        loss, final = self._step(x, y, state, clip, max_norm, scale, None, train, masks)
+        return loss, self._grads, final
 
     def train_step(
         self,
@@ -500,65 +343,68 @@ class CharLM(_StackedLayers):
         update, with dropout (``dropout`` > 0: new masks from ``generator``).  A non-finite loss
         raises FloatingPointError and leaves the model unchanged.
 
-        With the C backend and one of the four built-in optimizers the whole step is one C call
-        (``_kernels.TrainStep``, which releases the GIL once), computing the same bits as the
-        kernel-by-kernel path that ``loss_and_grads``, ``clip_grads`` and ``optimizer.step``
-        compose; other optimizers, the NumPy backend and inputs that need converting take that
-        path."""
+        One call of the backend's fused step (``kernels.TrainStep``; the C one releases the GIL
+        once) does it all with one of the four built-in optimizers; another optimizer's own
+        ``step`` applies the gradients of the fused step's gradients-only mode.
+        """
         if optimizer.model is not self:
             raise ValueError("optimizer: expected one created for this model, got one of another")
         clip = check_real("clip", clip, optional=True)
         max_norm = check_real("max_norm", max_norm, optional=True)
-        fused_update = getattr(optimizer, "_fused_update", None)  # rnnfast.optim's optimizers
-        update = None if fused_update is None else fused_update()
-        result = None if update is None else self._one_call(x, y, state, clip, max_norm, update)
-        if result is None:
-            return self._train_step_by_kernels(x, y, optimizer, state, clip, max_norm)
-        loss, final = result
+        update = optimizer.fused_update()
+        loss, final = self._step(x, y, state, clip, max_norm, 1.0, update, True, None)
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss}: the model was not updated")
-        optimizer.step_count += 1
+        if update is None:
+            optimizer.step(self._grads)
+        else:
+            optimizer.count_fused_step()
         return loss, final
 
-    def _train_step_by_kernels(self, x, y, optimizer, state, clip, max_norm):
-        """``train_step`` one kernel call at a time (``clip``, ``max_norm`` checked)."""
-        loss, final, _ = self._loss_and_grads_into(self._grads, x, y, state, True, None)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss}: the model was not updated")
-        self._clip(self._grads, clip, max_norm)
-        optimizer.step(self._grads)
-        return loss, final
-
-    def _one_call(self, x, y, state, clip, max_norm, update, grad_scale: float = 1.0):
-        """Forward, loss, backward into ``_grads`` (times ``grad_scale``), clipping and
-        ``update`` (an optimizer's ``_fused_update()``, or None: gradients only) as one C call
-        with dropout as ``train_step`` draws it.  Returns (loss, final state), no update made
-        when the loss is not finite; or None, having changed nothing, when the call cannot
-        take these inputs as they are (the NumPy backend; ids or a state that the checks of
-        ``_inputs`` must convert or reject)."""
-        if self.backend != "c" or not isinstance(x, np.ndarray) or x.ndim != 2 or not x.size:
-            return None
-        if state is None:
-            state = self.zero_state(x.shape[1])
-        elif not isinstance(state, tuple) or len(state) != 2:
-            return None
-        draw = self._draw_masks if self.dropout else None
-        result = self._train_step_for(*x.shape).step(
-            x, y, state[0], state[1], draw, grad_scale, clip, max_norm, update
-        )
-        if result is None:
-            return None
-        loss, h, c = result
+    def _step(self, x, y, state, clip, max_norm, scale, update, train, masks):
+        """One call of the fused step on inputs that its checks take (``_step_inputs``)."""
+        x, y, state = self._step_inputs(x, y, state)
+        T, B = x.shape
+        draw = None
+        if masks is not None:
+            masks = self._check_masks(masks, T, B)
+            draw = lambda buffer: np.copyto(buffer, masks)  # noqa: E731
+        elif train and self.dropout:
+            draw = self._draw_masks
+        step = self._train_step_for(T, B, dropout=draw is not None)
+        loss, h, c = step.step(x, y, state[0], state[1], draw, scale, clip, max_norm, update)
         return loss, State(h, c)
 
-    def _train_step_for(self, T: int, B: int):
-        """The one-call step over the workspace of (T, B), built at its first use."""
+    def _step_inputs(self, x, y, state):
+        """x, y (T, B) and the state as the fused step takes them.  Arrays that already are
+        int64 ids or states of the model's dtype, C-contiguous, pass as they are: the step
+        checks their shapes and values itself (in C, at a fraction of the cost of the checks
+        here); anything else goes through the checks that convert it."""
+        if not _is_kernel_array(x, INDEX_DTYPE, 2):
+            x = check_ids("x", x, self.vocab_size, ("T", "B"))
+        if not _is_kernel_array(y, INDEX_DTYPE, 2):
+            y = check_ids("y", y, self.vocab_size, ("T", "B"))
+        B = x.shape[1]
+        if state is None:
+            return x, y, self.zero_state(B)
+        c_ok = (state[1] is None if self.cell != "lstm"
+                else _is_kernel_array(state[1], self.dtype, 3))  # fmt: skip
+        if not (isinstance(state, tuple) and len(state) == 2
+                and _is_kernel_array(state[0], self.dtype, 3) and c_ok):  # fmt: skip
+            state = self.check_state(state, B)
+        return x, y, state
+
+    def _train_step_for(self, T: int, B: int, dropout: bool = False):
+        """The backend's fused step over the workspace of (T, B), built at its first use (and
+        again with dropout buffers when a step first needs them)."""
         ws = self._workspace_for(T, B)
-        if ws.train_step is None or (self.dropout and ws.train_step.masks is None):
-            outs, masks = ws.dropout_buffers() if self.dropout else (None, None)
-            ws.train_step = _kernels.TrainStep(
-                self.cell, self.params, self._grads, ws.hs, ws.cs, ws.tcs, ws.gates, ws.R,
-                ws.dhs, ws.dA, ws.dR, ws.logits, ws.dlogits, outs, masks,
+        if ws.train_step is None or (dropout and ws.train_step.masks is None):
+            outs, masks = ws.dropout_buffers() if dropout or self.dropout else (None, None)
+            bufs = ws.bufs
+            ws.train_step = self.kernels.TrainStep(
+                self.cell, self.params, self._grads, bufs.hs, bufs.cs or None,
+                bufs.tcs or None, bufs.gates or None, bufs.R or None, ws.dhs, ws.dA, ws.dR,
+                ws.logits, ws.dlogits, outs, masks,
             )  # fmt: skip
         return ws.train_step
 
@@ -568,7 +414,7 @@ class CharLM(_StackedLayers):
         x = check_ids("x", x, self.vocab_size, ("T", "B"))
         state = self.check_state(state, x.shape[1])
         ws = self._forward(x, state, None)
-        return ws.logits.reshape(*x.shape, -1).copy(), self._final_state(ws)
+        return ws.logits.reshape(*x.shape, -1).copy(), ws.bufs.final_state()
 
     def step(self, ids, state: State | None = None) -> tuple[np.ndarray, State]:
         """Feed one character per stream, ids (B,); returns the logits (B, V) of the next
@@ -657,6 +503,14 @@ class Sampler:
         return out
 
 
+def _is_kernel_array(a, dtype, ndim: int) -> bool:
+    """Whether ``a`` is a C-contiguous ndarray of ``dtype`` with ``ndim`` dimensions."""
+    return (
+        isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim
+        and a.flags.c_contiguous
+    )  # fmt: skip
+
+
 class _Cell:
     """The seed's stateful object: ``y = cell.step(x)`` keeps the hidden state between calls.
 
@@ -682,16 +536,17 @@ class _Cell:
         self.dtype = check_float_dtype("dtype", dtype)
         self.kernels = kernels(backend)
         self.backend = backend
-        G = GATES[self.cell] * hidden_size
-        shapes = [("W_x", (input_size, G)), ("W_h", (hidden_size, G)), ("b", (G,))]
-        if self.cell == "gru":
-            shapes.append(("b_hn", (hidden_size,)))
+        one_layer = layer_shapes(self.cell, input_size, hidden_size, 1)
+        shapes = [(name.removesuffix(".0"), shape) for name, shape in one_layer]
         if output_size is not None:
             shapes += [("W_y", (hidden_size, output_size)), ("b_y", (output_size,))]
-        flat = np.empty(sum(math.prod(s) for _, s in shapes), self.dtype)
+        self.params = Params.empty(shapes, self.dtype)
         bound = 1.0 / math.sqrt(hidden_size)
-        flat[...] = np.random.default_rng(seed).uniform(-bound, bound, flat.size)
-        self.params = Params(flat, shapes)
+        self.params.flat[...] = np.random.default_rng(seed).uniform(
+            -bound, bound, self.params.flat.size
+        )
+        p = self.params
+        self._weights = [LayerWeights(p["W_x"], p["W_h"], p["b"], p.get("b_hn"))]
         self.reset()
 
     def reset(self) -> None:
@@ -714,26 +569,16 @@ class _Cell:
                 f"x: expected a batch of {self.h.shape[0]} like the steps before "
                 f"(or reset() first), got {B}"
             )
-        hs = np.empty((1, B, self.hidden_size), self.dtype)
-        p = self.params
+        bufs = stack.Buffers.allocate(self.cell, 1, B, self.hidden_size, 1, self.dtype)
+        stack.forward(self.kernels, bufs, X, self._weights, self.h[None], self.c[None])
+        self.h = bufs.hs[0][0]
         if self.cell == "lstm":
-            cs, tcs = np.empty_like(hs), np.empty_like(hs)
-            gates = np.empty((1, B, 4 * self.hidden_size), self.dtype)
-            self.kernels.lstm_forward(
-                hs, cs, tcs, gates, X, p["W_x"], p["W_h"], p["b"], self.h, self.c
-            )
-            self.c = cs[0]
-        elif self.cell == "gru":
-            gates, R = (np.empty((1, B, 3 * self.hidden_size), self.dtype) for _ in range(2))
-            self.kernels.gru_forward(hs, gates, R, X, p["W_x"], p["W_h"], p["b"], p["b_hn"], self.h)
-        else:
-            self.kernels.rnn_forward(hs, X, p["W_x"], p["W_h"], p["b"], self.h)
-        self.h = hs[0]
+            self.c = bufs.cs[0][0]
         if self.output_size is None:
             y = self.h.copy()
         else:
             y = np.empty((B, self.output_size), self.dtype)
-            self.kernels.linear_forward(y, self.h, p["W_y"], p["b_y"])
+            self.kernels.linear_forward(y, self.h, self.params["W_y"], self.params["b_y"])
         return y[0] if vector else y
 
 

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .model import Params
+from .core import Params, Update
 from .validation import check_array, check_int, check_real
 
 
@@ -67,12 +67,15 @@ class Optimizer:
         """Apply update number ``self.step_count + 1`` (counting from 1)."""
         raise NotImplementedError
 
-    def _fused_update(self) -> tuple | None:
-        """The next update as the one-call training step takes it (``_kernels.TrainStep.step``:
-        kind, lr, momentum, alpha, beta1, beta2, eps, step, moment1, moment2), or None where
+    def fused_update(self) -> Update | None:
+        """The next update as the fused training step applies it (an ``Update``), or None where
         ``step`` must run as written: any class but the four built-in ones, which define
-        ``_update_args``."""
+        ``_update``'s twin ``_update_args``.  ``count_fused_step`` then counts it as made."""
         return self._update_args() if type(self) in _BUILT_IN else None
+
+    def count_fused_step(self) -> None:
+        """Count an update that the fused training step made from ``fused_update()``."""
+        self.step_count += 1
 
     def hyperparameters(self) -> dict:
         return {"lr": self.lr}
@@ -140,8 +143,8 @@ class SGD(Optimizer):
         velocity = self._moments.get("velocity")
         if self.momentum and velocity is None:
             return None  # step raises the error
-        velocity = velocity if self.momentum else None
-        return ("sgd", self.lr, self.momentum, 0.0, 0.0, 0.0, 0.0, 0, velocity, None)
+        return Update("sgd", self.lr, momentum=self.momentum,
+                      moment1=velocity if self.momentum else None)  # fmt: skip
 
     def hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum}
@@ -161,8 +164,7 @@ class Adagrad(Optimizer):
         ops.adagrad_update(param, grad, self._moments["memory"], self.lr, self.eps)
 
     def _update_args(self):
-        memory = self._moments["memory"]
-        return ("adagrad", self.lr, 0.0, 0.0, 0.0, 0.0, self.eps, 0, memory, None)
+        return Update("adagrad", self.lr, eps=self.eps, moment1=self._moments["memory"])
 
     def hyperparameters(self):
         return {"lr": self.lr, "eps": self.eps}
@@ -185,8 +187,8 @@ class RMSProp(Optimizer):
         ops.rmsprop_update(param, grad, self._moments["mean_square"], self.lr, self.alpha, self.eps)
 
     def _update_args(self):
-        mean_square = self._moments["mean_square"]
-        return ("rmsprop", self.lr, 0.0, self.alpha, 0.0, 0.0, self.eps, 0, mean_square, None)
+        return Update("rmsprop", self.lr, alpha=self.alpha, eps=self.eps,
+                      moment1=self._moments["mean_square"])  # fmt: skip
 
     def hyperparameters(self):
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps}
@@ -222,9 +224,9 @@ class Adam(Optimizer):
         )
 
     def _update_args(self):
-        m, v = self._moments["m"], self._moments["v"]
-        return ("adam", self.lr, 0.0, 0.0, self.beta1, self.beta2, self.eps, self.step_count + 1,
-                m, v)  # fmt: skip
+        return Update("adam", self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps,
+                      step=self.step_count + 1, moment1=self._moments["m"],
+                      moment2=self._moments["v"])  # fmt: skip
 
     def hyperparameters(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

@@ -52,7 +52,7 @@ QUANTITY_TOLERANCES = {
     # of 0.1-scale weights, ~1e-5) the error stays relative (measured 2e-7 of the scale), and an
     # atol of 1e-7 was a 1% bound there (test_properties.py counts such bounds as vacuous).
     "sums": {"rtol": 0.0, "atol": 1e-9, "scaled": 1e-5},
-    # states and their gradients through time (H, C, tanhC, gates, dA, dX, dh0, dc0): each step
+    # states and their gradients through time (hs, cs, tcs, gates, dA, dX, dh0, dc0): each step
     # adds a GEMM's rounding (~ sqrt(H) eps) and the vectorized tanh/sigmoid's 2 ulps, and the
     # recurrence carries every earlier step's error on, amplified by |W_h| (uniform +-0.6 over H
     # up to 130 columns: up to ~4x a step, saturating through tanh) over T <= 12 steps.
@@ -68,7 +68,7 @@ QUANTITY_OF = {
     **dict.fromkeys(["dW_x", "dW_h", "db", "dW", "W_x", "W_h", "b", "W_y", "b_y"], "sums"),
     **dict.fromkeys(["db_hn", "b_hn"], "sums"),  # a GRU's recurrent bias of n
     **dict.fromkeys(["out"], "sums"),  # a linear layer's forward: one GEMM
-    **dict.fromkeys("H C tanhC gates dA dX dh0 dc0 h c dh dc R dR".split(), "sequence"),
+    **dict.fromkeys("hs cs tcs gates dA dX dh0 dc0 h c dh dc R dR".split(), "sequence"),
     **dict.fromkeys(["final state", "dstate"], "sequence"),
 }
 

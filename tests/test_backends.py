@@ -9,7 +9,7 @@ from conftest import assert_as_accurate, assert_close, fit_chunk, subprocess_env
 
 import rnnfast
 from rnnfast import reference
-from rnnfast.model import GATES
+from rnnfast.core import GATES
 
 MODELS = [  # cell, V, H, layers, T, B
     ("rnn", 65, 100, 1, 25, 1),

@@ -137,8 +137,8 @@ def test_isa_variants_give_identical_recurrent_bits(dtype, cell, inputs, packed,
         layer = make_layer(rng, cell, shape, dtype, inputs)
         fwd = run_forward(K, cell, layer)
         grads = backward_grads(rng, cell, layer)
-        dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
-        run_backward(K, cell, layer, fwd, dH, grads)
+        dhs = rng.uniform(-1, 1, fwd["hs"].shape).astype(dtype)
+        run_backward(K, cell, layer, fwd, dhs, grads)
         return {**fwd, **grads}
 
     assert_same_bits(on_each_isa(run, packed=packed))
@@ -159,17 +159,17 @@ def test_packed_kernel_across_chunks_groups_and_blocks(dtype, cell, shape):
     variant, and the same bits on all of them."""
     rng = np.random.default_rng(5)
     layer = make_layer(rng, cell, shape, dtype, "float")
-    dH = rng.uniform(-1, 1, (*shape[:2], shape[3])).astype(dtype)
+    dhs = rng.uniform(-1, 1, (*shape[:2], shape[3])).astype(dtype)
     grads = backward_grads(rng, cell, layer)
     expected_fwd = run_forward(ref, cell, layer)
     expected = copy_dict(grads)
-    run_backward(ref, cell, layer, expected_fwd, dH, expected)
+    run_backward(ref, cell, layer, expected_fwd, dhs, expected)
 
     def run():
         fwd = run_forward(K, cell, layer)
         assert_all_close(fwd, expected_fwd, dtype)
         got = copy_dict(grads)
-        run_backward(K, cell, layer, expected_fwd, dH, got)
+        run_backward(K, cell, layer, expected_fwd, dhs, got)
         assert_all_close(got, expected, dtype)
         return {**fwd, **got}
 

@@ -69,11 +69,11 @@ def forward_outputs(cell, layer):
     H, G = layer["W_h"].shape
     dtype = layer["W_h"].dtype
     if cell == "rnn":
-        return {"H": np.full((T, B, H), np.nan, dtype)}
+        return {"hs": np.full((T, B, H), np.nan, dtype)}
     if cell == "gru":
-        return {"H": np.full((T, B, H), np.nan, dtype), "gates": np.full((T, B, G), np.nan, dtype),
+        return {"hs": np.full((T, B, H), np.nan, dtype), "gates": np.full((T, B, G), np.nan, dtype),
                 "R": np.full((T, B, G), np.nan, dtype)}  # fmt: skip
-    out = {name: np.full((T, B, H), np.nan, dtype) for name in ("H", "C", "tanhC")}
+    out = {name: np.full((T, B, H), np.nan, dtype) for name in ("hs", "cs", "tcs")}
     out["gates"] = np.full((T, B, G), np.nan, dtype)
     return out
 
@@ -110,7 +110,7 @@ def backward_grads(rng, cell, layer, fill="random"):
     return grads
 
 
-def run_backward(ops, cell, layer, fwd, dH, grads, final=None):
+def run_backward(ops, cell, layer, fwd, dhs, grads, final=None):
     """One backward call; ``final``: the final state's gradient {"dh_T": .., "dc_T": ..}, passed
     as keywords (none: the kernels' defaults, zero)."""
     g = grads
@@ -123,9 +123,9 @@ def run_backward(ops, cell, layer, fwd, dH, grads, final=None):
             g["db"],
             g["dh0"],
             g["dA"],
-            dH,
+            dhs,
             layer["X"],
-            fwd["H"],
+            fwd["hs"],
             layer["W_x"],
             layer["W_h"],
             layer["h0"],
@@ -133,8 +133,8 @@ def run_backward(ops, cell, layer, fwd, dH, grads, final=None):
         )
     elif cell == "gru":
         ops.gru_backward(
-            g["dX"], g["dW_x"], g["dW_h"], g["db"], g["db_hn"], g["dh0"], g["dA"], g["dR"], dH,
-            layer["X"], fwd["H"], fwd["gates"], fwd["R"], layer["W_x"], layer["W_h"], layer["h0"],
+            g["dX"], g["dW_x"], g["dW_h"], g["db"], g["db_hn"], g["dh0"], g["dA"], g["dR"], dhs,
+            layer["X"], fwd["hs"], fwd["gates"], fwd["R"], layer["W_x"], layer["W_h"], layer["h0"],
             **final,
         )  # fmt: skip
     else:
@@ -146,11 +146,11 @@ def run_backward(ops, cell, layer, fwd, dH, grads, final=None):
             g["dh0"],
             g["dc0"],
             g["dA"],
-            dH,
+            dhs,
             layer["X"],
-            fwd["H"],
-            fwd["C"],
-            fwd["tanhC"],
+            fwd["hs"],
+            fwd["cs"],
+            fwd["tcs"],
             fwd["gates"],
             layer["W_x"],
             layer["W_h"],
@@ -200,7 +200,7 @@ def test_forward_negative_control(rng, dtype, cell):
     expected = run_forward(ref, cell, layer)
     layer["W_h"][2, 3] += dtype.type(0.01)
     with pytest.raises(AssertionError):
-        assert_close(run_forward(K, cell, layer)["H"], expected["H"], dtype)
+        assert_close(run_forward(K, cell, layer)["hs"], expected["hs"], dtype)
 
 
 # ---- backward -----------------------------------------------------------------------------
@@ -215,14 +215,14 @@ def test_backward_matches_reference(rng, dtype, cell, shape, inputs, init):
     layer = make_layer(rng, cell, shape, dtype, inputs, init)
     fit_chunk(shape[1], GATES[cell] * shape[3], dtype)
     fwd = run_forward(ref, cell, layer)
-    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
-    dH_before = dH.copy()
+    dhs = rng.uniform(-1, 1, fwd["hs"].shape).astype(dtype)
+    dhs_before = dhs.copy()
     grads = backward_grads(rng, cell, layer)
     expected = copy_dict(grads)
-    run_backward(ref, cell, layer, fwd, dH, expected)
-    run_backward(K, cell, layer, fwd, dH, grads)
+    run_backward(ref, cell, layer, fwd, dhs, expected)
+    run_backward(K, cell, layer, fwd, dhs, grads)
     assert_all_close(grads, expected, dtype)
-    np.testing.assert_array_equal(dH, dH_before)  # dH is read only
+    np.testing.assert_array_equal(dhs, dhs_before)  # dhs is read only
 
 
 @pytest.mark.parametrize("inputs", ["ids", "float"])
@@ -234,13 +234,13 @@ def test_backward_from_final_state_gradient_matches_reference(rng, dtype, cell, 
     layer = make_layer(rng, cell, shape, dtype, inputs)
     fit_chunk(shape[1], GATES[cell] * shape[3], dtype)
     fwd = run_forward(ref, cell, layer)
-    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    dhs = rng.uniform(-1, 1, fwd["hs"].shape).astype(dtype)
     final = final_state_grad(rng, cell, layer)
     final_before = copy_dict(final)
     grads = backward_grads(rng, cell, layer)
     expected = copy_dict(grads)
-    run_backward(ref, cell, layer, fwd, dH, expected, final)
-    run_backward(K, cell, layer, fwd, dH, grads, final)
+    run_backward(ref, cell, layer, fwd, dhs, expected, final)
+    run_backward(K, cell, layer, fwd, dhs, grads, final)
     assert_all_close(grads, expected, dtype)
     for name in final:  # read only
         np.testing.assert_array_equal(final[name], final_before[name], err_msg=name)
@@ -252,13 +252,13 @@ def test_backward_from_part_of_the_final_state_gradient(rng, dtype, parts):
     not the same as passing nothing."""
     layer = make_layer(rng, "lstm", (5, 3, 11, 13), dtype, "float")
     fwd = run_forward(K, "lstm", layer)
-    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    dhs = rng.uniform(-1, 1, fwd["hs"].shape).astype(dtype)
     final = final_state_grad(rng, "lstm", layer, parts)
     zeros = {name: np.zeros_like(layer["h0"]) for name in ("dh_T", "dc_T")}
     results = {}
     for key, given in (("part", final), ("zeros", {**zeros, **final}), ("none", None)):
         results[key] = backward_grads(rng, "lstm", layer, fill="zero")
-        run_backward(K, "lstm", layer, fwd, dH, results[key], given)
+        run_backward(K, "lstm", layer, fwd, dhs, results[key], given)
     for name in ("dX", "dW_x", "dW_h", "db", "dh0", "dc0", "dA"):
         np.testing.assert_array_equal(results["part"][name], results["zeros"][name], err_msg=name)
     assert not np.array_equal(results["part"]["dh0"], results["none"]["dh0"])
@@ -269,16 +269,16 @@ def test_backward_from_part_of_the_final_state_gradient(rng, dtype, parts):
 def test_backward_negative_control(rng, dtype, cell, bug):
     layer = make_layer(rng, cell, (5, 3, 11, 13), dtype, "float")
     fwd = run_forward(ref, cell, layer)
-    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    dhs = rng.uniform(-1, 1, fwd["hs"].shape).astype(dtype)
     grads = backward_grads(rng, cell, layer)
     expected = copy_dict(grads)
-    run_backward(ref, cell, layer, fwd, dH, expected)
+    run_backward(ref, cell, layer, fwd, dhs, expected)
     final = None
     if bug == "perturbed W_h":
         layer["W_h"][1, 2] += dtype.type(0.01)
     else:  # the C call gets the carries, the reference did not
         final = final_state_grad(rng, cell, layer)
-    run_backward(K, cell, layer, fwd, dH, grads, final)
+    run_backward(K, cell, layer, fwd, dhs, grads, final)
     with pytest.raises(AssertionError):
         assert_close(grads["dh0"], expected["dh0"], dtype)
 
@@ -288,11 +288,11 @@ def test_backward_negative_control(rng, dtype, cell, bug):
 def test_backward_twice_accumulates_twice(rng, dtype, cell, inputs):
     layer = make_layer(rng, cell, (6, 4, 11, 7), dtype, inputs)
     fwd = run_forward(K, cell, layer)
-    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    dhs = rng.uniform(-1, 1, fwd["hs"].shape).astype(dtype)
     grads = backward_grads(rng, cell, layer, fill="zero")
-    run_backward(K, cell, layer, fwd, dH, grads)
+    run_backward(K, cell, layer, fwd, dhs, grads)
     once = copy_dict(grads)
-    run_backward(K, cell, layer, fwd, dH, grads)
+    run_backward(K, cell, layer, fwd, dhs, grads)
     for name in ("dW_x", "dW_h", "db", "db_hn"):
         if name in grads:
             assert_close(grads[name], 2 * once[name], dtype, name)
@@ -411,17 +411,17 @@ def forward_call(cell, layer, out, ops=K):
     """The kernel call of ``ops`` (the C bridge unless told) for this layer, not yet made."""
     if cell == "rnn":
         return lambda: ops.rnn_forward(
-            out["H"], layer["X"], layer["W_x"], layer["W_h"], layer["b"], layer["h0"]
+            out["hs"], layer["X"], layer["W_x"], layer["W_h"], layer["b"], layer["h0"]
         )
     if cell == "gru":
         return lambda: ops.gru_forward(
-            out["H"], out["gates"], out["R"], layer["X"], layer["W_x"], layer["W_h"], layer["b"],
+            out["hs"], out["gates"], out["R"], layer["X"], layer["W_x"], layer["W_h"], layer["b"],
             layer["b_hn"], layer["h0"],
         )  # fmt: skip
     return lambda: ops.lstm_forward(
-        out["H"],
-        out["C"],
-        out["tanhC"],
+        out["hs"],
+        out["cs"],
+        out["tcs"],
         out["gates"],
         layer["X"],
         layer["W_x"],
@@ -446,7 +446,7 @@ def bad_forward_cases(cell, layer, out, dtype):
     T, B, V = layer["X"].shape[0], layer["X"].shape[1], layer["W_x"].shape[0]
     case("W_x dtype", TypeError, "W_x: expected dtype", W_x=layer["W_x"].astype(other))
     case("h0 dtype", TypeError, "h0: expected dtype", h0=layer["h0"].astype(other))
-    case("H dtype", TypeError, "H: expected dtype", H=out["H"].astype(other))
+    case("hs dtype", TypeError, "hs: expected dtype", hs=out["hs"].astype(other))
     case("ids dtype", TypeError, "X: expected dtype int64", X=layer["X"].astype(np.int32))
     case(
         "W_h not contiguous",
@@ -455,14 +455,14 @@ def bad_forward_cases(cell, layer, out, dtype):
         W_h=np.asfortranarray(layer["W_h"]),
     )
     case(
-        "H not contiguous",
+        "hs not contiguous",
         ValueError,
-        "H: expected a C-contiguous",
-        H=np.full((T, B, 2 * out["H"].shape[2]), np.nan, dtype)[:, :, ::2],
+        "hs: expected a C-contiguous",
+        hs=np.full((T, B, 2 * out["hs"].shape[2]), np.nan, dtype)[:, :, ::2],
     )
-    ro = out["H"].copy()
+    ro = out["hs"].copy()
     ro.flags.writeable = False
-    case("H read-only", ValueError, "H: output array is read-only", H=ro)
+    case("hs read-only", ValueError, "hs: output array is read-only", hs=ro)
     case("b length", ValueError, "b: expected shape", b=layer["b"][:-1].copy())
     if "b_hn" in layer:
         case("b_hn length", ValueError, "b_hn: expected shape", b_hn=layer["b_hn"][:-1].copy())
@@ -470,7 +470,7 @@ def bad_forward_cases(cell, layer, out, dtype):
         "h0 batch",
         ValueError,
         "(X|c0): expected shape",
-        h0=np.zeros((B + 1, out["H"].shape[2]), dtype),
+        h0=np.zeros((B + 1, out["hs"].shape[2]), dtype),
     )
     case("empty batch", ValueError, "h0: expected at least one row", h0=layer["h0"][:0].copy())
     case(
@@ -480,7 +480,7 @@ def bad_forward_cases(cell, layer, out, dtype):
         W_h=np.zeros((layer["W_h"].shape[0] + 1, layer["W_h"].shape[1]), dtype),
     )
     case("X batch", ValueError, "X: expected shape", X=layer["X"][:, :0].copy())
-    case("H shape", ValueError, "H: expected shape", H=out["H"][:, :, :-1].copy())
+    case("hs shape", ValueError, "hs: expected shape", hs=out["hs"][:, :, :-1].copy())
     case("W_x rows", ValueError, "W_x: expected shape", X=layer["X"][..., None].astype(dtype))
     bad = layer["X"].copy()
     bad[-1, -1] = -1
@@ -512,13 +512,13 @@ def test_forward_bad_input_raises_before_c(rng, dtype, cell):
 def test_forward_overlapping_output_raises(rng, dtype, cell):
     layer = make_layer(rng, cell, (4, 3, 6, 6), dtype, "float")
     out = forward_outputs(cell, layer)
-    out["H"] = layer["X"]  # (T, B, I) with I == H: the output would overwrite the input
-    with pytest.raises(ValueError, match="H: output array overlaps X"):
+    out["hs"] = layer["X"]  # (T, B, I) with I == H: the output would overwrite the input
+    with pytest.raises(ValueError, match="hs: output array overlaps X"):
         forward_call(cell, layer, out)()
     if cell == "lstm":
         out = forward_outputs(cell, layer)
-        out["C"] = out["H"]
-        with pytest.raises(ValueError, match="C: output array overlaps H"):
+        out["cs"] = out["hs"]
+        with pytest.raises(ValueError, match="cs: output array overlaps hs"):
             forward_call(cell, layer, out)()
     if cell == "gru":
         out = forward_outputs(cell, layer)
@@ -531,14 +531,14 @@ def test_forward_overlapping_output_raises(rng, dtype, cell):
 def test_backward_bad_input_raises_before_c(rng, dtype, cell):
     layer = make_layer(rng, cell, (4, 3, 6, 6), dtype, "float")
     fwd = run_forward(K, cell, layer)
-    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    dhs = rng.uniform(-1, 1, fwd["hs"].shape).astype(dtype)
     other = np.float32 if dtype == np.float64 else np.float64
 
-    def attempt(exc, match, grads=None, dH_=dH, fwd_=fwd, layer_=layer, final=None):
+    def attempt(exc, match, grads=None, dhs_=dhs, fwd_=fwd, layer_=layer, final=None):
         grads = grads or backward_grads(rng, cell, layer, fill="zero")
         before = copy_dict(grads)
         with pytest.raises(exc, match=match):
-            run_backward(K, cell, layer_, fwd_, dH_, grads, final)
+            run_backward(K, cell, layer_, fwd_, dhs_, grads, final)
         for name in grads:
             if grads[name] is not None and grads[name].flags.writeable:
                 np.testing.assert_array_equal(grads[name], before[name], err_msg=name)
@@ -546,7 +546,7 @@ def test_backward_bad_input_raises_before_c(rng, dtype, cell):
     g = backward_grads(rng, cell, layer, fill="zero")
     g["dW_h"] = g["dW_h"].astype(other)
     attempt(TypeError, "dW_h: expected dtype", g)
-    attempt(TypeError, "dH: expected dtype", dH_=dH.astype(other))
+    attempt(TypeError, "dhs: expected dtype", dhs_=dhs.astype(other))
     g = backward_grads(rng, cell, layer, fill="zero")
     g["db"] = np.zeros(2 * g["db"].size, dtype)[::2]
     attempt(ValueError, "db: expected a C-contiguous", g)
@@ -556,10 +556,10 @@ def test_backward_bad_input_raises_before_c(rng, dtype, cell):
     g = backward_grads(rng, cell, layer, fill="zero")
     g["dh0"] = g["dh0"][:, :-1].copy()
     attempt(ValueError, "dh0: expected shape", g)
-    attempt(ValueError, "dH: expected shape", dH_=dH[:-1].copy())
+    attempt(ValueError, "dhs: expected shape", dhs_=dhs[:-1].copy())
     g = backward_grads(rng, cell, layer, fill="zero")
-    g["dX"] = dH  # the input gradient would overwrite the incoming gradient
-    attempt(ValueError, "dX: output array overlaps dH", g)
+    g["dX"] = dhs  # the input gradient would overwrite the incoming gradient
+    attempt(ValueError, "dX: output array overlaps dhs", g)
     g = backward_grads(rng, cell, layer, fill="zero")
     g["dW_x"] = g["dW_h"]  # I == H: one buffer for two gradients
     attempt(ValueError, "dW_h: output array overlaps dW_x", g)
@@ -612,7 +612,7 @@ def dropout_mask(rng, shape, dtype, p=0.4):
 
 def with_dropout(ops, mask, out=None):
     """``ops`` whose recurrent kernels apply dropout: the forwards write ``out`` through
-    ``mask``, the backwards take their dH as the gradient of out."""
+    ``mask``, the backwards take their dhs as the gradient of out."""
     forward = {"out": out, "mask": mask}
     return SimpleNamespace(
         rnn_forward=partial(ops.rnn_forward, **forward),
@@ -642,8 +642,8 @@ def test_dropout_forward_matches_reference(rng, dtype, cell, shape, inputs):
     plain = run_forward(K, cell, layer)
     for name in plain:
         np.testing.assert_array_equal(got[name], plain[name], err_msg=name)
-    np.testing.assert_array_equal(outs[K], got["H"] * mask)
-    np.testing.assert_array_equal(outs[ref], expected["H"] * mask)
+    np.testing.assert_array_equal(outs[K], got["hs"] * mask)
+    np.testing.assert_array_equal(outs[ref], expected["hs"] * mask)
 
 
 @pytest.mark.parametrize("inputs", ["ids", "float"])
@@ -652,18 +652,18 @@ def test_dropout_forward_matches_reference(rng, dtype, cell, shape, inputs):
 @pytest.mark.usefixtures("kernel_path")
 def test_dropout_backward_matches_reference(rng, dtype, cell, shape, inputs):
     """Backward through the mask: against the reference, and bit for bit the plain backward of
-    dH * mask (the product taken in the fused pass is the same IEEE product)."""
+    dhs * mask (the product taken in the fused pass is the same IEEE product)."""
     layer = make_layer(rng, cell, shape, dtype, inputs)
     fit_chunk(shape[1], GATES[cell] * shape[3], dtype)
     fwd = run_forward(ref, cell, layer)
-    mask = dropout_mask(rng, fwd["H"].shape, dtype)
-    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    mask = dropout_mask(rng, fwd["hs"].shape, dtype)
+    dhs = rng.uniform(-1, 1, fwd["hs"].shape).astype(dtype)
     grads = backward_grads(rng, cell, layer)
     expected, plain = copy_dict(grads), copy_dict(grads)
-    run_backward(with_dropout(ref, mask), cell, layer, fwd, dH, expected)
-    run_backward(with_dropout(K, mask), cell, layer, fwd, dH, grads)
+    run_backward(with_dropout(ref, mask), cell, layer, fwd, dhs, expected)
+    run_backward(with_dropout(K, mask), cell, layer, fwd, dhs, grads)
     assert_all_close(grads, expected, dtype)
-    run_backward(K, cell, layer, fwd, dH * mask, plain)
+    run_backward(K, cell, layer, fwd, dhs * mask, plain)
     for name, a in grads.items():
         if a is not None:
             np.testing.assert_array_equal(a, plain[name], err_msg=name)
@@ -673,19 +673,19 @@ def test_dropout_backward_matches_reference(rng, dtype, cell, shape, inputs):
 @pytest.mark.parametrize("cell", CELLS)
 def test_dropout_backward_from_final_state_gradient_matches_reference(rng, dtype, cell, shape):
     """The final state's gradient enters as the carries, past the mask (it reaches h_{T-1}, not
-    out_{T-1}): against the reference, and bit for bit the plain backward of dH * mask from the
+    out_{T-1}): against the reference, and bit for bit the plain backward of dhs * mask from the
     same carries."""
     layer = make_layer(rng, cell, shape, dtype, "float")
     fwd = run_forward(ref, cell, layer)
-    mask = dropout_mask(rng, fwd["H"].shape, dtype)
-    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    mask = dropout_mask(rng, fwd["hs"].shape, dtype)
+    dhs = rng.uniform(-1, 1, fwd["hs"].shape).astype(dtype)
     final = final_state_grad(rng, cell, layer)
     grads = backward_grads(rng, cell, layer)
     expected, plain = copy_dict(grads), copy_dict(grads)
-    run_backward(with_dropout(ref, mask), cell, layer, fwd, dH, expected, final)
-    run_backward(with_dropout(K, mask), cell, layer, fwd, dH, grads, final)
+    run_backward(with_dropout(ref, mask), cell, layer, fwd, dhs, expected, final)
+    run_backward(with_dropout(K, mask), cell, layer, fwd, dhs, grads, final)
     assert_all_close(grads, expected, dtype)
-    run_backward(K, cell, layer, fwd, dH * mask, plain, final)
+    run_backward(K, cell, layer, fwd, dhs * mask, plain, final)
     for name, a in grads.items():
         if a is not None:
             np.testing.assert_array_equal(a, plain[name], err_msg=name)
@@ -696,12 +696,12 @@ def test_dropout_backward_negative_control(rng, dtype, cell):
     """The comparison above notices a backward that ignores the mask."""
     layer = make_layer(rng, cell, (5, 3, 11, 13), dtype, "float")
     fwd = run_forward(ref, cell, layer)
-    mask = dropout_mask(rng, fwd["H"].shape, dtype)
-    dH = rng.uniform(-1, 1, fwd["H"].shape).astype(dtype)
+    mask = dropout_mask(rng, fwd["hs"].shape, dtype)
+    dhs = rng.uniform(-1, 1, fwd["hs"].shape).astype(dtype)
     grads = backward_grads(rng, cell, layer)
     expected = copy_dict(grads)
-    run_backward(with_dropout(ref, mask), cell, layer, fwd, dH, expected)
-    run_backward(K, cell, layer, fwd, dH, grads)
+    run_backward(with_dropout(ref, mask), cell, layer, fwd, dhs, expected)
+    run_backward(K, cell, layer, fwd, dhs, grads)
     with pytest.raises(AssertionError):
         assert_all_close(grads, expected, dtype)
 
@@ -710,7 +710,7 @@ def test_dropout_backward_negative_control(rng, dtype, cell):
 def test_dropout_bad_input_raises_before_c(rng, dtype, cell):
     layer = make_layer(rng, cell, (4, 3, 5, 6), dtype)
     fwd = forward_outputs(cell, layer)
-    mask = dropout_mask(rng, fwd["H"].shape, dtype)
+    mask = dropout_mask(rng, fwd["hs"].shape, dtype)
     out = np.full(mask.shape, np.nan, dtype)
     other = np.float32 if dtype == np.float64 else np.float64
     read_only = out.copy()
@@ -722,7 +722,7 @@ def test_dropout_bad_input_raises_before_c(rng, dtype, cell):
         ("mask dtype", out, mask.astype(other), TypeError, "mask: expected dtype"),
         ("out shape", out[:-1].copy(), mask, ValueError, "out: expected shape"),
         ("out read-only", read_only, mask, ValueError, "out: output array is read-only"),
-        ("out is H", fwd["H"], mask, ValueError, "out: output array overlaps H"),
+        ("out is H", fwd["hs"], mask, ValueError, "out: output array overlaps hs"),
         ("out is the mask", mask, mask, ValueError, "out: output array overlaps mask"),
     ]
     for desc, bad_out, bad_mask, exc, match in cases:
@@ -732,7 +732,7 @@ def test_dropout_bad_input_raises_before_c(rng, dtype, cell):
         for name, a in fwd.items():  # nothing ran
             np.testing.assert_array_equal(a, before[name], err_msg=desc)
     run_forward(with_dropout(K, mask, out), cell, layer)  # the good call passes
-    dH = rng.uniform(-1, 1, mask.shape).astype(dtype)
+    dhs = rng.uniform(-1, 1, mask.shape).astype(dtype)
     with pytest.raises(ValueError, match="mask: expected shape"):
-        run_backward(with_dropout(K, mask[:-1].copy()), cell, layer, fwd, dH,
+        run_backward(with_dropout(K, mask[:-1].copy()), cell, layer, fwd, dhs,
                      backward_grads(rng, cell, layer))  # fmt: skip

@@ -14,7 +14,7 @@ from test_reference_gradcheck import numeric_gradient
 
 import rnnfast
 from rnnfast import layers
-from rnnfast.model import State
+from rnnfast.core import State
 
 CLASSES = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}
 
@@ -162,9 +162,8 @@ def test_dropout_finite_differences(cell, rng):
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_dropout_finite_differences_negative_control(cell, rng, monkeypatch):
     """The same check fails when the backward kernels ignore the masks."""
-    from rnnfast import reference
 
-    monkeypatch.setattr(reference, "_from_above", lambda dhs, mask, t: dhs[t])
+    monkeypatch.setattr(rnnfast.kernels, "_from_above", lambda dhs, mask, t: dhs[t])
     layer = training(dropout_layer(cell))
     assert fd_check(layer, *random_problem(layer, 3, 2, rng)) > 1e-3
 
@@ -183,10 +182,9 @@ def test_dropout_backward_leaves_the_cache_as_it_was(cell, rng):
     layer = dropout_layer(cell, backend="c")
     x, state, dout, dstate = random_problem(layer, 4, 3, rng)
     _, _, cache = layer.forward(x, state, train=True)
-    masks = [m.copy() for m in cache.masks[:-1]]
+    masks = cache.bufs.masks.copy()
     first = layer.backward(dout, cache, dstate)
-    for kept, m in zip(masks, cache.masks, strict=False):
-        np.testing.assert_array_equal(kept, m)
+    np.testing.assert_array_equal(masks, cache.bufs.masks)
     second = layer.backward(dout, cache, dstate)
     np.testing.assert_array_equal(first[0], second[0])
     np.testing.assert_array_equal(first[2].flat, second[2].flat)
@@ -418,10 +416,10 @@ BAD_CALLS = [  # id, cell, call, error, message
 def test_bad_input_is_a_clear_error_and_changes_nothing(cell, call, error, message):
     c = _ctx(cell)
     snapshot = [np.copy(a) for a in (c.layer.flat_params, c.x, c.dout, c.grads.flat,
-                                     *c.cache.H)]  # fmt: skip
+                                     *c.cache.bufs.hs)]  # fmt: skip
     with pytest.raises(error, match=message):
         call(c)
-    after = [c.layer.flat_params, c.x, c.dout, c.grads.flat, *c.cache.H]
+    after = [c.layer.flat_params, c.x, c.dout, c.grads.flat, *c.cache.bufs.hs]
     for a, b in zip(snapshot, after, strict=True):
         np.testing.assert_array_equal(a, b)
 

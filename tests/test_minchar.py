@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from rnnfast.backends import BACKENDS
 from rnnfast.minchar import MinCharRNN
-from rnnfast.model import BACKENDS
 
 
 def script_loss(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
@@ -173,7 +173,7 @@ def test_the_example_script_trains_and_prints_min_char_rnns_lines(tmp_path):
 def test_lossfun_is_one_call_with_the_bits_of_the_kernel_by_kernel_path():
     """The C drop-in's lossFun runs as one C call (the training step without its update); it
     returns exactly what the kernel-by-kernel route gives: loss_and_grads, times T, clipped."""
-    from rnnfast.model import State
+    from rnnfast.core import State
 
     arrays = script_arrays(scale=3.0)  # large enough that some gradients are clipped
     rng = np.random.default_rng(2)

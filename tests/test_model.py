@@ -10,7 +10,7 @@ from conftest import assert_close
 
 import rnnfast
 from rnnfast import reference
-from rnnfast.model import BACKENDS
+from rnnfast.backends import BACKENDS
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 40
 

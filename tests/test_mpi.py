@@ -55,13 +55,13 @@ def worker_train(out: str) -> None:
         for i, case in enumerate(CASES):
             trainer = Trainer(TEXT, config(**case), parallel=dp)
             fed = []
-            original = trainer.model.loss_and_grads
+            original = trainer.model.gradients
 
             def spy(x, y, state=None, original=original, fed=fed, **kw):
                 fed.append(np.array(x))
                 return original(x, y, state, **kw)
 
-            trainer.model.loss_and_grads = spy
+            trainer.model.gradients = spy
             trainer.train(steps=STEPS)
             results[f"params{i}"] = trainer.model.flat_params
             results[f"val{i}"] = np.array(trainer.val_history["val_loss"])

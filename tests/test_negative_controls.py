@@ -28,6 +28,7 @@ import test_kernels_recurrent as kernel_checks
 import test_reference_gradcheck as gradcheck
 from conftest import DTYPES, subprocess_env
 
+import rnnfast.kernels as kernels
 import rnnfast.reference as ref
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,14 +88,14 @@ REFERENCE_PLANTS = [
 
 
 def planted(function_name, old, new):
-    """The reference function ``function_name`` compiled from its source with ``old`` replaced
-    by ``new`` (``old`` must occur exactly once), in the reference module's namespace."""
-    source = textwrap.dedent(inspect.getsource(getattr(ref, function_name)))
+    """The NumPy kernel ``function_name`` compiled from its source with ``old`` replaced by
+    ``new`` (``old`` must occur exactly once), in the kernels module's namespace."""
+    source = textwrap.dedent(inspect.getsource(getattr(kernels, function_name)))
     assert source.count(old) == 1, (
-        f"the plant's snippet occurs {source.count(old)} times in reference.{function_name}: "
+        f"the plant's snippet occurs {source.count(old)} times in kernels.{function_name}: "
         f"re-target the plant at the code as it is now:\n{old}"
     )
-    namespace = dict(vars(ref))
+    namespace = dict(vars(kernels))
     exec(compile(source.replace(old, new), f"<planted {function_name}>", "exec"), namespace)
     return namespace[function_name]
 
@@ -128,6 +129,12 @@ def failures(check, cell):
     return failed, len(cases)
 
 
+def plant(monkeypatch, function_name, function):
+    """Replace the NumPy kernel where it is defined and where the reference re-exports it."""
+    for module in (kernels, ref):
+        monkeypatch.setattr(module, function_name, function)
+
+
 @pytest.mark.parametrize(
     "function_name, old, new, check",
     [
@@ -137,7 +144,7 @@ def failures(check, cell):
     ],
 )
 def test_a_reference_plant_fails_the_check(monkeypatch, function_name, old, new, check):
-    monkeypatch.setattr(ref, function_name, planted(function_name, old, new))
+    plant(monkeypatch, function_name, planted(function_name, old, new))
     failed, cases = failures(check, function_name.split("_")[0])
     assert failed > 0, f"the plant passed all {cases} cases of the {check} check"
 
@@ -146,7 +153,7 @@ def test_a_reference_plant_fails_the_check(monkeypatch, function_name, old, new,
 def test_the_unplanted_copy_passes(monkeypatch, function_name):
     """The compiled copy itself changes nothing: an identity rewrite passes every check."""
     snippet = next(p[2] for p in REFERENCE_PLANTS if p[1] == function_name)
-    monkeypatch.setattr(ref, function_name, planted(function_name, snippet, snippet))
+    plant(monkeypatch, function_name, planted(function_name, snippet, snippet))
     cell = function_name.split("_")[0]
     for check in ("forward", "backward", "finite differences"):
         assert failures(check, cell)[0] == 0, check

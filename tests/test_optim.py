@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import rnnfast
-from rnnfast.model import BACKENDS
+from rnnfast.backends import BACKENDS
 
 
 def tiny_model(backend, dtype=np.float64):

@@ -87,7 +87,7 @@ class _RoundedLikeTheKernels:
         return np.clip(self._off(reference_sigmoid(x)), 0, 1)
 
 
-reference_sigmoid = reference._sigmoid
+reference_sigmoid = rnnfast.kernels._sigmoid
 
 
 @pytest.fixture
@@ -98,8 +98,8 @@ def kernel_rounding(monkeypatch):
     def rounded(rng):
         with monkeypatch.context() as m:
             numpy_like = _RoundedLikeTheKernels(rng)
-            m.setattr(reference, "np", numpy_like)
-            m.setattr(reference, "_sigmoid", numpy_like.sigmoid)
+            m.setattr(rnnfast.kernels, "np", numpy_like)
+            m.setattr(rnnfast.kernels, "_sigmoid", numpy_like.sigmoid)
             yield
 
     return rounded

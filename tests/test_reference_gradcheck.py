@@ -4,8 +4,8 @@ of every parameter element and of the initial state against (L(w + e) - L(w - e)
 import numpy as np
 import pytest
 
-from rnnfast import reference
-from rnnfast.model import Params, param_shapes
+from rnnfast import kernels, reference
+from rnnfast.core import Params, param_shapes
 
 EPS = 1e-4
 # Central differences in float64 err by about EPS^2 |L'''| / 6 (truncation) plus 1e-16 |L| / EPS
@@ -225,7 +225,7 @@ def test_negative_control_a_mask_missing_in_backward_fails_the_check(monkeypatch
     """The dropout check can fail: a backward that forgets the mask (the gradient from above
     taken as is) must exceed the bound on the weights below the dropped outputs."""
     model, x, y, state, masks = dropout_problem(cell, 2)
-    monkeypatch.setattr(reference, "_from_above", lambda dhs, mask, t: dhs[t])
+    monkeypatch.setattr(kernels, "_from_above", lambda dhs, mask, t: dhs[t])
     _, grads, _ = model.loss_and_grads(x, y, state, masks=masks)
     numeric = numeric_gradient(lambda: model.loss(x, y, state, masks=masks)[0], model.flat_params)
     assert relative_error(numeric, grads.flat) > MAX_RELATIVE_ERROR

@@ -7,7 +7,7 @@ from conftest import TOLERANCES
 
 import rnnfast
 from rnnfast import layers
-from rnnfast.model import BACKENDS
+from rnnfast.backends import BACKENDS
 
 torch = pytest.importorskip("torch", reason="PyTorch interop tests need torch (rnnfast[torch])")
 nn = torch.nn

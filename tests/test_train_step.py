@@ -1,8 +1,11 @@
-"""The one-call training step (``_kernels.TrainStep``, csrc/train_step.c) against the step-by-step
-path it replaces (``CharLM._train_step_by_kernels``: the same kernels, one bridge call each), bit
-for bit, and against the NumPy reference to the tolerance table; its fallbacks; its bridge."""
+"""The fused training step (``_kernels.TrainStep``, csrc/train_step.c) against its NumPy twin
+(``rnnfast.engine.TrainStep``): composed of the C elementary kernels (one bridge call each) the twin
+gives the fused step's bits; composed of the NumPy kernels it is the reference, to the tolerance
+table.  Also the gradients-only mode, a user's optimizer, and the bridge's checks."""
 
+import functools
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +13,8 @@ from conftest import assert_as_accurate, assert_close
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import rnnfast
-from rnnfast import _kernels
+from rnnfast import _kernels, engine
+from rnnfast.backends import kernels
 
 V, H, T, B = 7, 5, 4, 3
 CLIPS = {"value": (0.05, None), "norm": (None, 0.5), "both": (0.05, 0.5), "none": (None, None)}
@@ -39,13 +43,21 @@ def snapshot(model, opt, loss, state):
     return {k: np.array(v, copy=True) for k, v in parts.items()}
 
 
-def run(model, opt, data, clip, max_norm, one_call):
+def composed(model):
+    """``model`` (C backend), its training step now the twin over the C elementary kernels."""
+    c = kernels("c")
+    twin = functools.partial(engine.TrainStep, kernels=c)
+    model.kernels = SimpleNamespace(**{**vars(c), "TrainStep": twin})
+    return model
+
+
+def run(model, opt, data, clip, max_norm, one_call=True):
+    """Steps of ``model`` (made ``composed`` unless ``one_call``): their snapshots."""
+    if not one_call:
+        composed(model)
     state, snaps = None, []
     for x, y in data:
-        if one_call:
-            loss, state = model.train_step(x, y, opt, state, clip=clip, max_norm=max_norm)
-        else:
-            loss, state = model._train_step_by_kernels(x, y, opt, state, clip, max_norm)
+        loss, state = model.train_step(x, y, opt, state, clip=clip, max_norm=max_norm)
         snaps.append(snapshot(model, opt, loss, state))
     return snaps
 
@@ -60,7 +72,7 @@ def assert_same_bits(a, b):
 @pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no-dropout", "dropout"])
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_one_call_gives_the_bits_of_the_step_by_step_path(cell, layers, dropout, dtype):
+def test_the_fused_step_gives_the_bits_of_its_c_twin(cell, layers, dropout, dtype):
     """Three steps of every optimizer under every clipping: parameters, moments, step count,
     loss, final state and the dropout generator are bit-identical."""
     data = batches(3)
@@ -72,8 +84,8 @@ def test_one_call_gives_the_bits_of_the_step_by_step_path(cell, layers, dropout,
         initial = models[0].flat_params.copy()
         fused, stepwise = (run(m, make_opt(m), data, clip, max_norm, one_call)
                            for m, one_call in zip(models, (True, False), strict=True))  # fmt: skip
-        assert models[0]._workspace.train_step is not None, "the one-call path was not taken"
-        assert models[1]._workspace.train_step is None
+        assert isinstance(models[0]._workspace.train_step, _kernels.TrainStep)
+        assert isinstance(models[1]._workspace.train_step, engine.TrainStep)
         assert not np.array_equal(models[0].flat_params, initial), (opt_name, clip_name)
         assert_same_bits(fused, stepwise)
 
@@ -90,8 +102,8 @@ def test_the_bit_comparison_sees_a_difference():
 
 
 def reference_runs(make_model, make_opt, data, clip, max_norm, dtype):
-    """Steps of the C model (one call each), of the NumPy reference (which never takes the
-    one-call path) and, for float32, of the float64 reference: their snapshots."""
+    """Steps of the C model (its fused step), of the NumPy reference (the twin over the NumPy
+    kernels) and, for float32, of the float64 reference: their snapshots."""
     runs = {}
     for backend, run_dtype in [("c", dtype), ("numpy", dtype), ("exact", np.float64)]:
         if backend == "exact" and np.dtype(dtype) == np.float64:
@@ -145,7 +157,7 @@ def test_one_call_matches_the_numpy_reference_with_dropout(dtype):
 
 
 class TracedAdam(rnnfast.Adam):
-    """A user's optimizer: its own step must run, so the model takes the step-by-step path."""
+    """A user's optimizer: its own step must run, after the fused step's gradients-only mode."""
 
     def __init__(self, model, **kwargs):
         super().__init__(model, **kwargs)
@@ -156,29 +168,41 @@ class TracedAdam(rnnfast.Adam):
         super().step(grads)
 
 
-def test_an_optimizer_of_the_users_takes_the_step_by_step_path(dtype):
+def test_an_optimizer_of_the_users_gets_the_gradients_only_step(dtype):
     data = batches(3)
     ours, theirs = (rnnfast.CharLM(V, hidden_size=H, dtype=dtype, seed=4) for _ in range(2))
     traced = TracedAdam(theirs, lr=0.05)
-    fused = run(ours, rnnfast.Adam(ours, lr=0.05), data, 5.0, None, True)
-    stepwise = run(theirs, traced, data, 5.0, None, True)
+    assert traced.fused_update() is None
+    fused = run(ours, rnnfast.Adam(ours, lr=0.05), data, 5.0, None)
+    stepwise = run(theirs, traced, data, 5.0, None)
     assert traced.steps == 3
-    assert theirs._workspace.train_step is None
     assert_same_bits(fused, stepwise)
 
 
-class CountedCalls:
-    def __init__(self, fn):
-        self.fn, self.calls = fn, 0
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_gradients_is_the_step_without_its_update(backend, dtype):
+    """``gradients`` leaves the parameters alone and returns what the step then applies:
+    Adam over them gives the train_step's parameters bit for bit, with scale and clipping."""
+    x, y = batches(1)[0]
+    models = [rnnfast.CharLM(V, hidden_size=H, dtype=dtype, backend=backend, seed=11,
+                             dropout=0.2) for _ in range(2)]  # fmt: skip
+    before = models[0].flat_params.copy()
+    loss, grads, state = models[0].gradients(x, y, clip=0.05, max_norm=0.5)
+    np.testing.assert_array_equal(models[0].flat_params, before)
+    rnnfast.Adam(models[0], lr=0.05).step(grads)
+    trained_loss, trained_state = models[1].train_step(x, y, rnnfast.Adam(models[1], lr=0.05),
+                                                       clip=0.05, max_norm=0.5)  # fmt: skip
+    assert loss == trained_loss
+    np.testing.assert_array_equal(state.h, trained_state.h)
+    np.testing.assert_array_equal(models[0].flat_params, models[1].flat_params)
+    scaled = models[0].gradients(x, y, scale=3.0, train=False)[1].flat.copy()
+    plain = models[0].gradients(x, y, train=False)[1].flat
+    np.testing.assert_array_equal(scaled, plain * np.dtype(dtype).type(3.0))
 
-    def __call__(self, *args):
-        self.calls += 1
-        return self.fn(*args)
 
-
-def test_inputs_that_need_converting_take_the_step_by_step_path():
-    """int32 ids, Fortran-ordered ids and a Fortran-ordered state are converted by the checks
-    of the step-by-step path; the results are those of the one call on converted inputs."""
+def test_inputs_that_need_converting_give_the_same_bits():
+    """int32 ids, Fortran-ordered ids and a Fortran-ordered state are converted before the
+    fused step; the results are those of the step on the converted inputs."""
     x, y = batches(1)[0]
     state = rnnfast.CharLM(V, hidden_size=H).zero_state(B)
     state.h[...] = 0.1
@@ -188,15 +212,14 @@ def test_inputs_that_need_converting_take_the_step_by_step_path():
         (x.astype(np.int32), y.astype(np.int32), state),
         (np.asfortranarray(x), y, state),
         (x, y, rnnfast.State(np.asfortranarray(state.h), np.asfortranarray(state.c))),
+        (x.tolist(), y.tolist(), tuple(state)),
     ]
     snaps = []
     for xv, yv, sv in variants:
         model = rnnfast.CharLM(V, hidden_size=H, seed=5)
         opt = rnnfast.Adam(model, lr=0.05)
-        model._train_step_by_kernels = CountedCalls(model._train_step_by_kernels)
         loss, final = model.train_step(xv, yv, opt, sv)
         snaps.append([snapshot(model, opt, loss, final)])
-        assert model._train_step_by_kernels.calls == (xv is not x or sv is not state)
     for other in snaps[1:]:
         assert_same_bits(snaps[0], other)
 
@@ -259,29 +282,42 @@ def test_the_thread_count_changes_no_bit(cell, dtype):
 # -- the bridge ---------------------------------------------------------------------------------
 
 
-def built_step(cell="lstm", dropout=0.0, dtype=np.float32):
+def built_steps(cell="lstm", dropout=0.0, dtype=np.float32):
+    """A model and its fused step, and the twin over a copy of the same buffers."""
     model = rnnfast.CharLM(V, cell=cell, hidden_size=H, num_layers=2, dtype=dtype, seed=9,
                            dropout=dropout)  # fmt: skip
-    return model, model._train_step_for(T, B)
+    fused = model._train_step_for(T, B)
+    twin = rnnfast.CharLM(V, cell=cell, hidden_size=H, num_layers=2, dtype=dtype, seed=9,
+                          dropout=dropout, backend="numpy")  # fmt: skip
+    return model, fused, twin._train_step_for(T, B)
 
 
-def test_the_step_refuses_what_it_cannot_take_as_it_is():
-    model, step = built_step()
+def built_step(cell="lstm", dropout=0.0, dtype=np.float32):
+    model, fused, _ = built_steps(cell, dropout, dtype)
+    return model, fused
+
+
+@pytest.mark.parametrize("side", ["fused", "twin"])
+def test_the_step_and_its_twin_refuse_the_same_inputs(side):
+    model, fused, twin = built_steps()
+    step = fused if side == "fused" else twin
+    assert isinstance(twin, engine.TrainStep)
     x, y = batches(1)[0]
     state = model.zero_state(B)
-    ok = (x, y, state.h, state.c)
     refused = [
-        (x.astype(np.int32), y, state.h, state.c),
-        (x[:, :2], y[:, :2], state.h, state.c),
-        (x, y + V, state.h, state.c),
-        (x, y, state.h.astype(np.float64), state.c),
-        (x, y, state.h, None),
-        (x, y, np.full_like(state.h, np.inf), state.c),
-        (x, y, state.h, state.c[:, :, ::-1]),
+        ((x.astype(np.int32), y, state.h, state.c), TypeError, "x: expected dtype int64"),
+        ((x[:, :2], y[:, :2], state.h, state.c), ValueError, r"x: expected shape \(4, 3\)"),
+        ((x, y + V, state.h, state.c), ValueError, "y: character id [0-9]+ out of range"),
+        ((x - V, y, state.h, state.c), ValueError, "x: character id -[0-9] out of range"),
+        ((x, y, state.h.astype(np.float64), state.c), TypeError, "state.h: expected dtype"),
+        ((x, y, state.h, None), TypeError, "state.c: expected an array"),
+        ((x, y, np.full_like(state.h, np.inf), state.c), ValueError, "state.h: expected fin"),
+        ((x, y, state.h, state.c[:, :, ::-1]), ValueError, "state.c: expected a C-contiguous"),
     ]
-    for args in refused:
-        assert step.step(*args, None, 1.0, None, None, None) is None
-    loss, h, c = step.step(*ok, None, 1.0, None, None, None)
+    for args, error, message in refused:
+        with pytest.raises(error, match=message):
+            step.step(*args, None, 1.0, None, None, None)
+    loss, h, c = step.step(x, y, state.h, state.c, None, 1.0, None, None, None)
     assert np.isfinite(loss) and h.shape == c.shape == state.h.shape
 
 
@@ -310,8 +346,9 @@ def test_the_step_checks_the_update():
 def test_building_checks_the_buffers():
     model = rnnfast.CharLM(V, hidden_size=H, num_layers=2, seed=9)
     ws = model._workspace_for(T, B)
-    args = [model.params, model._grads, ws.hs, ws.cs, ws.tcs, ws.gates, ws.R, ws.dhs, ws.dA,
-            ws.dR, ws.logits, ws.dlogits]  # fmt: skip
+    bufs = ws.bufs
+    args = [model.params, model._grads, bufs.hs, bufs.cs, bufs.tcs, bufs.gates, None, ws.dhs,
+            ws.dA, ws.dR, ws.logits, ws.dlogits]  # fmt: skip
     with pytest.raises(ValueError, match="cell: expected one of"):
         _kernels.TrainStep("transformer", *args)
     bad = list(args)
@@ -319,7 +356,7 @@ def test_building_checks_the_buffers():
     with pytest.raises(ValueError, match=r"dA: expected shape \(4, 3, 20\)"):
         _kernels.TrainStep("lstm", *bad)
     bad = list(args)
-    bad[2] = [ws.hs[0], ws.hs[0]]
+    bad[2] = [bufs.hs[0], bufs.hs[0]]
     with pytest.raises(ValueError, match=r"hs\[1\]: output array overlaps hs\[0\]"):
         _kernels.TrainStep("lstm", *bad)
     with pytest.raises(ValueError, match="outs, masks: expected both"):
@@ -341,7 +378,7 @@ def test_the_profile_times_every_phase():
 
 
 def test_dropout_switched_on_after_the_first_step():
-    """The one-call step built without dropout buffers is rebuilt when dropout is switched on."""
+    """The fused step built without dropout buffers is rebuilt when dropout is switched on."""
     models = [rnnfast.CharLM(V, hidden_size=H, num_layers=2, seed=10) for _ in range(2)]
     snaps = []
     for model, one_call in zip(models, (True, False), strict=True):
