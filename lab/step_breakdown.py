@@ -2,7 +2,7 @@
 B=1, V=65, Adam, clip 5), float32 next to float64, BLAS at 1 thread, on both paths of
 ``CharLM.train_step``:
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/step_breakdown.py
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python lab/step_breakdown.py
 
 Step by step (``CharLM._train_step_by_kernels``, the path before the one-call step and still the
 one of other optimizers): the model's kernel namespace (``model.kernels``, which ``_forward``,
@@ -40,7 +40,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench_configs lives in benchmarks/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_configs import CONFIGS, batch, blas_summary, vocab  # noqa: E402
 
 SHIMMED_METHODS = ("_inputs", "_final_state")
