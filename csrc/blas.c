@@ -75,9 +75,7 @@ void rf_blas_serial_end(void)
  * For M == 1 that is a matrix-vector product: C^T (N) = op(B)^T a, with a = op(A)'s only row
  * (stride lda when A is transposed).  One row always goes to gemv: OpenBLAS's gemm packs the
  * whole matrix for one row (with its Haswell kernels, sgemm_itcopy took 44% of batch-1 sampling
- * at H=100); measured through SciPy, sgemm with one row against sgemv (benchmarks/packed_paths.py,
- * results/packed_paths.log): Haswell kernels 1.3-8x slower, SkylakeX 1.1-1.6x slower, at
- * (K x N) from 100 x 65 to 512 x 2048.
+ * at H=100; sgemm against sgemv: docs/internals.md).
  * Each call holds BLAS at one thread (rf_blas_serial_begin; free inside a kernel that holds it).
  * The one NaN guard of the kernels: with beta = 0, C is zeroed first, since BLAS may still
  * multiply the old C by 0 (OpenBLAS's gemv scales y, and NaN * 0 is NaN) and callers pass

@@ -51,23 +51,17 @@ struct rf_paths rf_paths_get(void)
 
 /* The baseline variant packs by default where the build's baseline has hardware fma
  * (FP_FAST_FMAF: a -march=native x86 build with FMA, AArch64 where the loops become NEON fmla):
- * on x86-64 without FMA its fmaf is a libm call per element, 20-50x slower than BLAS
- * (benchmarks/results/packed_paths.log). */
+ * on x86-64 without FMA its fmaf is a libm call per element, 20-50x slower than BLAS. */
 #if defined(FP_FAST_FMAF)
 #define BASELINE_PACKS 1
 #else
 #define BASELINE_PACKS 0
 #endif
 
-/* Packed for B >= 2 on AVX-512 and AVX2; B = 1 through BLAS, whose one-row products are gemv
- * (blas.c), which streams W_h as the packed kernel does without its two packs per call.
- * Measured, 1 thread, one layer's forward + backward per step, BLAS / packed (> 1: packed
- * faster), benchmarks/packed_paths.py (results/packed_paths.log); AVX-512 variant with SkylakeX
- * kernels / AVX2 variant with Haswell kernels:
- *   charrnn-default B=50 H=128 1.08 / 1.13;  mid B=32 H=512 1.21 / 1.24;
- *   large B=64 H=1024 0.95 / 0.91 before the kernel took K in L1-sized chunks, 1.38-1.43 /
- *   1.27 after (three runs on a loaded machine; one, disturbed by a profiler, gave 0.95);
- *   B=1: H=100 rnn 0.81 / 1.02, H=128 1.25 / 1.24, H=256 0.79 / 0.87, H=512 0.94 / 0.97. */
+/* Packed for B >= 2 on AVX-512 and AVX2, where it measured faster than BLAS's per-step sgemm
+ * (lab/packed_paths.py; the figures: docs/internals.md); B = 1 through BLAS, whose one-row
+ * products are gemv (blas.c), which streams W_h as the packed kernel does without its two packs
+ * per call. */
 int rf_use_packed(int M)
 {
     if (current.packed != RF_PACKED_AUTO)
@@ -81,11 +75,7 @@ int rf_use_packed(int M)
 /* A chunk keeps its steps' activations in cache from the per-step loop to the chunk's GEMMs;
  * where the row floor stretches it to twice chunk_bytes (or one step) or more it no longer does,
  * and splitting only costs (OpenBLAS re-packs W_x and re-reads dW per chunk): then the whole
- * sequence is one chunk.  Measured against the floor alone (in-process, chunk_rows set, CPU time, 1 thread):
- * layers.LSTM forward + backward at (I, H, B, T) = (256, 256, 32, 64) (floor 8 steps, bytes 4)
- * 1.035x, (512, 512, 64, 64) 1.10x, (1024, 1024, 64, 32) 1.06x, (512, 512, 32, 64) 1.08x;
- * CharLM training mid 1.016x, large 1.00x; charrnn-default (bytes 5 steps, floor 6) keeps its
- * chunks: the whole sequence there was 0.96x. */
+ * sequence is one chunk (measured against the floor alone: docs/internals.md). */
 int rf_chunk_steps(int B, int64_t step_bytes)
 {
     int64_t by_bytes = current.chunk_bytes / step_bytes;

@@ -16,7 +16,7 @@
  * Packed per-step products.  The per-step GEMMs h_{t-1} W_h (and the backward carry) go through
  * the packed kernel of pgemm_tmpl.h or through BLAS: by default packed when B >= 2 and the active
  * ISA is AVX-512 or AVX2 (or the baseline with hardware fma), where it was measured faster
- * (paths.c); RF_PACKED_ON / RF_PACKED_OFF force it.
+ * (paths.c, docs/internals.md); RF_PACKED_ON / RF_PACKED_OFF force it.
  *
  * Chunks.  The recurrent drivers project the input and run the weight-gradient GEMMs per chunk
  * of about chunk_bytes of activations (RF_CHUNK_BYTES by default), but of at least chunk_rows
@@ -30,9 +30,8 @@
 enum rf_isa { RF_ISA_BASELINE = 0, RF_ISA_AVX2 = 1, RF_ISA_AVX512 = 2, RF_ISA_COUNT = 3 };
 enum rf_packed { RF_PACKED_AUTO = -1, RF_PACKED_OFF = 0, RF_PACKED_ON = 1 };
 
-/* Measured at charrnn-default (B=50, H=128: 5 LSTM steps a chunk) against whole-sequence GEMMs
- * outside the loop: backward 1.015-1.033x, forward projection a further 1.014-1.015x training
- * speed; 256 KiB and 1 MiB were no better than 512 KiB for the backward.  A build may set
+/* At charrnn-default per-chunk GEMMs trained faster than whole-sequence GEMMs outside the loop,
+ * and 256 KiB or 1 MiB were no better than 512 KiB (docs/internals.md).  A build may set
  * another default (-DRF_CHUNK_BYTES=1024 with -DRF_CHUNK_ROWS=1: every test shape crosses chunk
  * boundaries). */
 #ifndef RF_CHUNK_BYTES
@@ -40,10 +39,8 @@ enum rf_packed { RF_PACKED_AUTO = -1, RF_PACKED_OFF = 0, RF_PACKED_ON = 1 };
 #endif
 
 /* The floor keeps each chunk's GEMMs large where one step's slab is already near chunk_bytes:
- * at B=64, H=512..1024 (a step of 0.5-1 MiB) a chunk of one step made them rank-64 updates.
- * Measured against no floor (in-process A/B, layers.LSTM forward+backward, float32, 1 thread):
- * 1.1-1.45x at (I, H, B, T) = (512, 512, 64, 64) and (1024, 1024, 64, 32); at charrnn-default
- * (6 steps a chunk instead of 5) 0.97-1.00x, where 512 rows (11 steps) gave 0.92-0.99x.
+ * at B=64, H=512..1024 (a step of 0.5-1 MiB) a chunk of one step made them rank-64 updates
+ * (measured against no floor and a 512-row floor: docs/internals.md).
  * A build or a test may lower it (1: chunks of chunk_bytes alone). */
 #ifndef RF_CHUNK_ROWS
 #define RF_CHUNK_ROWS 256
@@ -59,8 +56,7 @@ enum rf_packed { RF_PACKED_AUTO = -1, RF_PACKED_OFF = 0, RF_PACKED_ON = 1 };
 /* RF_ALWAYS_INLINE: a body specialized at each call by a constant argument (the cell, the block
  * height).  RF_NOINLINE: the vector passes that the sampler and the drivers call stay functions
  * of their own, as the target_clones entry points they replaced were: inlined into the sampling
- * loop (which calls BLAS between them), the AVX-512 variant sampled 8-10% slower at
- * charrnn-default batch 1 (in-process A/B, min CPU time of 10 runs of 2000 characters). */
+ * loop (which calls BLAS between them), they sampled slower (docs/internals.md). */
 #if defined(__GNUC__)
 #define RF_ALWAYS_INLINE inline __attribute__((always_inline))
 #define RF_NOINLINE __attribute__((noinline))

@@ -14,12 +14,8 @@
  * be forced and tested anywhere (on x86-64 its fma is libm's, slow but exact).  fma is one IEEE
  * rounding, so every instance gives the same bits, and the result differs from BLAS's only in
  * the order of the sum over k, as BLAS's own kernels do between CPUs.
- * The K chunks, the balanced last row blocks and the aligned panels took the large shape (B=64,
- * H=1024, K = 1024 forward and 4096 backward) from 0.95x to 1.38-1.43x OpenBLAS's per-step sgemm
- * (SkylakeX kernels) with AVX-512, and the AVX2 variant from 0.91x to 1.27x against Haswell
- * kernels (benchmarks/packed_paths.py, BLAS time / packed time, 1 thread, loaded machine), and
- * layers.LSTM forward + backward 1.03-1.09x at (I, H, B, T) = (256, 256, 32, 64) ..
- * (1024, 1024, 64, 32) (child processes of the two builds alternated, CPU time, 3 rounds). */
+ * The K chunks, the balanced last row blocks and the aligned panels are what put it ahead of
+ * OpenBLAS's per-step sgemm at large H too (lab/packed_paths.py; docs/internals.md). */
 
 /* The block per variant: NR columns of C (whole vectors) by MR rows, MR*NR/VL accumulators plus
  * NR/VL panel vectors and one broadcast in the vector registers (VL floats a vector); PG_PANELS

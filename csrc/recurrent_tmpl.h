@@ -190,10 +190,9 @@ static int FN(team_size)(const struct DT(rf_layer) *L, int G)
 }
 
 /* The columns per task over n columns (recurrent.c): fixed by the shapes alone, so that every
- * element comes from the same BLAS call, one order of its sum, at any thread count.  At large
- * (G = 4096) 128-column tasks of dW_h re-packed H_prev 32 times a chunk: training at 1 thread
- * measured 0.84x main's (one GEMM a chunk), with these 512-column tasks 1.06x (A/B of child
- * processes, loaded machine). */
+ * element comes from the same BLAS call, one order of its sum, at any thread count.  Few wide
+ * tasks: each re-packs H_prev, and at large 128-column tasks of dW_h were slower than one GEMM a
+ * chunk (docs/internals.md). */
 static int FN(task_cols)(int n)
 {
     const int per_task = (n + TASK_SPLIT - 1) / TASK_SPLIT;

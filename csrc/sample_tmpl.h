@@ -18,11 +18,9 @@
 #endif
 
 #define SAMPLE_BLOCK 8
-/* One stream, 2 threads split / 1 thread, us a character (12 runs of 5000 characters, AVX-512,
- * quiet 2-core Zen 4): LSTM H=64 2 layers 2.0 / 2.4 (0.83x: 24.6k flops a barrier), GRU H=96 2
- * layers even (41k), LSTM H=128 1 layer 2.9 / 2.45 (1.18x: 65.5k), charrnn-default 5.9 / 4.3
- * (1.37x: 98k), small-batch1 9.7 / 6.35 (1.53x), mid 1.55x, large 1.69x.  A barrier costs about
- * 0.35 us; the split starts at 50k flops a barrier, the team floor (4 MFLOP) / 80. */
+/* One stream splits its products over the team from 50k flops a barrier, the team floor
+ * (4 MFLOP) / 80: a barrier costs about 0.35 us, and below about 41k flops a barrier the split
+ * measured no faster than one thread (docs/internals.md). */
 #define SAMPLE_SPLIT_SHARE 80.0
 /* Two clock reads a layer and two a step on a timed step, one step in four (under 1% of
  * charrnn-default's 4.3 us a character); a verdict every four timed steps (16 characters). */
@@ -78,15 +76,9 @@ static int FN(sample_gates)(const struct DT(rf_sampler) *m)
 /* Whether the products with N columns run on the panels: forced by the paths (paths.h), else
  * for one stream where the ISA's packed kernel is the default for blocks of rows
  * (rf_use_packed(2)), skipping a matrix whose widest panels would pad its columns by more than
- * an eighth (W_y, V = 65 -> 128).  Measured at batch 1 (us a character, 100 characters a call
- * with the packing, 1 thread, AVX-512 variant, SkylakeX OpenBLAS gemv / every product packed;
- * the machine at load 7-8): H=100 RNN 1.41 / 1.74, H=64 RNN 0.94 / 0.94, charrnn-default
- * 13.6 / 11.4, its GRU 8.5 / 5.6, small-batch1 16.9 / 10.9, H=384 LSTM 101 / 93, mid 990 / 928,
- * large 1097 / 1072; AVX2 variant with Haswell OpenBLAS 0.94-1.38x.  With this rule, gemv /
- * chosen: H=100 RNN (nothing packed) 1.00, charrnn-default 1.09, small-batch1 1.41.  Several
- * streams stay with BLAS's gemm: at 8 streams (charrnn-default, 1 thread, compare.py
- * --sample-streams 8) every product packed sampled 80k characters/s against gemm's 95k (GRU
- * 106k / 141k), the packed kernel taking the rows past its 6-row blocks one at a time. */
+ * an eighth (W_y, V = 65 -> 128).  Several streams stay with BLAS's gemm, which measured faster
+ * there: the packed kernel takes the rows past its 6-row blocks one at a time (the batch-1 and
+ * 8-stream figures: docs/internals.md). */
 static int FN(sample_packs)(const struct DT(rf_sampler) *m, int N)
 {
     const int forced = rf_paths_get().packed;

@@ -57,9 +57,9 @@ double rf_threads_seconds(void);
  * runs on rf_threads_team() = 1 thread for a backoff, then tries a team again: each late
  * verdict quadruples the backoff (at least RF_LATE_BACKOFF_MIN, at most RF_LATE_BACKOFF_MAX),
  * each timely one halves it, so that a busy core (whose worker a team finds late about half the
- * time) costs about one time slice a second, and a passing hiccup (this shared machine's own, a
- * few ms now and then) a few hundredths of a second on one thread.  Setting the wait clears the
- * backoff; a wait of 0 makes every verdict late (tests). */
+ * time) costs about one time slice a second, and a passing hiccup (a few ms now and then) a few
+ * hundredths of a second on one thread.  Setting the wait clears the backoff; a wait of 0 makes
+ * every verdict late (tests). */
 int rf_threads_team(void);
 int rf_threads_verdict(double waited, double elapsed);
 double rf_threads_late_wait(void);
@@ -73,10 +73,9 @@ struct rf_team_clock rf_team_clock_start(void);
 /* After the join: the verdict on thread 0's waits at the timed barriers and the join. */
 void rf_threads_joined(const struct rf_team_clock *clock);
 
-/* Quiet, thread 0 waits microseconds (the barriers themselves), at large shapes up to a sixth
- * of a driver's time for its last row block, and 1-6 ms now and then when this shared machine
- * hiccups; behind a worker descheduled by a busy process, a time slice (1-9 ms measured), most
- * of a phase's time at charrnn-default. */
+/* Quiet, thread 0 waits microseconds (at large shapes up to a sixth of a driver's time, for its
+ * last row block) and a few ms at a hiccup; behind a descheduled worker, a time slice, most of a
+ * phase's time (docs/threads.md). */
 #ifndef RF_LATE_WAIT
 #define RF_LATE_WAIT 1e-3
 #endif

@@ -26,10 +26,8 @@ __all__ = ["get_num_threads", "set_num_threads"]
 
 # libgomp's idle threads spin 300,000 times (about 0.1-1 ms) before they sleep.  On a machine
 # whose cores are busy with other work, a spinning thread takes the core the thread it waits for
-# needs: measured with benchmarks/under_load.py (charrnn-default, one core kept busy, machine
-# loaded by other jobs), 2-thread training fell to 0.55x the 1-thread speed; with 20,000 spins
-# it was 1.09x (OMP_WAIT_POLICY=passive: 1.18x), and the fork and join of a team still fit in
-# the spin on a quiet core.
+# needs; 20,000 spins still cover a team's fork and join on a quiet core (measured with
+# lab/under_load.py: docs/threads.md).
 SPIN_COUNT = "20000"
 
 

@@ -1,6 +1,6 @@
 """CS231n's rnn_layers.py written plainly from the assignment's docstrings, one step at a time as
 the assignment asks: the twin rnnfast.cs231n is tested against, and the NumPy loops that
-benchmarks/layers.py times it against.  Gates i, f, o, g; batch first (N, T, D)."""
+lab/layers.py times it against.  Gates i, f, o, g; batch first (N, T, D)."""
 
 import numpy as np
 

@@ -1,6 +1,6 @@
 """What the thread design predicts at 8, 16 and 64 cores, from a step's phases measured at 1 and 2.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/scaling.py
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python lab/scaling.py
 
 For each config, the one-call training step's phases (``TrainStep.profile``, wall time, medians
 over rounds) at 1 and 2 threads give each phase's serial share by Amdahl's law,
@@ -21,14 +21,19 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import rnnfast._kernels as kernels
-from bench_configs import CONFIGS, batch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import rnnfast
+
+# bench_configs lives in benchmarks/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_configs import CONFIGS, batch  # noqa: E402
 
 CORES = (1, 2, 8, 16, 64)
 COLUMN_TASKS = 8  # the whole-sequence GEMMs' column tasks a matrix (recurrent_tmpl.h)

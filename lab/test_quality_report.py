@@ -1,7 +1,7 @@
 """quality_report.py reads what `rnnfast train` and quality.py write and reports what they hold:
 the loss at given minutes, the first time each level is reached, and levels never reached.
 
-    PYTHONPATH=. python -m pytest -q -p no:cacheprovider benchmarks/test_quality_report.py
+    PYTHONPATH=. python -m pytest -q -p no:cacheprovider lab/test_quality_report.py
 """
 
 import csv

@@ -1,7 +1,7 @@
 """Validation loss against training wall time: rnnfast and PyTorch, same model, same data.
 
-    python benchmarks/quality.py --framework rnnfast --minutes 10 --out runs/quality-rnnfast.csv
-    python benchmarks/quality.py --framework torch   --minutes 10 --out runs/quality-torch.csv
+    python lab/quality.py --framework rnnfast --minutes 10 --out runs/quality-rnnfast.csv
+    python lab/quality.py --framework torch   --minutes 10 --out runs/quality-torch.csv
 
 Both train char-rnn's default model (a 2x128 LSTM, batch 50, 50 steps, Adam 2e-3, gradient
 clipped by value at 5, one-hot input, uniform(+-1/sqrt(H)) initial weights) on the first 90% of

@@ -1,7 +1,7 @@
 """Training and batch-1 sampling speed with one core kept busy by another process: rnnfast (C)
 and PyTorch at 1 and 2 threads, quiet and loaded, interleaved in ONE run.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/under_load.py
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python lab/under_load.py
 
 The load is a busy loop in a child Python process pinned to one CPU (``--busy-cpu``, the last
 one by default).  It stops itself after ``--busy-limit`` seconds and is killed when each loaded
@@ -25,7 +25,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench_configs and compare live in benchmarks/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_configs import CONFIGS, SMOKE_CONFIGS, blas_summary  # noqa: E402
 from compare import RnnfastRunner, TorchRunner, rate  # noqa: E402
 

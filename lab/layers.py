@@ -1,7 +1,7 @@
 """Speed of rnnfast.layers and rnnfast.cs231n against what they replace, in ONE process,
 interleaved in rounds (ratios from one run; the machine's other load skews absolute times).
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/layers.py
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python lab/layers.py
 
 1. ``layers.LSTM`` forward + backward (dx, the initial state's and every weight's gradient) on
    dense float32 inputs against PyTorch ``nn.LSTM`` forward + ``backward`` (input requiring its
@@ -29,7 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # bench_configs
 
 LAYER_SHAPES = [(256, 256, 32, 64), (512, 512, 64, 64), (1024, 1024, 64, 32)]  # I, H, B, T
 CAPTIONING = (50, 17, 256, 512)  # N, T, D, H

@@ -1,7 +1,7 @@
 """Data-parallel training over MPI on this machine, and a model of it on more processes.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. \\
-        python benchmarks/mpi_scaling.py --configs charrnn-default,mid,large
+        python lab/mpi_scaling.py --configs charrnn-default,mid,large
 
 For each config (float32, Adam, clip by value 5, state carried, the config's B as the global
 batch) three setups run in turn, in ``--rounds`` rounds: 1 process x 1 BLAS thread, 1 process x 2
@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench_configs lives in benchmarks/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_configs import CONFIGS, batch, bench_model, blas_summary  # noqa: E402
 
 NETWORKS = {"100 Gb/s": 12.5e9, "10 Gb/s": 1.25e9}  # bytes/s of a node's link

@@ -1,11 +1,11 @@
 """The quality target's table and plot from two runs: `rnnfast train`'s history and quality.py's.
 
-    python benchmarks/quality_report.py --rnnfast runs/q/ --torch runs/q-torch.csv \
-        --png benchmarks/results/quality.png
+    python lab/quality_report.py --rnnfast runs/q/ --torch runs/q-torch.csv \
+        --png runs/quality.png
 
 ``--rnnfast`` is the output folder of an `rnnfast train` run (its history.csv, with the training
 seconds of every step, and a checkpoint for the batch shape); ``--torch`` the CSV that
-``benchmarks/quality.py --framework torch`` writes.  Both time axes are training time, validation
+``lab/quality.py --framework torch`` writes.  Both time axes are training time, validation
 excluded.  Prints two Markdown tables: the held-out loss at given minutes, and the minutes and
 characters each run needed to first reach given loss levels.
 """

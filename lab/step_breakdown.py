@@ -2,7 +2,7 @@
 B=1, V=65, Adam, clip 5), float32 next to float64, BLAS at 1 thread, on both paths of
 ``CharLM.train_step``:
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/step_breakdown.py
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python lab/step_breakdown.py
 
 Step by step (the fused step's NumPy twin ``rnnfast.engine.TrainStep`` composed of the C
 elementary kernels, which gives the fused step's bits): the model's kernel namespace
@@ -40,7 +40,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench_configs lives in benchmarks/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_configs import CONFIGS, batch, blas_summary, vocab  # noqa: E402
 
 SHIMMED_METHODS = ("_step_inputs",)

@@ -1,7 +1,7 @@
 """Peak resident memory of training steps, rnnfast or PyTorch, each in its own process.
 
-    python benchmarks/memory.py --framework rnnfast --config large
-    python benchmarks/memory.py --framework torch --config large
+    python lab/memory.py --framework rnnfast --config large
+    python lab/memory.py --framework torch --config large
 
 Prints the resident memory after building the model and optimizer, the peak after three
 training steps (Adam, clip by value 5, float32, one thread), and the growth the steps cost.
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench_configs lives in benchmarks/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_configs import CONFIGS, batch  # noqa: E402
 
 

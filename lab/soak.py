@@ -2,7 +2,7 @@
 process's resident memory recorded at intervals.  Memory must stay flat: the kernels allocate
 nothing per step, the model reuses one workspace per (T, B), and sampling streams in chunks.
 
-    python benchmarks/soak.py [--steps 20000] [--sample-chars 1000000] [--threads 1]
+    python lab/soak.py [--steps 20000] [--sample-chars 1000000] [--threads 1]
 
 Prints one line per interval (steps or characters done, resident MiB) and the growth from the
 first record after warm-up to the last.

@@ -1,9 +1,9 @@
 """Packed per-step kernel (csrc/pgemm_tmpl.h) against BLAS for the per-step products, for every
 ISA variant this build and CPU have -- the numbers behind csrc/paths.c's rf_use_packed.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/packed_paths.py
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python lab/packed_paths.py
     env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Haswell RNNFAST_ISA=avx2 PYTHONPATH=. \\
-        python benchmarks/packed_paths.py          # an approximated AVX2-only host
+        python lab/packed_paths.py          # an approximated AVX2-only host
 
 Per shape, one recurrent layer (forward then backward over T steps, 1 BLAS thread) runs with the
 packed kernel forced on and off, interleaved in rounds; the table shows the median time per step
@@ -30,7 +30,8 @@ from threadpoolctl import threadpool_limits
 
 from rnnfast import _kernels as K
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench_configs lives in benchmarks/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_configs import blas_summary  # noqa: E402
 
 # name: (cell, T, B, H); the first four are the configs' layers (bench_configs.py), the last
