@@ -4,10 +4,11 @@
         python lab/ab_speed.py --trees /work/ace0ce3 /work/main --rounds 5 --round-time 1.0
 
 Each tree is a source tree built in place (``python setup.py build_ext --inplace``).  Every round
-runs one child process per tree, A then B, each with ``PYTHONPATH=<tree>`` and the tree as its
-cwd; the child checks that every ``rnnfast`` module it loaded comes from that tree (an unbuilt
-tree would otherwise get ``rnnfast._kernels`` from an editable install elsewhere) and prints
-``rnnfast.__file__``.  Per config and thread count the child times, on a float32 ``CharLM``
+runs one child process per tree, A then B (B then A in every second round, so a drift of the
+machine cancels), each with ``PYTHONPATH=<tree>`` and the tree as its cwd; the child checks
+that every ``rnnfast`` module it loaded comes from that tree (an unbuilt tree would otherwise
+get ``rnnfast._kernels`` from an editable install elsewhere) and prints ``rnnfast.__file__``.
+Per config and thread count the child times, on a float32 ``CharLM``
 seeded 0, batch-1 sampling (``model.sample`` of 100 characters after "a", temperature 1, seed 0,
 on the fresh weights) and then training (``model.train_step`` with ``rnnfast.Adam`` lr 2e-3,
 clip 5, state carried), each for ``--round-time`` seconds after a warm-up of a quarter of that.
@@ -144,7 +145,7 @@ def child(spec: dict) -> dict:
     return {"rnnfast": rnnfast.__file__, "pools": blas, "results": results}
 
 
-# -- parent: rounds of children, A then B ----------------------------------------------------
+# -- parent: rounds of children, A B then B A --------------------------------------------------
 
 
 def cpu_model() -> str:
@@ -305,7 +306,8 @@ def main(argv=None) -> None:
     runs = {label: [] for label in trees}
     for round_ in range(1, args.rounds + 1):
         print(f"round {round_}/{args.rounds}", flush=True)
-        for label, tree in trees.items():
+        order = list(trees.items())
+        for label, tree in order if round_ % 2 else order[::-1]:  # A B, B A: drift cancels
             runs[label].append(run_child(label, tree, args))
 
     print()
