@@ -8,7 +8,7 @@ interleaved in rounds (ratios from one run; the machine's other load skews absol
    gradient, so both compute the same things), at (I, H, B, T) = (256, 256, 32, 64),
    (512, 512, 64, 64), (1024, 1024, 64, 32).
 2. ``cs231n.lstm_forward`` + ``lstm_backward`` against the assignment-style NumPy loops over
-   ``lstm_step_forward`` / ``lstm_step_backward`` (tests/cs231n_twin.py) at the captioning size
+   ``lstm_step_forward`` / ``lstm_step_backward`` (tests/api/cs231n_twin.py) at the captioning size
    N=50, T=17, D=256, H=512, float32 (CaptioningRNN's default) and float64 (the notebook's).
 
 Each cell is the median over ``--rounds`` rounds (after a warm-up round) of the time per call,
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "api"))  # cs231n_twin
 sys.path.insert(0, str(ROOT / "benchmarks"))  # bench_configs
 
 LAYER_SHAPES = [(256, 256, 32, 64), (512, 512, 64, 64), (1024, 1024, 64, 32)]  # I, H, B, T

@@ -29,7 +29,7 @@ VMATH_ULPS = {np.dtype(np.float32): 2.0, np.dtype(np.float64): 3.0}
 # eps = 2^-23 = 1.2e-7.  "scaled" bounds an error that comes from a sum or a recurrence, which
 # scales with the array's magnitude (its terms), not with each element's own: cancellation makes
 # an element small while its rounding error stays that of its terms.  Measured: the largest
-# error / max|expected| over the whole suite (tests/test_kernels_*.py, test_backends.py) with
+# error / max|expected| over the whole suite (tests/kernels/) with
 # OpenBLAS's SkylakeX, Haswell and Prescott kernels (OPENBLAS_CORETYPE); each bound is 5-10x that.
 QUANTITY_TOLERANCES = {
     # the optimizer updates, clipping and scaling: the same IEEE operations in the same order in
@@ -179,7 +179,7 @@ _ACTIVE_PATH = [KernelPath()]
 
 def fit_chunk(B, G, dtype):
     """KernelPath.fit_chunk of the path in force (none forced: nothing to do), for tests that run
-    under the kernel_path fixture and are also called directly (tests/test_negative_controls.py)."""
+    under the kernel_path fixture and are also called directly (test_negative_controls.py)."""
     _ACTIVE_PATH[0].fit_chunk(B, G, dtype)
 
 
@@ -235,7 +235,7 @@ def shakespeare():
 
 
 # Property tests: a bounded profile for CI, a large one for a nightly-style run
-# (HYPOTHESIS_PROFILE=nightly pytest tests/test_properties.py).
+# (HYPOTHESIS_PROFILE=nightly pytest tests/kernels/test_properties.py).
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
 settings.register_profile("nightly", max_examples=500, deadline=None,

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from conftest import assert_close, subprocess_env
-from test_reference_gradcheck import numeric_gradient
+from test_gradcheck import numeric_gradient
 
 import rnnfast
 from rnnfast import layers
@@ -441,7 +441,7 @@ def test_bad_constructor_arguments(kwargs, error, message):
 
 # -- the example ------------------------------------------------------------------------------
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "add_digits.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "add_digits.py"
 
 
 def test_example_learns_addition_well_above_chance(tmp_path):

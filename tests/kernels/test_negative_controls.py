@@ -7,8 +7,8 @@ once, so a refactor that moves the code fails here loudly instead of leaving the
 vacuous; then it applies the change and runs the existing check against it.
 
 Reference plants run the checks in-process on a copy of the function compiled from its edited
-source: the C-vs-reference comparisons of tests/test_kernels_recurrent.py over their whole grid
-of shapes, and the finite-difference checks of tests/test_reference_gradcheck.py (which catch a
+source: the C-vs-reference comparisons of tests/kernels/test_recurrent.py over their whole grid
+of shapes, and the finite-difference checks of tests/kernels/test_gradcheck.py (which catch a
 bug that the C twin might share).  C plants are built into a copy of the tree (marker
 ``c_plants``: about half a minute per build, run by .ci/run with ``-m c_plants``).
 """
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_kernels_recurrent as kernel_checks
-import test_reference_gradcheck as gradcheck
+import test_gradcheck as gradcheck
+import test_recurrent as kernel_checks
 from conftest import DTYPES, subprocess_env
 
 import rnnfast.kernels as kernels
 import rnnfast.reference as ref
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # (bug, reference function, old snippet, new snippet, the checks that must fail)
 REFERENCE_PLANTS = [
@@ -201,7 +201,7 @@ C_PLANTS = [
 # comparison crosses chunk boundaries (the default 512 KiB holds the whole sequence at every
 # shape of the grid, and so does the default floor of 512 rows).
 SMALL_CHUNKS = "-DRF_CHUNK_BYTES=1024 -DRF_CHUNK_ROWS=1"
-KERNEL_CHECKS = ["tests/test_kernels_recurrent.py", "-k", "matches_reference"]
+KERNEL_CHECKS = ["tests/kernels/test_recurrent.py", "-k", "matches_reference"]
 
 
 def built_copy(tmp_path, plant=None):

@@ -2,7 +2,7 @@
 two backends on the same masks, checkpoints of the mask generator and the command line.
 
 The kernels' own comparison with masks (every shape, dtype and forced path) is in
-tests/test_kernels_recurrent.py, the finite-difference check in test_reference_gradcheck.py and
+tests/kernels/test_recurrent.py, the finite-difference check in test_gradcheck.py and
 the bit-exact resume of a training with dropout in test_training.py."""
 
 import math

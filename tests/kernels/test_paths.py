@@ -1,8 +1,8 @@
 """The kernels' machine-dependent paths (csrc/paths.h): forcing them, and the promise that the
 ISA variants of the elementwise loops give the same bits.
 
-The comparisons with the reference run through every path in test_kernels_recurrent.py,
-test_kernels_sample.py and test_backends.py (conftest.KERNEL_PATHS); here the variants are
+The comparisons with the reference run through every path in test_recurrent.py,
+test_sample.py and test_backends.py (conftest.KERNEL_PATHS); here the variants are
 compared with one another, bit for bit, where the design promises it: the same operations in the
 same order at every vector width, no FMA contraction, the packed kernel's fma one rounding.
 """
@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import KernelPath, _forced, subprocess_env
-from test_kernels_recurrent import (
+from test_recurrent import (
     assert_all_close,
     backward_grads,
     copy_dict,
@@ -22,7 +22,7 @@ from test_kernels_recurrent import (
     run_backward,
     run_forward,
 )
-from test_kernels_sample import call, make_sampler
+from test_sample import call, make_sampler
 
 import rnnfast.reference as ref
 from rnnfast import _kernels as K

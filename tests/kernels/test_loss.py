@@ -1,5 +1,6 @@
-"""The C softmax cross-entropy against its NumPy twin, and the accuracy of the vectorized exp
-it uses (FN(rf_exp) in csrc/vmath_tmpl.h) against libm on dense grids."""
+"""The C softmax cross-entropy against its NumPy twin (many shapes, both dtypes, extreme logits,
+bad input), and the accuracy of the vectorized exp it uses (FN(rf_exp) in csrc/vmath_tmpl.h)
+against libm on dense grids."""
 
 import math
 
@@ -24,6 +25,7 @@ SHAPES = [
     (13, 17),
     (5, 300),
     (3, 1000),
+    (4, 1000),
     (2, 4099),
 ]
 SHAPE_IDS = ["x".join(map(str, s)) for s in SHAPES]
@@ -43,8 +45,9 @@ def _both(z, y, with_grad=True):
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
-def test_softmax_xent_matches_reference(rng, dtype, shape):
-    z, y = _logits(rng, *shape, dtype)
+@pytest.mark.parametrize("scale", [1.0, 3.0, 30.0], ids=["logits~1", "logits~3", "logits~30"])
+def test_softmax_xent_matches_reference(rng, dtype, shape, scale):
+    z, y = _logits(rng, *shape, dtype, scale)
     (c_loss, c_dz), (r_loss, r_dz) = _both(z, y)
     assert_close(c_loss, r_loss, dtype, "loss")
     assert_close(c_dz, r_dz, dtype, "dlogits")
@@ -91,17 +94,44 @@ def test_softmax_xent_nan_logit_gives_nan_loss(dtype):
     assert math.isnan(ref.softmax_xent(None, z, np.array([0, 1])))
 
 
-def test_softmax_xent_rejects_bad_input():
-    z = np.zeros((3, 5), np.float32)
-    y = np.array([0, 1, 2])
-    with pytest.raises(ValueError, match="targets: character id 5 out of range"):
-        k.softmax_xent(None, z, np.array([0, 5, 1]))
-    with pytest.raises(TypeError, match="dlogits: expected dtype float32, got float64"):
-        k.softmax_xent(np.zeros((3, 5)), z, y)
-    with pytest.raises(ValueError, match="dlogits: output array overlaps"):
-        k.softmax_xent(z, z, y)
-    with pytest.raises(ValueError, match="logits: expected a C-contiguous"):
-        k.softmax_xent(None, np.zeros((5, 3), np.float32).T, y)
+def test_softmax_xent_extreme_logits_have_the_exact_loss(dtype):
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], dtype)
+    d = np.empty_like(logits)
+    loss = k.softmax_xent(d, logits, np.array([1, 2]))
+    assert np.isfinite(loss) and np.all(np.isfinite(d))
+    assert loss == pytest.approx((2e4 + np.log(3)) / 2, rel=1e-6)
+
+
+def bad_calls(rng):
+    z = rng.standard_normal((4, 5))
+    y = np.array([0, 1, 2, 4])
+    return [
+        ("dtype", (np.empty((4, 5), np.float32), z, y), TypeError, "dlogits: expected dtype"),
+        ("int logits", (None, z.astype(np.int64), y), TypeError, "logits: expected dtype"),
+        ("shape", (np.empty((4, 4)), z, y), ValueError, r"dlogits: expected shape \(4, 5\)"),
+        ("targets shape", (None, z, y[:3]), ValueError, r"targets: expected shape \(4,\)"),
+        ("targets dtype", (None, z, y.astype(np.int32)), TypeError, "targets: expected dtype"),
+        ("id too big", (None, z, np.array([0, 1, 2, 5])), ValueError, r"id 5 out of range"),
+        ("id negative", (None, z, np.array([0, -1, 2, 3])), ValueError, r"id -1 out of range"),
+        ("strided", (None, np.asfortranarray(z), y), ValueError, "C-contiguous"),
+        ("read-only", (np.zeros((4, 5)).view(), z, y), None, None),
+        ("aliased", (z, z, y), ValueError, "overlaps"),
+        ("not an array", (None, z.tolist(), y), TypeError, "numpy.ndarray"),
+        ("no rows", (None, z[:0], y[:0]), ValueError, "zero rows"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_bad_input_raises_before_any_c_runs(case, rng):
+    name, args, error, message = bad_calls(rng)[case]
+    if name == "read-only":
+        out = args[0]
+        out.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            k.softmax_xent(out, *args[1:])
+        return
+    with pytest.raises(error, match=message):
+        k.softmax_xent(*args)
 
 
 # -- the vectorized exp -----------------------------------------------------------------------

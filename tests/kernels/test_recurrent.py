@@ -22,7 +22,7 @@ CELLS = ["rnn", "lstm", "gru"]
 # (T, B, I, H): I is V for id inputs.  B = 1 with H >= 70 sends the one-row products through
 # blas.c's gemv path (N * K >= 16384).  B = 8, 13 cover the packed per-step kernel's row blocks
 # (csrc/pgemm_tmpl.h: 6 rows, the last two sharing what is left), H = 37, 70 its partial column
-# panels and K = 4H > 192 its chunks of K (tests/test_kernels_paths.py crosses its row groups).
+# panels and K = 4H > 192 its chunks of K (tests/kernels/test_paths.py crosses its row groups).
 SHAPES = [
     (1, 1, 2, 1),
     (1, 1, 2, 7),

@@ -17,7 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 from conftest import KERNEL_PATHS, _forced, fit_chunk, subprocess_env
-from test_kernels_recurrent import (
+from test_recurrent import (
     GATES,
     backward_grads,
     dropout_mask,

@@ -150,7 +150,7 @@ def test_the_example_script_trains_and_prints_min_char_rnns_lines(tmp_path):
     from collections import Counter
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "examples" / "min_char_rnn.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "min_char_rnn.py"
     corpus = tmp_path / "input.txt"
     text = "hello world, the example corpus. " * 200
     corpus.write_text(text)

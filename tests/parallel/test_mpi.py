@@ -2,7 +2,7 @@
 exchanges between ranks that see different data, resume with another process count, a killed or
 hung rank, and bad setups.  Each test starts its processes with a bounded timeout.
 
-This file is also the program the ranks run: ``python tests/test_mpi.py WORKER ARGS_JSON``.
+This file is also the program the ranks run: ``python tests/parallel/test_mpi.py WORKER ARGS_JSON``.
 """
 
 import os
@@ -112,7 +112,9 @@ def mpiexec(n: int, *args: str, cwd, **extra_env) -> subprocess.CompletedProcess
 
 
 def run_worker(n: int, name: str, out: Path) -> subprocess.CompletedProcess:
-    done = mpiexec(n, sys.executable, __file__, name, str(out), cwd=out.parent)
+    tests = str(Path(__file__).resolve().parents[1])  # the workers import conftest too
+    path = os.pathsep.join([subprocess_env()["PYTHONPATH"], tests])
+    done = mpiexec(n, sys.executable, __file__, name, str(out), cwd=out.parent, PYTHONPATH=path)
     assert done.returncode == 0, done.stderr
     return done
 

@@ -6,7 +6,7 @@ import cs231n_twin as twin
 import numpy as np
 import pytest
 from conftest import assert_close
-from test_reference_gradcheck import numeric_gradient
+from test_gradcheck import numeric_gradient
 
 from rnnfast import cs231n
 
