@@ -345,15 +345,15 @@ _ARCHITECTURE = {
     "momentum": "momentum",
     "dtype": "dtype",
 }
-_SCHEDULE = ("lr", "lr_decay", "lr_decay_every", "clip", "max_norm", "val_every", "backend")
 
 
 def _setup_training(args, log, parallel):
     """The Trainer a ``train`` command asks for, new or resumed, and its output directory."""
     from . import checkpoint
     from .data import builtin_corpus
-    from .training import TrainConfig, Trainer
+    from .training import RESUME_OVERRIDES, TrainConfig, Trainer
 
+    schedule = [key for key in RESUME_OVERRIDES if hasattr(args, key)]  # those with a flag
     if args.momentum is not None and (args.optimizer or "adam") != "sgd" and not args.resume:
         raise UserError("--momentum applies to --optimizer sgd only")
     if args.resume is not None:
@@ -373,7 +373,7 @@ def _setup_training(args, log, parallel):
                 )
         out = Path(args.out) if args.out else path.parent
         text, name = _training_text(training.get("data", {}), args.data, path.parent)
-        overrides = {key: getattr(args, key) for key in _SCHEDULE}
+        overrides = {key: getattr(args, key) for key in schedule}
         trainer = Trainer.resume(
             path, text, out_dir=out, data_name=name, log=log, parallel=parallel, **overrides
         )
@@ -394,7 +394,7 @@ def _setup_training(args, log, parallel):
         text, name = builtin_corpus(), "builtin"
     else:
         text, name = _read_text(args.data), _data_name(args.data)
-    given = {key: getattr(args, key) for key in (*_ARCHITECTURE, *_SCHEDULE)}
+    given = {key: getattr(args, key) for key in (*_ARCHITECTURE, *schedule)}
     given["seed"] = args.seed
     config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
     trainer = Trainer(text, config, out_dir=out, data_name=name, log=log, parallel=parallel)

@@ -30,6 +30,8 @@ import os
 import numpy as np
 from scipy.linalg import cython_blas
 
+from rnnfast.core import GATES as _GATES
+
 cnp.import_array()
 
 
@@ -120,7 +122,6 @@ def _blas_thread_control():
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _INDEX_DTYPE = np.dtype(np.int64)
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _A_CELL = {"rnn": "an rnn", "lstm": "an lstm", "gru": "a gru"}
 
 

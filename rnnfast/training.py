@@ -264,6 +264,13 @@ class CheckpointPolicy:
         return f"the last good checkpoint is {path} (step {step})"
 
 
+# What a resumed training may change: its schedule and backend, never the model, the batches or
+# the optimizer (an exact resume continues those as saved).
+RESUME_OVERRIDES = (
+    "lr", "lr_decay", "lr_decay_every", "clip", "max_norm", "val_every", "max_loss", "backend",
+)  # fmt: skip
+
+
 class Trainer:
     """Trains a CharLM on a text; ``Trainer.resume`` continues from a checkpoint exactly.
 
@@ -363,24 +370,12 @@ class Trainer:
         **overrides,
     ) -> Trainer:
         """Continue the training saved in checkpoint ``path`` (a file or an out directory) on
-        ``text``.  ``overrides`` may change the schedule (``lr``, ``lr_decay``,
-        ``lr_decay_every``, ``clip``, ``max_norm``, ``val_every``, ``max_loss``, ``backend``);
-        the model, batch shape and optimizer come from the checkpoint."""
-        allowed = {
-            "lr",
-            "lr_decay",
-            "lr_decay_every",
-            "clip",
-            "max_norm",
-            "val_every",
-            "max_loss",
-            "backend",
-        }
-        unknown = set(overrides) - allowed
+        ``text``.  ``overrides`` may change what ``RESUME_OVERRIDES`` names (the schedule and
+        the backend); the model, batch shape and optimizer come from the checkpoint."""
+        unknown = set(overrides) - set(RESUME_OVERRIDES)
         if unknown:
-            raise ValueError(
-                f"cannot change {sorted(unknown)} when resuming; allowed: {sorted(allowed)}"
-            )
+            raise ValueError(f"cannot change {sorted(unknown)} when resuming; allowed: "
+                             f"{sorted(RESUME_OVERRIDES)}")  # fmt: skip
         path = checkpoint.resolve(path)
         meta, arrays = checkpoint.read(path)
         training = meta.get("training") or {}
