@@ -7,7 +7,7 @@ B=1, V=65, Adam, clip 5), float32 next to float64, BLAS at 1 thread, on both pat
 Step by step (the fused step's NumPy twin ``rnnfast.engine.TrainStep`` composed of the C
 elementary kernels, which gives the fused step's bits): the model's kernel namespace
 (``model.kernels``) is replaced by timing shims around the same functions, so every kernel call
-is a row, bridge checks included; so is the instance's ``_step_inputs``.
+is a row, bridge checks included.
 
 One call (``train_step`` with a built-in optimizer): the C step times its own phases
 (``TrainStep.profile``, ``_kernels.TRAIN_PHASES``); "bridge" is the time of the
@@ -44,7 +44,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_configs import CONFIGS, batch, blas_summary, vocab  # noqa: E402
 
-SHIMMED_METHODS = ("_step_inputs",)
 TAIL = ["rest of Python", "shims (removed above)", "step, shimmed", "step, untimed"]
 
 CLOCKS = {"cpu": time.thread_time_ns, "wall": time.perf_counter_ns}
@@ -98,14 +97,12 @@ def one_call(model, x, y, opt, state):
 
 
 def shim_step_by_step(model, totals, clock):
-    """Time every kernel call and the shimmed methods; returns the phase counter (none)."""
+    """Time every kernel call; returns the phase counter (none)."""
     from rnnfast import engine
 
     shims = {name: timed(fn, name, totals, clock) for name, fn in vars(model.kernels).items()}
     shims["TrainStep"] = partial(engine.TrainStep, kernels=SimpleNamespace(**shims))
     model.kernels = SimpleNamespace(**shims)
-    for name in SHIMMED_METHODS:
-        setattr(model, name, timed(getattr(model, name), name, totals, clock))
     return None
 
 

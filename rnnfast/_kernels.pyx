@@ -1212,6 +1212,34 @@ cdef _train(rf_training *t, double *loss, object x, object y, object h, object c
         rf_train_step(loss, t)
 
 
+cdef _check_step_ids(str name, object ids, tuple shape, int64_t V):
+    """A step's (T, B) ids: int64, C-contiguous, each in [0, V)."""
+    if not _is_array(ids, _INDEX_DTYPE, shape):
+        _check_array(name, ids, _INDEX_DTYPE, shape)
+    cdef const int64_t *p = <const int64_t *>_data(ids)
+    cdef int64_t n = ids.size
+    cdef bint ok
+    with nogil:
+        ok = rf_ids_in_range(p, n, V)
+    if not ok:
+        bad = ids[(ids < 0) | (ids >= V)].ravel()[0]
+        raise ValueError(f"{name}: character id {int(bad)} out of range [0, {V})")
+
+
+cdef _check_step_state(str name, object a, object dtype, tuple shape, bint wanted):
+    """A step's h or c: a finite C-contiguous array of ``shape`` when ``wanted``, else None."""
+    if not wanted:
+        if a is not None:
+            raise ValueError(f"{name}: expected None for this cell, got an array")
+        return
+    if a is None:
+        raise TypeError(f"{name}: expected an array of shape {shape}, got None")
+    if not _is_array(a, dtype, shape):
+        _check_array(name, a, dtype, shape)
+    if not (_finite(<float>0, a) if dtype == _F32 else _finite(<double>0, a)):
+        raise ValueError(f"{name}: expected finite values, got NaN or infinity")
+
+
 cdef class TrainStep:
     """A CharLM's training step at one (T, B) as one C call (csrc/train_step.h).
 
@@ -1344,30 +1372,10 @@ cdef class TrainStep:
         buffers like params.flat (None where the kind keeps fewer).
         """
         cdef tuple ids_shape = (self.T, self.B), state_shape = (self.L, self.B, self.H)
-        cdef const int64_t *xp
-        cdef int64_t n_ids = self.T * self.B, V = self.V
-        cdef bint ok
-        for name, ids in (("x", x), ("y", y)):
-            if not _is_array(ids, _INDEX_DTYPE, ids_shape):
-                _check_array(name, ids, _INDEX_DTYPE, ids_shape)
-            xp = <const int64_t *>_data(ids)
-            with nogil:
-                ok = rf_ids_in_range(xp, n_ids, V)
-            if not ok:
-                bad = ids[(ids < 0) | (ids >= V)].ravel()[0]
-                raise ValueError(f"{name}: character id {int(bad)} out of range [0, {V})")
-        for name, state in (("state.h", h), ("state.c", c)):
-            if state is None and (name == "state.h" or self.cell == RF_CELL_LSTM):
-                raise TypeError(f"{name}: expected an array of shape {state_shape}, got None")
-            if state is not None and name == "state.c" and self.cell != RF_CELL_LSTM:
-                raise ValueError(f"{name}: expected None for this cell, got an array")
-            if state is None:
-                continue
-            if not _is_array(state, self.dtype, state_shape):
-                _check_array(name, state, self.dtype, state_shape)
-            if not (_finite(<float>0, state) if self.dtype == _F32
-                    else _finite(<double>0, state)):
-                raise ValueError(f"{name}: expected finite values, got NaN or infinity")
+        _check_step_ids("x", x, ids_shape, self.V)
+        _check_step_ids("y", y, ids_shape, self.V)
+        _check_step_state("state.h", h, self.dtype, state_shape, True)
+        _check_step_state("state.c", c, self.dtype, state_shape, self.cell == RF_CELL_LSTM)
         cdef double clip_ = 0 if clip is None else _hyper("clip", clip, 0.0, INFINITY, False)
         cdef double norm_ = (0 if max_norm is None
                              else _hyper("max_norm", max_norm, 0.0, INFINITY, False))

@@ -362,37 +362,30 @@ class CharLM(stack.StackedLayers):
         return loss, final
 
     def _step(self, x, y, state, clip, max_norm, scale, update, train, masks):
-        """One call of the fused step on inputs that its checks take (``_step_inputs``)."""
-        x, y, state = self._step_inputs(x, y, state)
+        """One call of the fused step.  Ids and states that already are int64 / the model's
+        dtype and C-contiguous pass as they are, for the step to check their shapes and values
+        itself (in C, at a fraction of the cost of the checks here); anything else goes
+        through the checks that convert it first."""
+        if not _is_kernel_array(x, INDEX_DTYPE, 2):
+            x = check_ids("x", x, self.vocab_size, ("T", "B"))
+        if not _is_kernel_array(y, INDEX_DTYPE, 2):
+            y = check_ids("y", y, self.vocab_size, ("T", "B"))
         T, B = x.shape
+        if state is None:
+            state = self.zero_state(B)
+        elif not (type(state) is State and _is_kernel_array(state.h, self.dtype, 3)
+                  and (_is_kernel_array(state.c, self.dtype, 3) if self.cell == "lstm"
+                       else state.c is None)):  # fmt: skip
+            state = self.check_state(state, B)
         draw = None
         if masks is not None:
             masks = self._check_masks(masks, T, B)
             draw = lambda buffer: np.copyto(buffer, masks)  # noqa: E731
         elif train and self.dropout:
             draw = self._draw_masks
-        step = self._train_step_for(T, B, dropout=draw is not None)
-        loss, h, c = step.step(x, y, state[0], state[1], draw, scale, clip, max_norm, update)
+        step = self._train_step_for(T, B, draw is not None)
+        loss, h, c = step.step(x, y, state.h, state.c, draw, scale, clip, max_norm, update)
         return loss, State(h, c)
-
-    def _step_inputs(self, x, y, state):
-        """x, y (T, B) and the state as the fused step takes them.  Arrays that already are
-        int64 ids or states of the model's dtype, C-contiguous, pass as they are: the step
-        checks their shapes and values itself (in C, at a fraction of the cost of the checks
-        here); anything else goes through the checks that convert it."""
-        if not _is_kernel_array(x, INDEX_DTYPE, 2):
-            x = check_ids("x", x, self.vocab_size, ("T", "B"))
-        if not _is_kernel_array(y, INDEX_DTYPE, 2):
-            y = check_ids("y", y, self.vocab_size, ("T", "B"))
-        B = x.shape[1]
-        if state is None:
-            return x, y, self.zero_state(B)
-        c_ok = (state[1] is None if self.cell != "lstm"
-                else _is_kernel_array(state[1], self.dtype, 3))  # fmt: skip
-        if not (isinstance(state, tuple) and len(state) == 2
-                and _is_kernel_array(state[0], self.dtype, 3) and c_ok):  # fmt: skip
-            state = self.check_state(state, B)
-        return x, y, state
 
     def _train_step_for(self, T: int, B: int, dropout: bool = False):
         """The backend's fused step over the workspace of (T, B), built at its first use (and
@@ -503,12 +496,10 @@ class Sampler:
         return out
 
 
-def _is_kernel_array(a, dtype, ndim: int) -> bool:
-    """Whether ``a`` is a C-contiguous ndarray of ``dtype`` with ``ndim`` dimensions."""
-    return (
-        isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim
-        and a.flags.c_contiguous
-    )  # fmt: skip
+def _is_kernel_array(a, dtype: np.dtype, ndim: int) -> bool:
+    """Whether ``a`` is a C-contiguous ndarray of ``dtype`` with ``ndim`` dimensions (``is``:
+    NumPy's built-in dtypes are singletons; another equal one only takes the converting path)."""
+    return type(a) is np.ndarray and a.dtype is dtype and a.ndim == ndim and a.flags.c_contiguous
 
 
 class _Cell:

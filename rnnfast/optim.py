@@ -68,7 +68,8 @@ class Optimizer:
         raise NotImplementedError
 
     def fused_update(self) -> Update | None:
-        """The next update as the fused training step applies it (an ``Update``), or None where
+        """The next update as the fused training step applies it (an ``Update``, built
+        positionally: this runs every step), or None where
         ``step`` must run as written: any class but the four built-in ones, which define
         ``_update``'s twin ``_update_args``.  ``count_fused_step`` then counts it as made."""
         return self._update_args() if type(self) in _BUILT_IN else None
@@ -143,8 +144,8 @@ class SGD(Optimizer):
         velocity = self._moments.get("velocity")
         if self.momentum and velocity is None:
             return None  # step raises the error
-        return Update("sgd", self.lr, momentum=self.momentum,
-                      moment1=velocity if self.momentum else None)  # fmt: skip
+        velocity = velocity if self.momentum else None
+        return Update("sgd", self.lr, self.momentum, 0.0, 0.0, 0.0, 0.0, 0, velocity, None)
 
     def hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum}
@@ -164,7 +165,8 @@ class Adagrad(Optimizer):
         ops.adagrad_update(param, grad, self._moments["memory"], self.lr, self.eps)
 
     def _update_args(self):
-        return Update("adagrad", self.lr, eps=self.eps, moment1=self._moments["memory"])
+        memory = self._moments["memory"]
+        return Update("adagrad", self.lr, 0.0, 0.0, 0.0, 0.0, self.eps, 0, memory, None)
 
     def hyperparameters(self):
         return {"lr": self.lr, "eps": self.eps}
@@ -187,8 +189,9 @@ class RMSProp(Optimizer):
         ops.rmsprop_update(param, grad, self._moments["mean_square"], self.lr, self.alpha, self.eps)
 
     def _update_args(self):
-        return Update("rmsprop", self.lr, alpha=self.alpha, eps=self.eps,
-                      moment1=self._moments["mean_square"])  # fmt: skip
+        mean_square = self._moments["mean_square"]
+        return Update("rmsprop", self.lr, 0.0, self.alpha, 0.0, 0.0, self.eps, 0, mean_square,
+                      None)  # fmt: skip
 
     def hyperparameters(self):
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps}
@@ -224,9 +227,9 @@ class Adam(Optimizer):
         )
 
     def _update_args(self):
-        return Update("adam", self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps,
-                      step=self.step_count + 1, moment1=self._moments["m"],
-                      moment2=self._moments["v"])  # fmt: skip
+        m, v = self._moments["m"], self._moments["v"]
+        return Update("adam", self.lr, 0.0, 0.0, self.beta1, self.beta2, self.eps,
+                      self.step_count + 1, m, v)  # fmt: skip
 
     def hyperparameters(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
