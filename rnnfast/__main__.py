@@ -291,8 +291,9 @@ def _threads(n):
         return nullcontext()
     from threadpoolctl import threadpool_limits
 
-    from . import _kernels  # noqa: F401
+    from .backends import extension
 
+    extension()
     return threadpool_limits(limits=n)
 
 

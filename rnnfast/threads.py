@@ -58,13 +58,13 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n: expected an integer number of threads, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n: expected at least 1 thread, got {n}")
-    from . import _kernels
+    from .backends import extension
 
-    _kernels._set_num_threads(min(int(n), 2**31 - 1))
+    extension()._set_num_threads(min(int(n), 2**31 - 1))
 
 
 def get_num_threads() -> int:
     """The threads the kernels called from this Python thread use (1 without OpenMP)."""
-    from . import _kernels
+    from .backends import extension
 
-    return _kernels._get_num_threads()
+    return extension()._get_num_threads()
