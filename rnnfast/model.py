@@ -10,6 +10,9 @@ the backend's fused step (``kernels.TrainStep``).
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -98,6 +101,15 @@ class CharLM(stack.StackedLayers):
     generator : numpy.random.Generator
         Draws the dropout masks (``dropout_masks``); a checkpoint saves its state, so a
         resumed training draws the masks the uninterrupted one would have drawn.
+
+    Notes
+    -----
+    Threads: every method that does not train (``loss``, ``loss_and_grads``, ``forward``,
+    ``step``, ``sample``, ``sampler``) may be called from any number of threads at once and
+    returns what the lone call returns: each call computes in a workspace no other call uses.
+    ``train_step`` and ``gradients`` run one at a time per model (a second thread waits); a
+    call that reads the parameters while another thread trains reads them as they are then.
+    A ``Sampler`` carries its streams' state: one thread draws from it at a time.
     """
 
     def __init__(
@@ -132,7 +144,10 @@ class CharLM(stack.StackedLayers):
         self._b_hn = [w.b_hn for w in self._weights] if cell == "gru" else None
         self._grads = self.zeros_like_params()
         self._dweights = layer_weights(self._grads, self.num_layers)
-        self._workspace = None
+        self._workspace = None  # the training step's, reused step after step
+        self._idle = []  # workspaces of the other calls, one per call at a time (``_borrowed``)
+        self._idle_lock = threading.Lock()
+        self._training = threading.Lock()  # one training step at a time
 
     def __repr__(self) -> str:
         return (
@@ -189,12 +204,36 @@ class CharLM(stack.StackedLayers):
             return State(h)
         return State(h, check_array("state.c", state[1], shape, self.dtype))
 
+    def _new_workspace(self, T: int, B: int) -> _Workspace:
+        return _Workspace(
+            self.cell, T, B, self.vocab_size, self.hidden_size, self.num_layers, self.dtype
+        )
+
     def _workspace_for(self, T: int, B: int) -> _Workspace:
+        """The training step's workspace for (T, B) (callers hold ``_training``)."""
         if self._workspace is None or self._workspace.shape != (T, B):
-            self._workspace = _Workspace(
-                self.cell, T, B, self.vocab_size, self.hidden_size, self.num_layers, self.dtype
-            )
+            self._workspace = self._new_workspace(T, B)
         return self._workspace
+
+    @contextmanager
+    def _borrowed(self, T: int, B: int) -> Iterator[_Workspace]:
+        """A workspace of (T, B) that no other call uses while this one holds it: an idle one,
+        or a new one when every idle one is busy or of another shape (those are dropped, so
+        idle memory stays that of the last shape's most concurrent calls)."""
+        with self._idle_lock:
+            ws = next((w for w in self._idle if w.shape == (T, B)), None)
+            if ws is None:
+                self._idle = [w for w in self._idle if w.shape == (T, B)]
+            else:
+                self._idle.remove(ws)
+        if ws is None:
+            ws = self._new_workspace(T, B)
+        try:
+            yield ws
+        finally:
+            with self._idle_lock:
+                if all(w.shape == ws.shape for w in self._idle):
+                    self._idle.append(ws)
 
     # -- forward and backward --------------------------------------------------------------
 
@@ -223,17 +262,15 @@ class CharLM(stack.StackedLayers):
         self._draw_masks(masks)
         return masks
 
-    def _forward(self, x: np.ndarray, state: State, masks: np.ndarray | None) -> _Workspace:
-        """Run every layer and the output layer over x (T, B), with dropout when ``masks``
-        (L, T, B, H) is given; logits land in the workspace."""
+    def _forward(self, ws: _Workspace, x: np.ndarray, state: State, masks) -> None:
+        """Run every layer and the output layer over x (T, B) in ``ws``, with dropout when
+        ``masks`` (L, T, B, H) is given; logits land in ``ws.logits``."""
         T, B = x.shape
-        ws = self._workspace_for(T, B)
         if masks is not None:
             ws.dropout_buffers()
         stack.forward(self.kernels, ws.bufs, x, self._weights, state.h, state.c, masks)
         top = ws.bufs.outputs[-1].reshape(T * B, -1)
         self.kernels.linear_forward(ws.logits, top, self.params["W_y"], self.params["b_y"])
-        return ws
 
     def _backward(self, grads: Params, x: np.ndarray, state: State, ws: _Workspace) -> State:
         """Accumulate into ``grads`` the gradient of the loss whose dlogits is in ``ws``;
@@ -266,10 +303,11 @@ class CharLM(stack.StackedLayers):
         ``dropout_masks``).
         """
         x, y, state = self._inputs(x, y, state)
-        masks = self._masks_for(self._workspace_for(*x.shape), train, masks)
-        ws = self._forward(x, state, masks)
-        loss = self.kernels.softmax_xent(None, ws.logits, y)
-        return loss, ws.bufs.final_state()
+        with self._borrowed(*x.shape) as ws:
+            masks = self._masks_for(ws, train, masks)
+            self._forward(ws, x, state, masks)
+            loss = self.kernels.softmax_xent(None, ws.logits, y)
+            return loss, ws.bufs.final_state()
 
     def loss_and_grads(
         self,
@@ -289,12 +327,13 @@ class CharLM(stack.StackedLayers):
         ``masks``): as in ``loss``.  ``gradients`` is the training step's faster form.
         """
         x, y, state = self._inputs(x, y, state)
-        masks = self._masks_for(self._workspace_for(*x.shape), train, masks)
-        ws = self._forward(x, state, masks)
-        loss = self.kernels.softmax_xent(ws.dlogits, ws.logits, y)
         grads = self.zeros_like_params()
-        dstate = self._backward(grads, x, state, ws)
-        final = ws.bufs.final_state()
+        with self._borrowed(*x.shape) as ws:
+            masks = self._masks_for(ws, train, masks)
+            self._forward(ws, x, state, masks)
+            loss = self.kernels.softmax_xent(ws.dlogits, ws.logits, y)
+            dstate = self._backward(grads, x, state, ws)
+            final = ws.bufs.final_state()
         return (loss, grads, final, dstate) if state_grad else (loss, grads, final)
 
     # -- the training step: one call of the backend's fused step ----------------------------
@@ -315,7 +354,8 @@ class CharLM(stack.StackedLayers):
         forward over x (T, B), softmax cross-entropy, backward, the gradients times ``scale``,
         clipped by value ``clip`` and by global norm ``max_norm``.  Returns
         ``(loss, grads, state)``; ``grads`` is the model's own gradient buffer, overwritten by
-        the next call (copy it to keep it).
+        the next call (copy it to keep it).  Like ``train_step``, one call at a time per model
+        (concurrent calls wait for each other).
 
         Dropout as ``train_step`` draws it (``train=True``, the default; ``train=False``: none),
         or the given ``masks`` (L, T, B, H), e.g. a share of ``dropout_masks`` of a larger
@@ -326,7 +366,8 @@ class CharLM(stack.StackedLayers):
         scale = check_real("scale", scale)
         if not isinstance(train, (bool, np.bool_)):
             raise TypeError(f"train: expected a bool, got {type(train).__name__}")
-        loss, final = self._step(x, y, state, clip, max_norm, scale, None, train, masks)
+        with self._training:
+            loss, final = self._step(x, y, state, clip, max_norm, scale, None, train, masks)
         return loss, self._grads, final
 
     def train_step(
@@ -345,20 +386,22 @@ class CharLM(stack.StackedLayers):
 
         One call of the backend's fused step (``kernels.TrainStep``; the C one releases the GIL
         once) does it all with one of the four built-in optimizers; another optimizer's own
-        ``step`` applies the gradients of the fused step's gradients-only mode.
+        ``step`` applies the gradients of the fused step's gradients-only mode.  Steps on one
+        model from several threads run one at a time.
         """
         if optimizer.model is not self:
             raise ValueError("optimizer: expected one created for this model, got one of another")
         clip = check_real("clip", clip, optional=True)
         max_norm = check_real("max_norm", max_norm, optional=True)
-        update = optimizer.fused_update()
-        loss, final = self._step(x, y, state, clip, max_norm, 1.0, update, True, None)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss}: the model was not updated")
-        if update is None:
-            optimizer.step(self._grads)
-        else:
-            optimizer.count_fused_step()
+        with self._training:
+            update = optimizer.fused_update()
+            loss, final = self._step(x, y, state, clip, max_norm, 1.0, update, True, None)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training loss is {loss}: the model was not updated")
+            if update is None:
+                optimizer.step(self._grads)
+            else:
+                optimizer.count_fused_step()
         return loss, final
 
     def _step(self, x, y, state, clip, max_norm, scale, update, train, masks):
@@ -406,8 +449,9 @@ class CharLM(stack.StackedLayers):
         next character and the final state."""
         x = check_ids("x", x, self.vocab_size, ("T", "B"))
         state = self.check_state(state, x.shape[1])
-        ws = self._forward(x, state, None)
-        return ws.logits.reshape(*x.shape, -1).copy(), ws.bufs.final_state()
+        with self._borrowed(*x.shape) as ws:
+            self._forward(ws, x, state, None)
+            return ws.logits.reshape(*x.shape, -1).copy(), ws.bufs.final_state()
 
     def step(self, ids, state: State | None = None) -> tuple[np.ndarray, State]:
         """Feed one character per stream, ids (B,); returns the logits (B, V) of the next
