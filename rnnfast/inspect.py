@@ -26,6 +26,7 @@ from .core import CELL_NAMES, GATES
 from .validation import check_array, check_choice, check_ids, check_int
 
 CHUNK = 4096  # characters a pass: the (T, 1, G) buffers of one chunk bound the memory
+TOP_K = 5  # candidates kept by default
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class Activations:
 
 
 def activations(
-    model, text, *, top_k: int = 5, gates: bool = True, chunk: int = CHUNK
+    model, text, *, top_k: int | None = None, gates: bool = True, chunk: int = CHUNK
 ) -> Activations:
     """Every layer's state, the gates and the predictions of ``model`` at every character.
 
@@ -107,8 +108,9 @@ def activations(
     text : str or array of int
         A text, encoded with ``model.vocab`` (a character outside it is a ValueError naming
         it), or character ids (N,).  At least one character.
-    top_k : int
-        How many candidates ``top_ids`` and ``top_probs`` keep (at most V).
+    top_k : int or None
+        How many candidates ``top_ids`` and ``top_probs`` keep, at most V (None: 5, or V
+        when that is smaller).
     gates : bool
         Keep the gates, (N, L, G): four times the memory of ``h`` for an LSTM; False leaves
         ``gates`` None.
@@ -125,9 +127,9 @@ def activations(
     """
     if not hasattr(model, "vocab_size") or not hasattr(model, "zero_state"):
         raise TypeError(f"model: expected a CharLM, got {type(model).__name__}")
-    top_k = check_int("top_k", top_k)
-    chunk = check_int("chunk", chunk)
     V, L, H, cell = model.vocab_size, model.num_layers, model.hidden_size, model.cell
+    top_k = min(TOP_K, V) if top_k is None else check_int("top_k", top_k)
+    chunk = check_int("chunk", chunk)
     if top_k > V:
         raise ValueError(f"top_k: expected at most the vocabulary size {V}, got {top_k}")
     ids, text = _ids_of(model, text)

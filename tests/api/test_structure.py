@@ -97,6 +97,7 @@ def test_the_bottom_layers_import_nothing_of_the_package_above(module, allowed):
 
 @pytest.mark.parametrize("module, allowed", [
     ("inspect", {"rnnfast.core", "rnnfast.stack", "rnnfast.validation"}),
+    ("viz", {"rnnfast.inspect", "rnnfast.validation"}),
 ])  # fmt: skip
 def test_inspection_takes_a_model_and_imports_nothing_above_the_stack(module, allowed):
     """inspect and viz read a model through the stack's kernels: never the training loop,
