@@ -29,7 +29,7 @@ CHUNK = 4096  # characters a pass: the (T, 1, G) buffers of one chunk bound the 
 TOP_K = 5  # candidates kept by default
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: == would compare them elementwise
 class Activations:
     """What a model computes at every character of a text (``activations``).
 
