@@ -1,10 +1,11 @@
-"""The command line: ``python -m rnnfast train | sample | eval | info`` (also the ``rnnfast``
-console script).
+"""The command line: ``python -m rnnfast train | sample | eval | info | viz`` (also the
+``rnnfast`` console script).
 
     python -m rnnfast train --time 60                  # the built-in corpus, checkpoints in runs/
     python -m rnnfast sample runs --prime "def " --temperature 0.8 --seed 0
     python -m rnnfast eval runs
     python -m rnnfast info runs
+    python -m rnnfast viz runs --text input.txt --out page.html   # what each unit tracks
     mpiexec -n 4 rnnfast train --data input.txt        # data parallel, see rnnfast.distributed
 
 Wherever a command takes CHECKPOINT, a training directory (its latest.npz), a checkpoint file and
@@ -260,6 +261,42 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("checkpoint", metavar="CHECKPOINT")
     i.add_argument("--json", action="store_true", help="print the metadata as JSON")
     i.set_defaults(func=cmd_info)
+
+    v = commands.add_parser(
+        "viz",
+        help="a page of a text coloured by what a unit tracks",
+        description="Write one self-contained HTML page (it opens offline) of a text coloured by "
+        "a unit's hidden state, with a picker of the units that track --feature best, the "
+        "likeliest next characters on hover and a view of the per-character loss.",
+    )
+    v.add_argument("checkpoint", metavar="CHECKPOINT")
+    v.add_argument("--text", required=True, metavar="FILE", help="a UTF-8 text file to show")
+    v.add_argument("--out", required=True, metavar="FILE", help="the HTML page to write")
+    v.add_argument(
+        "--unit",
+        metavar="L:K",
+        help="colour by unit K of layer L (default: the unit that tracks the feature best)",
+    )
+    what = v.add_mutually_exclusive_group()
+    what.add_argument(
+        "--feature",
+        metavar="NAME",
+        help="rank the units by how well they track quotes (the default), brackets, "
+        "line_position, indent, comment or word_start",
+    )
+    what.add_argument(
+        "--regex", metavar="RE", help="rank the units by how well they track RE's matches"
+    )
+    v.add_argument(
+        "--max-chars",
+        type=_positive_int,
+        default=100_000,
+        metavar="N",
+        help="show the first N characters of the text (default 100000)",
+    )
+    v.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_model_options(v)
+    v.set_defaults(func=cmd_viz)
     return parser
 
 
@@ -632,6 +669,52 @@ def cmd_info(args) -> int:
             f"step {tr.get('best_val_step')}"
         )
     print("\n".join(lines))
+    return 0
+
+
+def _parse_unit(text: str) -> tuple[int, int]:
+    """``L:K`` as (layer, index); anything else is a UserError."""
+    layer, sep, index = text.partition(":")
+    if not (sep and layer.strip().isdigit() and index.strip().isdigit()):
+        raise UserError(f"--unit: expected LAYER:INDEX, e.g. 0:12, got {text!r}")
+    return int(layer), int(index)
+
+
+def cmd_viz(args) -> int:
+    from . import inspect, viz
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{out} exists: pass --overwrite or another --out")
+    if args.feature is not None and args.feature not in inspect.FEATURES:
+        raise UserError(
+            f"--feature: expected one of {', '.join(inspect.FEATURES)}, got {args.feature!r} "
+            "(--regex RE ranks by a pattern)"
+        )
+    feature = args.regex if args.regex is not None else args.feature or "quotes"
+    unit = None if args.unit is None else _parse_unit(args.unit)
+    ck = _load(args.checkpoint, args)
+    model = ck.model
+    if unit is not None:
+        inspect.check_unit(unit, model.num_layers, model.hidden_size)
+    text = _read_text(args.text)
+    if len(text) > args.max_chars:
+        _log(f"showing the first {args.max_chars:,} of {len(text):,} characters (--max-chars)")
+        text = text[: args.max_chars]
+    inspect.feature_values(text, feature)  # a bad regex fails before the model runs
+    with _threads(args.threads):
+        acts = inspect.activations(model, text, gates=False)
+    units = inspect.search_units(acts, feature, top=10)
+    title = f"rnnfast viz: {ck.path.name}, {Path(args.text).name}"
+    page = viz.render_page(acts, unit=unit, feature=feature, units=units, title=title)
+    out.write_text(page, encoding="utf-8")
+    what = inspect.describe(feature)
+    print(f"units that track {what} (correlation over {len(text):,} characters):")
+    for u in units:
+        print(f"  {u.layer}:{u.unit:<6d} {u.score:+.3f}")
+    layer, index = unit or units[0][:2]
+    size = out.stat().st_size / 1e6
+    print(f"wrote {out} ({size:.1f} MB), coloured by unit {layer}:{index}")
     return 0
 
 

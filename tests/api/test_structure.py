@@ -95,6 +95,16 @@ def test_the_bottom_layers_import_nothing_of_the_package_above(module, allowed):
     assert imports_of(PACKAGE / f"{module}.py", "rnnfast") <= allowed
 
 
+@pytest.mark.parametrize("module, allowed", [
+    ("inspect", {"rnnfast.core", "rnnfast.stack", "rnnfast.validation"}),
+    ("viz", {"rnnfast.inspect", "rnnfast.validation"}),
+])  # fmt: skip
+def test_inspection_takes_a_model_and_imports_nothing_above_the_stack(module, allowed):
+    """inspect and viz read a model through the stack's kernels: never the training loop,
+    the checkpoints or the command line that use them."""
+    assert imports_of(PACKAGE / f"{module}.py", "rnnfast") <= allowed
+
+
 def test_the_numpy_backend_and_the_reference_load_without_the_extension(tmp_path):
     """A copy of the package's Python files, no compiled extension: the reference trains and
     samples; the C backend says how to build it."""
