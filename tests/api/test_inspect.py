@@ -40,7 +40,7 @@ def test_activations_are_forwards_bits(cell, num_layers, dtype):
     logits, state = model.forward(acts.ids[:, None])
     np.testing.assert_array_equal(acts.logits, logits[:, 0])
     np.testing.assert_array_equal(acts.h[-1], state.h[:, 0])
-    bufs = model._workspace.bufs  # what that forward computed on its way
+    bufs = model._idle[-1].bufs  # the workspace that forward computed in, idle again
     for k in range(num_layers):
         np.testing.assert_array_equal(acts.h[:, k], bufs.hs[k][:, 0])
         if cell == "lstm":
