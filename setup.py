@@ -106,7 +106,7 @@ class BuildExt(build_ext):
             cc._compile(obj, src, src_ext, cc_args, [*extra_postargs, "-MMD"], pp_opts)
             stamp.write_text(command)
 
-        jobs = os.cpu_count() if self.parallel in (None, True) else self.parallel
+        jobs = os.cpu_count() if self.parallel is None or self.parallel is True else self.parallel
         with ThreadPoolExecutor(jobs) as pool:
             list(pool.map(compile_if_stale, objects))
         return objects
