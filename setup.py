@@ -14,11 +14,15 @@ reference depends on IEEE behaviour.
 """
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from glob import glob
+from pathlib import Path
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.modified import newer_group
 
 # -fno-math-errno and -fno-trapping-math change no computed value (no reassociation, NaN and
 # signed zeros kept; they are clang's defaults): they let GCC vectorize loops with sqrt and
@@ -62,4 +66,50 @@ kernels = Extension(
     define_macros=macros,
 )
 
-setup(ext_modules=cythonize([kernels], language_level=3))
+
+class BuildExt(build_ext):
+    """Compiles -j objects at once (default: every core) and skips one whose command is unchanged
+    and that is newer than every file gcc's -MMD listed for it: setuptools recompiles them all,
+    one at a time, when any file is newer, and a C plant (tests/test_negative_controls.py) changes
+    one header."""
+
+    def build_extension(self, ext):
+        self.compiler.compile = self.compile_objects
+        super().build_extension(ext)
+
+    def compile_objects(
+        self,
+        sources,
+        output_dir=None,
+        macros=None,
+        include_dirs=None,
+        debug=False,
+        extra_preargs=None,
+        extra_postargs=None,
+        depends=None,
+    ):
+        cc = self.compiler
+        macros, objects, extra_postargs, pp_opts, build = cc._setup_compile(
+            output_dir, macros, include_dirs, sources, depends, extra_postargs
+        )
+        cc_args = cc._get_cc_args(pp_opts, debug, extra_preargs)
+
+        def compile_if_stale(obj):
+            src, src_ext = build[obj]
+            command = "\n".join([*cc.compiler_so, *cc_args, src, *extra_postargs])
+            stamp, deps = Path(obj).with_suffix(".cmd"), Path(obj).with_suffix(".d")
+            if not cc.force and stamp.is_file() and deps.is_file():
+                listed = deps.read_text().replace("\\\n", " ").split(":", 1)[1].split()
+                if stamp.read_text() == command and not newer_group(listed, obj, missing="newer"):
+                    return
+            stamp.unlink(missing_ok=True)
+            cc._compile(obj, src, src_ext, cc_args, [*extra_postargs, "-MMD"], pp_opts)
+            stamp.write_text(command)
+
+        jobs = os.cpu_count() if self.parallel is None or self.parallel is True else self.parallel
+        with ThreadPoolExecutor(jobs) as pool:
+            list(pool.map(compile_if_stale, objects))
+        return objects
+
+
+setup(ext_modules=cythonize([kernels], language_level=3), cmdclass={"build_ext": BuildExt})

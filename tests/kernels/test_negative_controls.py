@@ -10,7 +10,8 @@ Reference plants run the checks in-process on a copy of the function compiled fr
 source: the C-vs-reference comparisons of tests/kernels/test_recurrent.py over their whole grid
 of shapes, and the finite-difference checks of tests/kernels/test_gradcheck.py (which catch a
 bug that the C twin might share).  C plants are built into a copy of the tree (marker
-``c_plants``: about half a minute per build, run by .ci/run with ``-m c_plants``).
+``c_plants``, run by .ci/run with ``-m c_plants``): the unplanted copy is built once, and each
+plant's copy of that build recompiles only the objects that include the planted file.
 """
 
 import inspect
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -201,19 +203,27 @@ C_PLANTS = [
 # comparison crosses chunk boundaries (the default 512 KiB holds the whole sequence at every
 # shape of the grid, and so does the default floor of 512 rows).
 SMALL_CHUNKS = "-DRF_CHUNK_BYTES=1024 -DRF_CHUNK_ROWS=1"
-KERNEL_CHECKS = ["tests/kernels/test_recurrent.py", "-k", "matches_reference"]
+# -x: one failure proves a plant is caught; the thousands more took minutes to report.
+KERNEL_CHECKS = ["tests/kernels/test_recurrent.py", "-k", "matches_reference", "-x"]
 
 
-def built_copy(tmp_path, plant=None):
+def built_copy(tmp_path, plant=None, base=None):
     """A copy of the source tree with ``plant`` (file, old, new) applied, built in place with
-    small LSTM chunks; the already cythonized bridge is reused when the tree has one."""
-    if not (ROOT / "csrc").is_dir() or not (ROOT / "setup.py").is_file():
-        pytest.skip(f"{ROOT} is not a source checkout")
+    small LSTM chunks; the already cythonized bridge is reused when the tree has one.  From a
+    copy of the built tree ``base`` (objects and times kept), setup.py's build_ext recompiles
+    only the objects that include the planted file."""
     copy = tmp_path / "tree"
-    for name in ("csrc", "rnnfast", "tests"):
-        shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("*.so", "build"))
-    for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
-        shutil.copy2(ROOT / name, copy / name)
+    if base is not None:
+        shutil.copytree(base, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        if not (ROOT / "csrc").is_dir() or not (ROOT / "setup.py").is_file():
+            pytest.skip(f"{ROOT} is not a source checkout")
+        for name in ("csrc", "rnnfast", "tests"):
+            shutil.copytree(
+                ROOT / name, copy / name, ignore=shutil.ignore_patterns("*.so", "build")
+            )
+        for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
+            shutil.copy2(ROOT / name, copy / name)
     if plant is not None:
         path, old, new = plant
         source = (copy / path).read_text()
@@ -230,6 +240,26 @@ def built_copy(tmp_path, plant=None):
         capture_output=True,
     )
     return copy
+
+
+@pytest.fixture(scope="module")
+def unplanted_copy(tmp_path_factory):
+    """The unplanted small-chunk build, once: every plant starts from a copy of it."""
+    return built_copy(tmp_path_factory.mktemp("unplanted"))
+
+
+@pytest.fixture(scope="module")
+def planted_copies(tmp_path_factory, unplanted_copy):
+    """{bug: the future of its built copy}: each plant recompiles one object on one core, so two
+    build at once, from the start (the unplanted copy's checks meanwhile write only bytecode)."""
+    pool = ThreadPoolExecutor(2)
+    yield {
+        bug: pool.submit(
+            built_copy, tmp_path_factory.mktemp("plant"), (path, old, new), unplanted_copy
+        )
+        for bug, path, old, new in C_PLANTS
+    }
+    pool.shutdown(cancel_futures=True)
 
 
 def run_kernel_checks(copy):
@@ -256,16 +286,13 @@ def run_kernel_checks(copy):
 
 
 @pytest.mark.c_plants
-def test_the_unplanted_small_chunk_build_passes(tmp_path):
-    code, output = run_kernel_checks(built_copy(tmp_path))
+def test_the_unplanted_small_chunk_build_passes(unplanted_copy, planted_copies):
+    code, output = run_kernel_checks(unplanted_copy)  # while the first plants build
     assert code == 0, output
 
 
 @pytest.mark.c_plants
-@pytest.mark.parametrize(
-    "path, old, new",
-    [pytest.param(path, old, new, id=bug) for bug, path, old, new in C_PLANTS],
-)
-def test_a_c_plant_fails_the_kernel_checks(tmp_path, path, old, new):
-    code, output = run_kernel_checks(built_copy(tmp_path, (path, old, new)))
+@pytest.mark.parametrize("bug", [bug for bug, *_ in C_PLANTS])
+def test_a_c_plant_fails_the_kernel_checks(planted_copies, bug):
+    code, output = run_kernel_checks(planted_copies[bug].result())
     assert code == 1 and " failed" in output, f"exit code {code}:\n{output}"
