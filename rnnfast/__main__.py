@@ -59,15 +59,24 @@ _non_negative_int = _number(int, "a non-negative integer", allow_zero=True)
 _positive_float = _number(float, "a positive number")
 
 
-def _fraction(text: str) -> float:
-    """An argparse type: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
+def _unit_interval(with_zero: bool):
+    """An argparse type: a number in [0, 1) (``with_zero``) or in (0, 1]."""
+    what = "[0, 1)" if with_zero else "(0, 1]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (0 <= value < 1 if with_zero else 0 < value <= 1):
+            raise argparse.ArgumentTypeError(f"expected a number in {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+_fraction = _unit_interval(with_zero=True)  # dropout, momentum
+_mass = _unit_interval(with_zero=False)  # a nucleus's probability
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=_positive_float, default=1.0, metavar="X")
     s.add_argument(
         "--top-k", type=_positive_int, metavar="K", help="draw only from the K likeliest characters"
+    )
+    s.add_argument(
+        "--top-p",
+        type=_mass,
+        metavar="P",
+        help="draw only from the fewest likeliest characters whose probability reaches P "
+        "(nucleus sampling; after --top-k)",
     )
     s.add_argument("--argmax", action="store_true", help="always take the likeliest character")
     s.add_argument(
@@ -494,6 +510,7 @@ def _stream(
     top_k=None,
     argmax=False,
     seed=None,
+    top_p=None,
 ) -> None:
     """Write prime + generated text to stdout as it is generated, then a newline."""
     from .sampling import iter_sample
@@ -510,6 +527,7 @@ def _stream(
         argmax=argmax,
         seed=seed,
         num_samples=1,
+        top_p=top_p,
     ):
         out.write(model.vocab.decode(chunk[:, 0]))
         out.flush()
@@ -549,6 +567,7 @@ def cmd_sample(args) -> int:
                 top_k=args.top_k,
                 argmax=args.argmax,
                 seed=None if args.seed is None else args.seed + i,
+                top_p=args.top_p,
             )
     return 0
 

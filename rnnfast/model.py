@@ -38,6 +38,7 @@ from .validation import (
     check_ids,
     check_int,
     check_real,
+    check_top_p,
 )
 
 
@@ -468,11 +469,13 @@ class CharLM(stack.StackedLayers):
         temperature: float = 1.0,
         top_k: int | None = None,
         argmax: bool = False,
+        top_p: float | None = None,
     ) -> Sampler:
         """A ``Sampler`` of S streams that start by feeding ``first_ids`` (S,) from ``state``
         (zeros when None; not modified), drawing by ``reference.draw``'s rule: the softmax of
-        logits / temperature, optionally over only the ``top_k`` likeliest, or the likeliest
-        with ``argmax``."""
+        logits / temperature, optionally over only the ``top_k`` likeliest, then over only the
+        smallest set of the likeliest whose probability reaches ``top_p`` (in (0, 1]; nucleus
+        sampling), or the likeliest with ``argmax``."""
         first_ids = check_ids("first_ids", first_ids, self.vocab_size, ("S",))
         state = self.check_state(state, first_ids.shape[0])
         return Sampler(
@@ -482,6 +485,7 @@ class CharLM(stack.StackedLayers):
             check_real("temperature", temperature),
             check_int("top_k", top_k, optional=True),
             bool(argmax),
+            check_top_p(top_p),
         )
 
     def sample(
@@ -494,6 +498,7 @@ class CharLM(stack.StackedLayers):
         seed: int | None = None,
         num_samples: int | None = None,
         skip_unknown: bool = False,
+        top_p: float | None = None,
     ):
         """Generate ``length`` characters after ``prime``; returns prime + generated text (a
         list of ``num_samples`` such strings when it is given).  See ``rnnfast.sampling``."""
@@ -509,6 +514,7 @@ class CharLM(stack.StackedLayers):
             seed=seed,
             num_samples=num_samples,
             skip_unknown=skip_unknown,
+            top_p=top_p,
         )
 
 
@@ -521,9 +527,10 @@ class Sampler:
     continues where this one stopped.  The model's weights are read at every call.
     """
 
-    def __init__(self, model: CharLM, first_ids, state: State, temperature, top_k, argmax):
+    def __init__(self, model: CharLM, first_ids, state: State, temperature, top_k, argmax,
+                 top_p):  # fmt: skip
         self._model, self._next_ids, self._state = model, first_ids, state
-        self._options = temperature, top_k, argmax
+        self._options = temperature, top_k, argmax, top_p
 
     def draw(self, uniforms) -> np.ndarray:
         """The ids (N, S) drawn with ``uniforms`` (N, S), continuing every stream."""

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .validation import INDEX_DTYPE, check_finite, check_ids, check_int, check_real
+from .validation import INDEX_DTYPE, check_finite, check_ids, check_int, check_real, check_top_p
 
 CHUNK = 256
 
@@ -27,6 +27,7 @@ def iter_sample(
     argmax: bool = False,
     seed: int | None = None,
     num_samples: int = 1,
+    top_p: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the generated ids in chunks of shape (n, num_samples), ``length`` rows in all.
 
@@ -36,6 +37,7 @@ def iter_sample(
     length = check_int("length", length, minimum=0)
     temperature = check_real("temperature", temperature)
     top_k = check_int("top_k", top_k, optional=True)
+    top_p = check_top_p(top_p)
     S = check_int("num_samples", num_samples)
     check_finite("the model's parameters", model.flat_params)
     rng = np.random.default_rng(seed)
@@ -52,7 +54,9 @@ def iter_sample(
         next_ids = np.floor(rng.random(S) * model.vocab_size).astype(INDEX_DTYPE)
         yield next_ids[None, :].copy()
         length -= 1
-    sampler = model.sampler(next_ids, state, temperature=temperature, top_k=top_k, argmax=argmax)
+    sampler = model.sampler(
+        next_ids, state, temperature=temperature, top_k=top_k, argmax=argmax, top_p=top_p
+    )
     while length > 0:
         n = min(CHUNK, length)
         length -= n
@@ -70,6 +74,7 @@ def sample_text(
     seed: int | None = None,
     num_samples: int | None = None,
     skip_unknown: bool = False,
+    top_p: float | None = None,
 ):
     """prime + ``length`` generated characters (a list of ``num_samples`` strings if given)."""
     if model.vocab is None:
@@ -91,6 +96,7 @@ def sample_text(
             argmax=argmax,
             seed=seed,
             num_samples=streams,
+            top_p=top_p,
         )
     )
     ids = np.concatenate(chunks) if chunks else np.empty((0, streams), INDEX_DTYPE)

@@ -129,6 +129,18 @@ def test_sample_options(trained, tmp_path, capsys):
     assert out == one + "\n" + two and one != two
 
 
+def test_sample_top_p(trained, capsys):
+    options = ["--top-p", 0.7, "--top-k", 10, "--seed", 3, "--length", 80, "--prime", "def "]
+    code, out, _ = sample(capsys, trained, *options)
+    model = checkpoint.load(trained / "latest.npz").model
+    assert code == 0 and out == model.sample(80, prime="def ", top_p=0.7, top_k=10, seed=3) + "\n"
+    for bad in ("0", "1.5", "nan", "x"):
+        with pytest.raises(SystemExit) as exc:
+            main(["sample", str(trained), "--top-p", bad])
+        assert exc.value.code == 2
+        assert "--top-p: expected a number in (0, 1]" in capsys.readouterr().err
+
+
 def test_unknown_prime_character_is_a_clear_error(trained, capsys):
     code, out, err = sample(capsys, trained, "--prime", "déf", "--length", 5)
     assert code == 2 and out == ""

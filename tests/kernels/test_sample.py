@@ -269,6 +269,8 @@ def test_model_sample_text_identical_across_backends(dtype, cell):
         dict(),
         dict(prime="To be", temperature=0.7),
         dict(prime="the ", top_k=5, num_samples=3),
+        dict(prime="the ", top_p=0.8, temperature=1.2),
+        dict(prime="To ", top_k=8, top_p=0.6, num_samples=3),
         dict(prime="Wh", argmax=True),
     ):
         texts = {be: m.sample(300, seed=11, **kwargs) for be, m in models.items()}
