@@ -106,8 +106,9 @@ class CharLM(stack.StackedLayers):
     Notes
     -----
     Threads: every method that does not train (``loss``, ``loss_and_grads``, ``forward``,
-    ``step``, ``sample``, ``sampler``) may be called from any number of threads at once and
-    returns what the lone call returns: each call computes in a workspace no other call uses.
+    ``step``, ``sample``, ``sampler``, ``beam_search``) may be called from any number of threads
+    at once and returns what the lone call returns: each call computes in a workspace no other
+    call uses.
     ``train_step`` and ``gradients`` run one at a time per model (a second thread waits); a
     call that reads the parameters while another thread trains reads them as they are then.
     A ``Sampler`` carries its streams' state: one thread draws from it at a time.
@@ -516,6 +517,19 @@ class CharLM(stack.StackedLayers):
             skip_unknown=skip_unknown,
             top_p=top_p,
         )
+
+    def beam_search(
+        self, length: int, prime: str = "", width: int = 4, *, skip_unknown: bool = False
+    ) -> list[tuple[str, float]]:
+        """The ``width`` likeliest continuations of ``length`` characters after ``prime``, by
+        beam search over batched ``step`` calls: [(prime + continuation, logprob), ...], best
+        first, where logprob is the sum of the natural-log probabilities of the generated
+        characters given the prime (float64); equal logprobs in lexicographic order of the
+        characters' ids.  Without a prime the first character is uniform over the vocabulary,
+        as in ``sample``.  See ``rnnfast.sampling.beam_search_ids``."""
+        from .sampling import beam_search
+
+        return beam_search(self, length, prime, width, skip_unknown=skip_unknown)
 
 
 class Sampler:
