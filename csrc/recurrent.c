@@ -42,6 +42,57 @@ static double rf_kth_largest(double *a, int n, int k)
     return a[k];
 }
 
+/* Restore the max-heap order of a (n) below position i. */
+static void rf_heap_sift(double *a, int n, int i)
+{
+    for (;;) {
+        const int left = 2 * i + 1, right = left + 1;
+        int top = i;
+        if (left < n && a[left] > a[top])
+            top = left;
+        if (right < n && a[right] > a[top])
+            top = right;
+        if (top == i)
+            return;
+        const double tmp = a[i];
+        a[i] = a[top];
+        a[top] = tmp;
+        i = top;
+    }
+}
+
+/* Nucleus (top-p) on the weights w (n) in place (reference.draw): in descending order
+ * x_0 >= x_1 >= ..., x_j is kept while x_0 + ... + x_{j-1} < target (sums in that order; the
+ * first always, target > 0), the kept ones equal to the smallest kept going to the lowest ids;
+ * every other weight is zeroed.  heap (n) scratch: the weights pop in descending order, so
+ * the sums are those of a sort, over the m kept in O(n + m log n). */
+static void rf_top_p(double *w, int n, double target, double *heap)
+{
+    memcpy(heap, w, sizeof(double) * (size_t)n);
+    for (int i = n / 2 - 1; i >= 0; i--)
+        rf_heap_sift(heap, n, i);
+    double mass = 0, smallest = 0;
+    int kept = 0, size = n;
+    while (size > 0 && mass < target) {
+        smallest = heap[0];
+        mass += smallest;
+        kept++;
+        heap[0] = heap[--size];
+        rf_heap_sift(heap, size, 0);
+    }
+    int ties = kept; /* of the kept, those equal to smallest */
+    for (int v = 0; v < n; v++)
+        ties -= w[v] > smallest;
+    for (int v = 0; v < n; v++) {
+        if (w[v] > smallest)
+            continue;
+        if (w[v] == smallest && ties > 0)
+            ties--;
+        else
+            w[v] = 0;
+    }
+}
+
 #define RF_VARIANT _base
 #define RF_DTYPE 32
 #include "real_begin.h"

@@ -83,6 +83,7 @@ enum rf_cell { RF_CELL_RNN = 0, RF_CELL_LSTM = 1, RF_CELL_GRU = 2 };
         real *c;                /* (L, S, H) in/out; NULL: an RNN or a GRU */                  \
         double temperature;     /* > 0 */                                                      \
         int top_k;              /* <= 0: no top-k */                                           \
+        double top_p;           /* in (0, 1]; 1: no top-p */                                   \
         int argmax;             /* nonzero: the first largest logit, no draw */                \
         real *act;              /* (S, G) scratch */                                           \
         real *rec;              /* (S, G) scratch; GRU only */                                 \

@@ -29,10 +29,12 @@
 
 /* One id from logits z (V) with uniform u (reference.draw):
  *   w_v = exp((z_v - max z) / temperature) in double; with top_k, w_v = 0 where z_v is below the
- *   k-th largest z;  the first v with  w_0 + ... + w_v > u sum(w)  (sequential sums, like
- *   np.cumsum), or V-1 if none;  argmax: the first largest z. */
+ *   k-th largest z;  with top_p < 1, w_v = 0 outside the nucleus of mass top_p sum(w)
+ *   (rf_top_p);  the first v with  w_0 + ... + w_v > u sum(w)  (sum(w) and the cdf sequential
+ *   in id order, like np.cumsum), or V-1 if none;  argmax: the first largest z.  w, sel (V)
+ *   scratch. */
 static RF_NOINLINE int64_t FN(draw_row)(const real *z, double u, double temperature, int top_k,
-                                        int argmax, int V, double *w, double *sel)
+                                        double top_p, int argmax, int V, double *w, double *sel)
 {
     if (argmax) {
         int best = 0;
@@ -57,6 +59,12 @@ static RF_NOINLINE int64_t FN(draw_row)(const real *z, double u, double temperat
     double total = 0;
     for (int v = 0; v < V; v++)
         total += w[v];
+    if (top_p < 1) {
+        rf_top_p(w, V, top_p * total, sel);
+        total = 0;
+        for (int v = 0; v < V; v++)
+            total += w[v];
+    }
     const double target = u * total;
     double cdf = 0;
     for (int v = 0; v < V; v++) {
@@ -144,7 +152,7 @@ static void FN(sample_draw)(int64_t *out, const struct DT(rf_sampler) *m, const 
     for (int s = 0; s < R; s++) {
         const int64_t k = (int64_t)t * S + s0 + s;
         ids[s] = FN(draw_row)(logits + (int64_t)s * V, uniforms[k], m->temperature, m->top_k,
-                              m->argmax, V, w, sel);
+                              m->top_p, m->argmax, V, w, sel);
         out[k] = ids[s];
     }
 }

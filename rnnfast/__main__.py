@@ -3,6 +3,7 @@
 
     python -m rnnfast train --time 60                  # the built-in corpus, checkpoints in runs/
     python -m rnnfast sample runs --prime "def " --temperature 0.8 --seed 0
+    python -m rnnfast sample runs --prime "def " --beam 5 --length 20   # the 5 likeliest
     python -m rnnfast eval runs
     python -m rnnfast info runs
     python -m rnnfast viz runs --text input.txt --out page.html   # what each unit tracks
@@ -60,15 +61,24 @@ _non_negative_int = _number(int, "a non-negative integer", allow_zero=True)
 _positive_float = _number(float, "a positive number")
 
 
-def _fraction(text: str) -> float:
-    """An argparse type: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
+def _unit_interval(with_zero: bool):
+    """An argparse type: a number in [0, 1) (``with_zero``) or in (0, 1]."""
+    what = "[0, 1)" if with_zero else "(0, 1]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (0 <= value < 1 if with_zero else 0 < value <= 1):
+            raise argparse.ArgumentTypeError(f"expected a number in {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+_fraction = _unit_interval(with_zero=True)  # dropout, momentum
+_mass = _unit_interval(with_zero=False)  # a nucleus's probability
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,9 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="characters to generate after the prime (default 500)",
     )
-    s.add_argument("--temperature", type=_positive_float, default=1.0, metavar="X")
+    s.add_argument(
+        "--temperature", type=_positive_float, metavar="X", help="of the softmax (default 1)"
+    )
     s.add_argument(
         "--top-k", type=_positive_int, metavar="K", help="draw only from the K likeliest characters"
+    )
+    s.add_argument(
+        "--top-p",
+        type=_mass,
+        metavar="P",
+        help="draw only from the fewest likeliest characters whose probability reaches P "
+        "(nucleus sampling; after --top-k)",
     )
     s.add_argument("--argmax", action="store_true", help="always take the likeliest character")
     s.add_argument(
@@ -236,7 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="same seed, same text (sample i of --num-samples uses seed + i)",
     )
-    s.add_argument("--num-samples", type=_positive_int, default=1, metavar="N")
+    s.add_argument("--num-samples", type=_positive_int, metavar="N", help="default 1")
+    s.add_argument(
+        "--beam",
+        type=_positive_int,
+        metavar="N",
+        help="instead of drawing, print the N likeliest continuations by beam search, one a "
+        "line: the natural-log probability, a tab, prime + continuation as a JSON string",
+    )
     s.add_argument(
         "--skip-unknown",
         action="store_true",
@@ -531,6 +557,7 @@ def _stream(
     top_k=None,
     argmax=False,
     seed=None,
+    top_p=None,
 ) -> None:
     """Write prime + generated text to stdout as it is generated, then a newline."""
     from .sampling import iter_sample
@@ -547,6 +574,7 @@ def _stream(
         argmax=argmax,
         seed=seed,
         num_samples=1,
+        top_p=top_p,
     ):
         out.write(model.vocab.decode(chunk[:, 0]))
         out.flush()
@@ -573,8 +601,10 @@ def cmd_sample(args) -> int:
         )
     prime_ids = vocab.encode(prime, skip_unknown=args.skip_unknown)  # warns about any dropped
     prime_text = vocab.decode(prime_ids)
+    if args.beam is not None:
+        return _beam(ck.model, prime_text, args)
     with _threads(args.threads):
-        for i in range(args.num_samples):
+        for i in range(args.num_samples or 1):
             if i:
                 sys.stdout.write("\n")
             _stream(
@@ -582,11 +612,35 @@ def cmd_sample(args) -> int:
                 prime_ids,
                 prime_text,
                 args.length,
-                temperature=args.temperature,
+                temperature=1.0 if args.temperature is None else args.temperature,
                 top_k=args.top_k,
                 argmax=args.argmax,
                 seed=None if args.seed is None else args.seed + i,
+                top_p=args.top_p,
             )
+    return 0
+
+
+def _beam(model, prime_text: str, args) -> int:
+    """``rnnfast sample --beam N``: the N likeliest continuations, with their logprobs."""
+    import json
+
+    draw_options = {
+        "--temperature": args.temperature is not None,
+        "--top-k": args.top_k is not None,
+        "--top-p": args.top_p is not None,
+        "--argmax": args.argmax,
+        "--seed": args.seed is not None,
+        "--num-samples": args.num_samples is not None,
+    }
+    given = [flag for flag, present in draw_options.items() if present]
+    if given:
+        raise UserError(f"--beam searches, it does not draw: drop {', '.join(given)}")
+    with _threads(args.threads):
+        found = model.beam_search(args.length, prime_text, args.beam)
+    for text, logprob in found:
+        sys.stdout.write(f"{logprob:.6f}\t{json.dumps(text, ensure_ascii=False)}\n")
+    sys.stdout.flush()
     return 0
 
 

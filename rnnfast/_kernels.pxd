@@ -136,6 +136,7 @@ cdef extern from "recurrent.h" nogil:
         float *c
         double temperature
         int top_k
+        double top_p
         int argmax
         float *act
         float *rec
@@ -190,6 +191,7 @@ cdef extern from "recurrent.h" nogil:
         double *c
         double temperature
         int top_k
+        double top_p
         int argmax
         double *act
         double *rec

@@ -965,7 +965,7 @@ cdef list _check_layer_list(str name, object arrays, int L):
 
 cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, object h, object c,
              list W_x, list W_h, list b, list b_hn, object W_y, object b_y, double temperature,
-             int top_k, bint argmax, int N, int S, int L, int n, int V, int G):
+             int top_k, double top_p, bint argmax, int N, int S, int L, int n, int V, int G):
     if rf_sampler is rf_sampler_f32:
         dtype = _F32
     else:
@@ -977,7 +977,7 @@ cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, objec
     tcbuf = np.empty((S, n), dtype)
     logits = np.empty((S, V), dtype)
     w = np.empty((S, V), np.float64)
-    sel = np.empty((S, V), np.float64)
+    sel = np.empty((S, V), np.float64)  # top_k's selection, top_p's heap
     ids = np.empty(S, _INDEX_DTYPE)
     # W_x[0..L-1], W_h[0..L-1], b[0..L-1], b_hn[0..L-1] (a.ctypes.data took 2 us an array)
     layer_arrays = [*W_x, *W_h, *b, *b_hn]
@@ -998,7 +998,7 @@ cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, objec
     _in(&m.b_y, b_y)
     _out(&m.h, h)
     _out(&m.c, c)
-    m.temperature, m.top_k, m.argmax = temperature, top_k, argmax
+    m.temperature, m.top_k, m.top_p, m.argmax = temperature, top_k, top_p, argmax
     _out(&m.act, act)
     _out(&m.rec, rec)
     _out(&m.cbuf, cbuf)
@@ -1017,8 +1017,14 @@ cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, objec
         rf_sample(op, m, up, fp, N)
 
 
+cdef bint _is_number(object value):
+    """Whether ``value`` is a real number (a bool is not)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.floating,
+                                                              np.integer))
+
+
 def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax,
-           b_hn=None):
+           top_p=None, b_hn=None):
     """Generate characters for S streams; see ``reference.sample`` and ``reference.draw``."""
     dtype = _float_dtype("h", h)
     if h.ndim != 3 or min(h.shape) < 1:
@@ -1059,13 +1065,13 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
     _check_output("out", out, _INDEX_DTYPE, (N, S))
     _check_array("uniforms", uniforms, _F64, (N, S))
     _check_ids("first_ids", first_ids, (S,), V)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating,
-                                                                     np.integer)) \
-            or not (math.isfinite(temperature) and temperature > 0):
+    if not (_is_number(temperature) and math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature: expected a positive finite number, got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
                               or top_k < 1):
         raise ValueError(f"top_k: expected a positive integer or None, got {top_k!r}")
+    if top_p is not None and not (_is_number(top_p) and 0 < top_p <= 1):  # NaN fails
+        raise ValueError(f"top_p: expected a finite number in (0, 1] or None, got {top_p!r}")
     _check_int_size("out", (N, S * max(G, V)))
     names = ["out", "h", "c", "uniforms", "first_ids"]
     names += [f"{kind}[{k}]" for kind in ("W_x", "W_h", "b") for k in range(L)]
@@ -1074,16 +1080,16 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
                       (out, h, c, uniforms, first_ids, *W_x, *W_h, *b, *b_hn, W_y, b_y), 3)
     cdef int k = 0 if top_k is None or top_k >= V else top_k
     cdef int cN = N, cS = S, cL = L, cH = n, cV = V, cG = G
-    cdef double temp = temperature
+    cdef double temp = temperature, p = 1 if top_p is None else top_p
     cdef bint am = argmax
     cdef rf_sampler_f32 m32
     cdef rf_sampler_f64 m64
     if dtype == _F32:
-        _sample(&m32, out, uniforms, first_ids, h, c, W_x, W_h, b, b_hn, W_y, b_y, temp, k, am,
-                cN, cS, cL, cH, cV, cG)
+        _sample(&m32, out, uniforms, first_ids, h, c, W_x, W_h, b, b_hn, W_y, b_y, temp, k, p,
+                am, cN, cS, cL, cH, cV, cG)
     else:
-        _sample(&m64, out, uniforms, first_ids, h, c, W_x, W_h, b, b_hn, W_y, b_y, temp, k, am,
-                cN, cS, cL, cH, cV, cG)
+        _sample(&m64, out, uniforms, first_ids, h, c, W_x, W_h, b, b_hn, W_y, b_y, temp, k, p,
+                am, cN, cS, cL, cH, cV, cG)
 
 
 # ---- the training step in one call (csrc/train_step.h) ---------------------------------------

@@ -110,7 +110,7 @@ def apply_update(ops, update: Update, param, grad) -> None:
 
 def sample(
     out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax,
-    b_hn=None,
+    top_p=None, b_hn=None,
 ):  # fmt: skip
     """Generate N characters for S independent streams: feed a character, get the distribution
     of the next one, ``kernels.draw`` it, feed it back.
@@ -119,8 +119,9 @@ def sample(
     uniforms (N, S): one uniform number in [0, 1) per draw.  h, c (L, S, H): the state,
     advanced in place (c is None for an RNN and a GRU); after the call it has consumed every
     character but the last drawn one, so a following call continues with first_ids = out[-1].
-    W_x, W_h, b: lists of the L layers' weights; W_y (H, V), b_y (V,).  b_hn: for a GRU, the
-    list of the L layers' b_hn (H,); None for an RNN or an LSTM.
+    W_x, W_h, b: lists of the L layers' weights; W_y (H, V), b_y (V,).  temperature, top_k,
+    argmax, top_p: ``kernels.draw``'s.  b_hn: for a GRU, the list of the L layers' b_hn (H,);
+    None for an RNN or an LSTM.
     """
     L, S, H = h.shape
     cell = "gru" if b_hn is not None else "rnn" if c is None else "lstm"
@@ -138,5 +139,5 @@ def sample(
         if c is not None:
             c[...] = final.c
         ops.linear_forward(logits, h[L - 1], W_y, b_y)
-        ops.draw(ids, logits, uniforms[t], temperature, top_k, argmax)
+        ops.draw(ids, logits, uniforms[t], temperature, top_k, argmax, top_p)
         out[t] = ids

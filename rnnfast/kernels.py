@@ -356,13 +356,18 @@ def scale(grad, factor):
 # Sampling
 
 
-def draw(out, logits, uniforms, temperature, top_k, argmax):
+def draw(out, logits, uniforms, temperature, top_k, argmax, top_p=None):
     """Draw one character id per row of ``logits`` (B, V) into ``out`` (B,).
 
         w_v = exp((z_v - max z) / temperature), in float64; with top_k, w_v = 0 for every z_v
         below the k-th largest logit (ties at the k-th value are all kept)
+        with top_p < 1 (nucleus sampling), of the weights in descending order, ties by id,
+        x_0 >= x_1 >= ..., x_j is kept while x_0 + ... + x_{j-1} < top_p * sum(w) (so the
+        first always is), and every other weight is zeroed
         out = the first v with  w_0 + ... + w_v > u * sum(w),   u from ``uniforms`` (B,)
-    ``argmax`` picks the first largest logit instead and ignores the uniforms.
+    Every sum is sequential (np.cumsum): sum(w) and the cdf in id order, the nucleus's mass in
+    the descending order.  ``top_p`` None or 1: no nucleus.  ``argmax`` picks the first largest
+    logit instead and ignores the uniforms.
     """
     if argmax:
         out[...] = np.argmax(logits, axis=1)
@@ -373,6 +378,14 @@ def draw(out, logits, uniforms, temperature, top_k, argmax):
         kth = -np.partition(-z, top_k - 1, axis=1)[:, top_k - 1 : top_k]
         w[z < kth] = 0.0
     cdf = np.cumsum(w, axis=1)
+    if top_p is not None and top_p < 1:
+        order = np.argsort(-w, axis=1, kind="stable")  # descending, ties by id
+        x = np.take_along_axis(w, order, axis=1)
+        before = np.zeros_like(x)  # the mass of the likelier weights, x_0 + ... + x_{j-1}
+        before[:, 1:] = np.cumsum(x, axis=1)[:, :-1]
+        kept = before < top_p * cdf[:, -1:]
+        np.put_along_axis(w, order, np.where(kept, x, 0.0), axis=1)
+        cdf = np.cumsum(w, axis=1)
     for row in range(z.shape[0]):
         pick = np.searchsorted(cdf[row], uniforms[row] * cdf[row, -1], side="right")
         out[row] = min(pick, z.shape[1] - 1)

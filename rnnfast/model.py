@@ -38,6 +38,7 @@ from .validation import (
     check_ids,
     check_int,
     check_real,
+    check_top_p,
 )
 
 
@@ -105,8 +106,9 @@ class CharLM(stack.StackedLayers):
     Notes
     -----
     Threads: every method that does not train (``loss``, ``loss_and_grads``, ``forward``,
-    ``step``, ``sample``, ``sampler``) may be called from any number of threads at once and
-    returns what the lone call returns: each call computes in a workspace no other call uses.
+    ``step``, ``sample``, ``sampler``, ``beam_search``) may be called from any number of threads
+    at once and returns what the lone call returns: each call computes in a workspace no other
+    call uses.
     ``train_step`` and ``gradients`` run one at a time per model (a second thread waits); a
     call that reads the parameters while another thread trains reads them as they are then.
     A ``Sampler`` carries its streams' state: one thread draws from it at a time.
@@ -468,11 +470,13 @@ class CharLM(stack.StackedLayers):
         temperature: float = 1.0,
         top_k: int | None = None,
         argmax: bool = False,
+        top_p: float | None = None,
     ) -> Sampler:
         """A ``Sampler`` of S streams that start by feeding ``first_ids`` (S,) from ``state``
         (zeros when None; not modified), drawing by ``reference.draw``'s rule: the softmax of
-        logits / temperature, optionally over only the ``top_k`` likeliest, or the likeliest
-        with ``argmax``."""
+        logits / temperature, optionally over only the ``top_k`` likeliest, then over only the
+        smallest set of the likeliest whose probability reaches ``top_p`` (in (0, 1]; nucleus
+        sampling), or the likeliest with ``argmax``."""
         first_ids = check_ids("first_ids", first_ids, self.vocab_size, ("S",))
         state = self.check_state(state, first_ids.shape[0])
         return Sampler(
@@ -482,6 +486,7 @@ class CharLM(stack.StackedLayers):
             check_real("temperature", temperature),
             check_int("top_k", top_k, optional=True),
             bool(argmax),
+            check_top_p(top_p),
         )
 
     def sample(
@@ -494,6 +499,7 @@ class CharLM(stack.StackedLayers):
         seed: int | None = None,
         num_samples: int | None = None,
         skip_unknown: bool = False,
+        top_p: float | None = None,
     ):
         """Generate ``length`` characters after ``prime``; returns prime + generated text (a
         list of ``num_samples`` such strings when it is given).  See ``rnnfast.sampling``."""
@@ -509,7 +515,21 @@ class CharLM(stack.StackedLayers):
             seed=seed,
             num_samples=num_samples,
             skip_unknown=skip_unknown,
+            top_p=top_p,
         )
+
+    def beam_search(
+        self, length: int, prime: str = "", width: int = 4, *, skip_unknown: bool = False
+    ) -> list[tuple[str, float]]:
+        """The ``width`` likeliest continuations of ``length`` characters after ``prime``, by
+        beam search over batched ``step`` calls: [(prime + continuation, logprob), ...], best
+        first, where logprob is the sum of the natural-log probabilities of the generated
+        characters given the prime (float64); equal logprobs in lexicographic order of the
+        characters' ids.  Without a prime the first character is uniform over the vocabulary,
+        as in ``sample``.  See ``rnnfast.sampling.beam_search_ids``."""
+        from .sampling import beam_search
+
+        return beam_search(self, length, prime, width, skip_unknown=skip_unknown)
 
 
 class Sampler:
@@ -521,9 +541,10 @@ class Sampler:
     continues where this one stopped.  The model's weights are read at every call.
     """
 
-    def __init__(self, model: CharLM, first_ids, state: State, temperature, top_k, argmax):
+    def __init__(self, model: CharLM, first_ids, state: State, temperature, top_k, argmax,
+                 top_p):  # fmt: skip
         self._model, self._next_ids, self._state = model, first_ids, state
-        self._options = temperature, top_k, argmax
+        self._options = temperature, top_k, argmax, top_p
 
     def draw(self, uniforms) -> np.ndarray:
         """The ids (N, S) drawn with ``uniforms`` (N, S), continuing every stream."""

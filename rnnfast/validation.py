@@ -56,10 +56,11 @@ def check_real(
     low: float = 0.0,
     high: float = math.inf,
     low_inclusive: bool = False,
+    high_inclusive: bool = False,
     optional: bool = False,
 ) -> float | None:
-    """``value`` as a finite float in (low, high), or [low, high) when ``low_inclusive`` (None
-    passes through when ``optional``)."""
+    """``value`` as a finite float in (low, high), with ``low`` and ``high`` themselves when
+    ``low_inclusive`` / ``high_inclusive`` (None passes through when ``optional``)."""
     if optional and value is None:
         return None
     number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
@@ -69,14 +70,22 @@ def check_real(
         number
         and math.isfinite(value)
         and (value >= low if low_inclusive else value > low)
-        and value < high
+        and (value <= high if high_inclusive else value < high)
     ):
         if (low, high, low_inclusive) == (0.0, math.inf, False):
             kind = "a positive finite number"
         else:
-            kind = f"a finite number in {'[' if low_inclusive else '('}{low:g}, {high:g})"
+            kind = (
+                f"a finite number in {'[' if low_inclusive else '('}{low:g}, "
+                f"{high:g}{']' if high_inclusive else ')'}"
+            )
         raise ValueError(f"{name}: expected {kind}{' or None' if optional else ''}, got {value!r}")
     return float(value)
+
+
+def check_top_p(value) -> float | None:
+    """A nucleus sampling mass: a finite number in (0, 1], or None (no nucleus)."""
+    return check_real("top_p", value, high=1.0, high_inclusive=True, optional=True)
 
 
 def check_choice(name: str, value, choices: tuple):

@@ -9,7 +9,7 @@ import pytest
 from conftest import assert_close
 
 import rnnfast
-from rnnfast import reference
+from rnnfast import reference, sampling
 from rnnfast.backends import BACKENDS
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 40
@@ -140,6 +140,44 @@ def test_top_k_only_draws_from_the_k_most_likely(vocab):
     text = model.sample(1, prime="t", top_k=3, seed=0, num_samples=64)
     drawn = {vocab.encode(s[-1])[0] for s in text}
     assert drawn <= allowed and len(drawn) > 1
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.6, 0.9])
+def test_top_p_only_draws_from_the_nucleus(vocab, top_p):
+    """The drawn characters lie in the fewest likeliest whose probability reaches top_p."""
+    model = small_model(vocab)
+    model.params["W_y"][...] *= 4  # a distribution far from flat
+    logits, _ = model.step(vocab.encode("t"))
+    p = np.exp(logits[0] - logits[0].max())
+    p /= p.sum()
+    order = np.argsort(-p, kind="stable")
+    size = np.searchsorted(np.cumsum(p[order]), top_p) + 1  # the first prefix reaching top_p
+    text = model.sample(1, prime="t", top_p=top_p, seed=0, num_samples=200)
+    drawn = {vocab.encode(s[-1])[0] for s in text}
+    assert drawn <= set(order[:size]) and len(drawn) > 1
+    nucleus_and_top_k = model.sample(1, prime="t", top_k=2, top_p=top_p, seed=0, num_samples=200)
+    assert {vocab.encode(s[-1])[0] for s in nucleus_and_top_k} <= set(order[: min(size, 2)])
+
+
+def test_top_p_none_or_one_is_the_plain_draw(vocab):
+    model = small_model(vocab)
+    plain = model.sample(60, prime="the ", temperature=0.9, seed=4)
+    assert model.sample(60, prime="the ", temperature=0.9, seed=4, top_p=None) == plain
+    assert model.sample(60, prime="the ", temperature=0.9, seed=4, top_p=1.0) == plain
+    assert model.sample(60, prime="the ", temperature=0.9, seed=4, top_p=0.5) != plain
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_top_p_is_named(vocab, backend):
+    model = small_model(vocab, backend=backend)
+    message = r"top_p: expected a finite number in \(0, 1\] or None, got "
+    for bad in (0, -0.5, 1.01, float("nan"), True, "0.9"):
+        with pytest.raises(ValueError, match=message):
+            model.sample(5, prime="t", top_p=bad)
+        with pytest.raises(ValueError, match=message):
+            model.sampler([1], top_p=bad)
+        with pytest.raises(ValueError, match=message):
+            next(sampling.iter_sample(model, 5, top_p=bad))
 
 
 def test_draw_follows_the_distribution():

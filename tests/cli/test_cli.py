@@ -129,6 +129,34 @@ def test_sample_options(trained, tmp_path, capsys):
     assert out == one + "\n" + two and one != two
 
 
+def test_sample_top_p(trained, capsys):
+    options = ["--top-p", 0.7, "--top-k", 10, "--seed", 3, "--length", 80, "--prime", "def "]
+    code, out, _ = sample(capsys, trained, *options)
+    model = checkpoint.load(trained / "latest.npz").model
+    assert code == 0 and out == model.sample(80, prime="def ", top_p=0.7, top_k=10, seed=3) + "\n"
+    for bad in ("0", "1.5", "nan", "x"):
+        with pytest.raises(SystemExit) as exc:
+            main(["sample", str(trained), "--top-p", bad])
+        assert exc.value.code == 2
+        assert "--top-p: expected a number in (0, 1]" in capsys.readouterr().err
+
+
+def test_sample_beam_prints_the_continuations_and_logprobs(trained, capsys):
+    code, out, _ = sample(capsys, trained, "--prime", "def ", "--beam", 3, "--length", 6)
+    model = checkpoint.load(trained / "latest.npz").model
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 3
+    for line, (text, logprob) in zip(lines, model.beam_search(6, "def ", 3), strict=True):
+        printed, quoted = line.split("\t")
+        assert json.loads(quoted) == text and float(printed) == pytest.approx(logprob, abs=1e-6)
+    code, out, err = sample(capsys, trained, "--beam", 2, "--top-k", 3, "--temperature", 1)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "--beam searches, it does not draw: drop --temperature, --top-k" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", str(trained), "--beam", "0"])
+    assert exc.value.code == 2 and "positive integer" in capsys.readouterr().err
+
+
 def test_unknown_prime_character_is_a_clear_error(trained, capsys):
     code, out, err = sample(capsys, trained, "--prime", "déf", "--length", 5)
     assert code == 2 and out == ""

@@ -23,6 +23,7 @@ OPTIONS = {
     "hot": dict(temperature=1.7, top_k=None, argmax=False),
     "top1": dict(temperature=1.0, top_k=1, argmax=False),
     "top3-cold": dict(temperature=0.8, top_k=3, argmax=False),
+    "top5-nucleus-hot": dict(temperature=1.3, top_k=5, argmax=False, top_p=0.7),
     "argmax": dict(temperature=1.0, top_k=None, argmax=True),
 }
 
@@ -61,7 +62,7 @@ def make_sampler(rng, cell, V, H, L, S, N, dtype):
     }
 
 
-def call(ops, args, temperature, top_k, argmax):
+def call(ops, args, temperature, top_k, argmax, top_p=None):
     a = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in args.items()}
     ops.sample(
         a["out"],
@@ -77,6 +78,7 @@ def call(ops, args, temperature, top_k, argmax):
         temperature,
         top_k,
         argmax,
+        top_p,
         b_hn=a["b_hn"],
     )
     return a
@@ -267,6 +269,8 @@ def test_model_sample_text_identical_across_backends(dtype, cell):
         dict(),
         dict(prime="To be", temperature=0.7),
         dict(prime="the ", top_k=5, num_samples=3),
+        dict(prime="the ", top_p=0.8, temperature=1.2),
+        dict(prime="To ", top_k=8, top_p=0.6, num_samples=3),
         dict(prime="Wh", argmax=True),
     ):
         texts = {be: m.sample(300, seed=11, **kwargs) for be, m in models.items()}
