@@ -5,9 +5,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.skipif(
+    not any((ROOT / "rnnfast").glob("_kernels*.so")),
+    reason="the script measures source trees built in place; this one is not (CI installs the "
+    "package instead): python setup.py build_ext --inplace",
+)
 def test_smoke_one_tree(tmp_path):
     out = tmp_path / "ab.json"
     cmd = [sys.executable, str(ROOT / "lab" / "ab_speed.py"), "--smoke", "--threads", "1,2"]
