@@ -524,15 +524,16 @@ def _load(path, args):
 
 
 def cmd_sample(args) -> int:
+    from .data import char_listing
+
     ck = _load(args.checkpoint, args)
     vocab = ck.model.vocab
     prime = _read_text(args.prime_file) if args.prime_file else args.prime
-    unknown = sorted(set(prime) - set(vocab.chars))
+    unknown = vocab.unknown(prime)
     if unknown and not args.skip_unknown:
-        listing = ", ".join(repr(ch) for ch in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
         raise UserError(
             f"the prime has {len(unknown)} character(s) not in the model's "
-            f"vocabulary: {listing} (--skip-unknown drops them)"
+            f"vocabulary: {char_listing(unknown)} (--skip-unknown drops them)"
         )
     prime_ids = vocab.encode(prime, skip_unknown=args.skip_unknown)  # warns about any dropped
     prime_text = vocab.decode(prime_ids)
@@ -554,7 +555,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .data import split
+    from .data import char_listing, split
     from .training import TrainConfig, data_description, evaluate
 
     ck = _load(args.checkpoint, args)
@@ -571,11 +572,11 @@ def cmd_eval(args) -> int:
                 f"{name!r} differs from the text the checkpoint was trained on", stacklevel=1
             )
         what = f"the validation split of {name}"
-    unknown = sorted(set(text) - set(vocab.chars))
+    unknown = vocab.unknown(text)
     if unknown:
-        listing = ", ".join(repr(ch) for ch in unknown[:10])
         raise UserError(
-            f"the text has {len(unknown)} character(s) not in the model's vocabulary: {listing}"
+            f"the text has {len(unknown)} character(s) not in the model's vocabulary: "
+            f"{char_listing(unknown)}"
         )
     ids = vocab.encode(text)
     if args.data is None:
