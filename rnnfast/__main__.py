@@ -1,17 +1,19 @@
-"""The command line: ``python -m rnnfast train | sample | eval | info`` (also the ``rnnfast``
-console script).
+"""The command line: ``python -m rnnfast train | sample | eval | serve | info`` (also the
+``rnnfast`` console script).
 
     python -m rnnfast train --time 60                  # the built-in corpus, checkpoints in runs/
     python -m rnnfast sample runs --prime "def " --temperature 0.8 --seed 0
     python -m rnnfast eval runs
+    python -m rnnfast serve runs --port 8000           # HTTP JSON API: rnnfast.serve
     python -m rnnfast info runs
     mpiexec -n 4 rnnfast train --data input.txt        # data parallel, see rnnfast.distributed
 
 Wherever a command takes CHECKPOINT, a training directory (its latest.npz), a checkpoint file and
 ``runs/latest`` (for runs/latest.npz) all work.  Bad input (a missing or damaged file, an unknown
 character, impossible settings) prints one line on stderr and exits with status 2; a diverged
-training exits with 1 and Ctrl-C with 130, after saving a checkpoint.  Under mpiexec rank 0
-alone prints and writes; a rank that gives up on the others exits with 3.
+training exits with 1 and Ctrl-C with 130, after saving a checkpoint (``serve`` stops on SIGTERM
+or Ctrl-C with 0).  Under mpiexec rank 0 alone prints and writes; a rank that gives up on the
+others exits with 3.
 """
 
 from __future__ import annotations
@@ -255,6 +257,43 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", metavar="FILE", help="evaluate on this whole file instead")
     _add_model_options(e)
     e.set_defaults(func=cmd_eval)
+
+    v = commands.add_parser(
+        "serve",
+        help="an HTTP JSON API over a checkpoint (docs/serve.md)",
+        description="Serve POST /generate and GET /info until SIGTERM or Ctrl-C; concurrent "
+        "requests are drawn together. Prints the address it listens on to stdout.",
+    )
+    v.add_argument("checkpoint", metavar="CHECKPOINT")
+    v.add_argument(
+        "--host", default="127.0.0.1", help="default 127.0.0.1: connections from this machine only"
+    )
+    v.add_argument(
+        "--port", type=_non_negative_int, default=8000, help="default 8000; 0: any free port"
+    )
+    v.add_argument(
+        "--max-body", type=_positive_int, default=64 * 1024, metavar="BYTES",
+        help="largest request body (default 65536; larger: 413)",
+    )  # fmt: skip
+    v.add_argument(
+        "--max-length", type=_non_negative_int, default=10_000, metavar="N",
+        help="most characters a request may ask for (default 10000; more: 400)",
+    )  # fmt: skip
+    v.add_argument(
+        "--max-queue", type=_positive_int, default=256, metavar="N",
+        help="requests waiting to be drawn (default 256; one more: 503)",
+    )  # fmt: skip
+    v.add_argument(
+        "--max-streams", type=_positive_int, default=64, metavar="N",
+        help="streams drawn at once (default 64)",
+    )  # fmt: skip
+    v.add_argument(
+        "--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+        help="time a client has to send its body (then 408) and for any read or write "
+        "(default 10)",
+    )  # fmt: skip
+    _add_model_options(v)
+    v.set_defaults(func=cmd_serve)
 
     i = commands.add_parser("info", help="describe a checkpoint")
     i.add_argument("checkpoint", metavar="CHECKPOINT")
@@ -551,6 +590,36 @@ def cmd_sample(args) -> int:
                 argmax=args.argmax,
                 seed=None if args.seed is None else args.seed + i,
             )
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import signal
+    import threading
+
+    from .serve import Limits, Server
+
+    ck = _load(args.checkpoint, args)
+    limits = Limits(
+        max_body=args.max_body, max_length=args.max_length, max_queue=args.max_queue,
+        max_streams=args.max_streams, timeout=args.timeout,
+    )  # fmt: skip
+    try:
+        server = Server(ck.model, args.host, args.port, limits=limits, threads=args.threads,
+                        log=lambda line: print(line, file=sys.stderr, flush=True))  # fmt: skip
+    except OSError as err:
+        raise UserError(
+            f"cannot listen on {args.host}:{args.port}: {err.strerror or err}"
+        ) from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    with server:
+        print(f"serving {ck.path} on {server.url}", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:  # Ctrl-C: the usual way to stop a server, not a failure
+            pass
+        print("stopping: answering the requests not yet drawn with 503", file=sys.stderr)
     return 0
 
 
