@@ -37,7 +37,7 @@ from .data import char_listing
 from .model import CharLM, Sampler
 from .validation import INDEX_DTYPE, check_finite
 
-CHUNK = 32  # characters a stream draws per sampler call: streamed pieces, and when jobs join
+CHUNK = 64  # characters a stream draws per sampler call: streamed pieces, and when jobs join
 FIELDS = ("prime", "length", "temperature", "top_k", "top_p", "seed", "stream")
 
 
