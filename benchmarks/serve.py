@@ -11,7 +11,14 @@ with its own seed: first as ``model.sample`` calls one after another, then throu
 connection, taking the next request as soon as it has its answer).  The table shows the median
 over ``--rounds`` rounds after a warm-up round, and checks every answer against
 ``model.sample``'s text for its seed.  The clients' HTTP and JSON work runs in this process
-beside the server's, under the same GIL: the server alone would do a little better.
+beside the server's, under the same GIL and on the same cores: the server alone would do
+better.  The last row is the ceiling of batching: the same number of characters drawn as
+``model.sample(num_samples=S)`` calls of S = the most clients (other seeds, no HTTP).
+
+Each server lives for one row, and the ``model.sample`` rows run in a thread of their own
+that ends before the next server starts: only one Python thread at a time holds an OpenMP
+pool, as in ``rnnfast serve`` (two pools on a small machine make libgomp's threads sleep at
+every barrier: rnnfast/serve.py, ``_kernel_threads``).
 
 ``--smoke`` runs a tiny config, few requests and one round (CI checks that the script runs).
 """
@@ -37,14 +44,39 @@ from bench_configs import (  # noqa: E402
     blas_summary,
 )
 
+import rnnfast  # noqa: E402 -- loads SciPy's OpenBLAS, for threadpoolctl to reach
+
 PRIME = "a"
 
 
-def sequential(model, seeds, length) -> tuple[float, list[str]]:
+def sequential(model, seeds, length, threads: int) -> tuple[float, list[str]]:
     """Seconds for the requests as ``model.sample`` calls in turn, and their texts."""
+    rnnfast.set_num_threads(threads)
     start = time.perf_counter()
     texts = [model.sample(length, prime=PRIME, seed=seed) for seed in seeds]
     return time.perf_counter() - start, texts
+
+
+def batched(model, seeds, length, streams: int, threads: int) -> float:
+    """Seconds for the requests' characters drawn by ``model.sample(num_samples=streams)``
+    calls (scaled to that many when ``streams`` does not divide them), no HTTP: what drawing
+    ``streams`` requests together could give at most."""
+    rnnfast.set_num_threads(threads)
+    calls = seeds[::streams]
+    start = time.perf_counter()
+    for seed in calls:
+        model.sample(length, prime=PRIME, seed=seed, num_samples=streams)
+    return (time.perf_counter() - start) * len(seeds) / (len(calls) * streams)
+
+
+def alone(function, *args):
+    """function(*args) in a thread of its own, which ends (and frees its OpenMP pool) before
+    this returns."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(function(*args)))
+    thread.start()
+    thread.join()
+    return result[0]
 
 
 def served(server, seeds, length, clients: int) -> tuple[float, list[str]]:
@@ -99,7 +131,6 @@ def main(argv=None):
     rounds = 1 if args.smoke else args.rounds
     client_counts = [int(c) for c in args.clients.split(",")]
 
-    import rnnfast._kernels  # noqa: F401 -- SciPy's OpenBLAS, for threadpoolctl to reach
     from threadpoolctl import threadpool_limits
 
     from rnnfast.serve import Limits, Server
@@ -111,35 +142,36 @@ def main(argv=None):
     seeds = list(range(requests))
     limits = Limits(max_streams=max(client_counts), max_length=length)
     label = {c: f"{c} client{'s' * (c > 1)}" for c in client_counts}
-    rows = {"sequential": []} | {label[c]: [] for c in client_counts}
+    most = max(client_counts)
+    ceiling = f"{most} streams, no HTTP"
+    rows = {"sequential": []} | {label[c]: [] for c in client_counts} | {ceiling: []}
     wrong = dict.fromkeys(rows, 0)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other processes skew "
           "every row; compare the rows of one run)")  # fmt: skip
-    with (
-        threadpool_limits(limits=args.threads),
-        Server(model, port=0, limits=limits, threads=args.threads) as server,
-    ):
+    with threadpool_limits(limits=args.threads):
         print(f"{args.threads} thread(s); BLAS: {blas_summary()}")
         for round_ in range(rounds + (0 if args.smoke else 1)):
-            seconds, truth = sequential(model, seeds, length)
+            seconds, truth = alone(sequential, model, seeds, length, args.threads)
             times = {"sequential": seconds}
             for c in client_counts:
-                times[label[c]], texts = served(server, seeds, length, c)
+                with Server(model, port=0, limits=limits, threads=args.threads) as server:
+                    times[label[c]], texts = served(server, seeds, length, c)
                 wrong[label[c]] += sum(a != b for a, b in zip(texts, truth, strict=True))
+            times[ceiling] = alone(batched, model, seeds, length, most, args.threads)
             if args.smoke or round_:  # round 0 warms up
                 for key, seconds in times.items():
                     rows[key].append(seconds)
     cfg = configs[name]
     print(f"\n{name} {tuple(cfg)}: {requests} requests of {length} characters after {PRIME!r}, "
           f"median of {rounds} round(s)")  # fmt: skip
-    print(f"  {'':12s} {'requests/s':>11s} {'chars/s':>10s} {'x sequential':>13s}  wrong answers")
+    print(f"  {'':20s} {'requests/s':>11s} {'chars/s':>10s} {'x sequential':>13s}  wrong answers")
     results = {"config": name, "length": length, "requests": requests, "threads": args.threads,
                "blas": blas_info(), "loadavg": os.getloadavg(), "rows": {}}  # fmt: skip
     base = statistics.median(rows["sequential"])
     for key, times in rows.items():
         seconds = statistics.median(times)
-        print(f"  {key:12s} {requests / seconds:11,.1f} {requests * length / seconds:10,.0f} "
-              f"{base / seconds:12.2f}x  {wrong[key]}")  # fmt: skip
+        print(f"  {key:20s} {requests / seconds:11,.1f} {requests * length / seconds:10,.0f} "
+              f"{base / seconds:12.2f}x  {'-' if key == ceiling else wrong[key]}")  # fmt: skip
         results["rows"][key] = {"seconds": times, "wrong": wrong[key]}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -155,15 +155,30 @@ def parse_request(body: bytes, limits: Limits) -> dict:
 
 class _Job:
     """One request's stream: its start (a one-stream Sampler), its generator of uniforms, the
-    characters it still wants, and the pieces it has drawn, read by its handler thread.
+    characters it still wants, and what it has drawn, read by its handler thread.
 
-    The worker puts str pieces on ``pieces``, then None when the stream is done, or a
-    RequestError when it was cancelled; the handler sets ``abandoned`` when its client left."""
+    The worker puts str pieces on ``pieces`` (for a streamed request each chunk, else the
+    whole text at the end: every piece wakes the handler thread, which then takes the GIL the
+    worker needs), then None when the stream is done, or a RequestError when it was
+    cancelled; the handler sets ``abandoned`` when its client left."""
 
-    def __init__(self, sampler: Sampler, rng: np.random.Generator, remaining: int, options):
+    def __init__(self, sampler: Sampler, rng: np.random.Generator, remaining: int, options,
+                 stream: bool):  # fmt: skip
         self.sampler, self.rng, self.remaining, self.options = sampler, rng, remaining, options
+        self.stream, self.drawn = stream, []
         self.pieces: queue.SimpleQueue = queue.SimpleQueue()
         self.abandoned = False
+
+    def add(self, piece: str) -> None:
+        if self.stream:
+            self.pieces.put(piece)
+        else:
+            self.drawn.append(piece)
+
+    def finish(self) -> None:
+        if self.drawn:
+            self.pieces.put("".join(self.drawn))
+        self.pieces.put(None)
 
     def results(self) -> Iterator[str]:
         """The pieces as they come; raises the RequestError of a cancelled job."""
@@ -202,10 +217,10 @@ class _Batch:
             uniforms[:n, s] = job.rng.random(n)  # past n: draws that no one reads
         ids = self.sampler.draw(uniforms)
         for s, (job, n) in enumerate(zip(self.jobs, counts, strict=True)):
-            job.pieces.put(model.vocab.decode(ids[:n, s]))
+            job.add(model.vocab.decode(ids[:n, s]))
             job.remaining -= n
             if not job.remaining:
-                job.pieces.put(None)
+                job.finish()
         kept = [s for s, job in enumerate(self.jobs) if job.remaining]
         if len(kept) < len(self.jobs):
             self.sampler = self.sampler.select(kept) if kept else None
@@ -232,7 +247,8 @@ class Server:
         0 picks a free port (``address`` tells which).
     limits : Limits
     threads : int or None
-        The kernels' threads in the worker and the handler threads (None: OpenMP's default).
+        The kernels' threads in the worker, which does all the drawing (None: OpenMP's
+        default); the handler threads feed their primes on one thread each.
     log : callable or None
         Called with one line per request and per error (None: silent).
 
@@ -357,11 +373,12 @@ class Server:
             sampler = model.sampler(next_ids, state, **options)
         except (TypeError, ValueError) as err:
             raise RequestError(400, str(err)) from None
-        job = _Job(sampler, rng, remaining, (r["temperature"], r["top_k"], r["top_p"]))
+        key = (r["temperature"], r["top_k"], r["top_p"])
+        job = _Job(sampler, rng, remaining, key, r["stream"])
         if first_piece is not None and r["length"]:
-            job.pieces.put(first_piece)
+            job.add(first_piece)
         if not remaining:
-            job.pieces.put(None)
+            job.finish()
         return job
 
     def _submit(self, job: _Job) -> None:
@@ -393,9 +410,7 @@ class Server:
 
     def _draw_forever(self) -> None:
         if self.threads:
-            from .threads import set_num_threads
-
-            set_num_threads(self.threads)
+            _kernel_threads(self.threads)
         batches: dict[tuple, _Batch] = {}
         while not self._stopping:
             room = self.limits.max_streams - sum(map(len, batches.values()))
@@ -427,6 +442,22 @@ class Server:
             self.log(line)
 
 
+def _kernel_threads(n: int) -> None:
+    """The kernels' threads in this Python thread (nothing without the extension).
+
+    Only the worker may run kernels on a team: libgomp gives each Python thread that forks a
+    team its own pool, and with more pool threads than CPUs it spins briefly before it sleeps,
+    so the barriers of one-stream sampling sleep and wake at every step.  Measured on 2 CPUs
+    (charrnn-default, 2 threads): a lone stream drew 8-9k characters/s while another Python
+    thread kept a 2-thread pool, 120k otherwise (docs/serve.md)."""
+    from .threads import set_num_threads
+
+    try:
+        set_num_threads(n)
+    except ImportError:  # the NumPy backend alone: no pool
+        pass
+
+
 class _HTTPServer(ThreadingHTTPServer):
     # The listen backlog: with socketserver's 5, 64 clients connecting at once lose SYNs, and
     # each lost one waits a second before it retries.
@@ -450,10 +481,7 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         self.timeout = app.limits.timeout  # every read and write on the socket
         super().setup()
-        if app.threads:
-            from .threads import set_num_threads
-
-            set_num_threads(app.threads)
+        _kernel_threads(1)  # the worker alone runs kernels on a team (_kernel_threads)
 
     def do_GET(self) -> None:
         self._route("GET")
