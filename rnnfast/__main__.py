@@ -74,6 +74,7 @@ def _fraction(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from .distributed import DEFAULT_TIMEOUT
+    from .serve import Limits
 
     parser = argparse.ArgumentParser(
         prog="rnnfast", description="Character-level RNN/LSTM/GRU language models on the CPU."
@@ -271,27 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--port", type=_non_negative_int, default=8000, help="default 8000; 0: any free port"
     )
-    v.add_argument(
-        "--max-body", type=_positive_int, default=64 * 1024, metavar="BYTES",
-        help="largest request body (default 65536; larger: 413)",
-    )  # fmt: skip
-    v.add_argument(
-        "--max-length", type=_non_negative_int, default=10_000, metavar="N",
-        help="most characters a request may ask for (default 10000; more: 400)",
-    )  # fmt: skip
-    v.add_argument(
-        "--max-queue", type=_positive_int, default=256, metavar="N",
-        help="requests waiting to be drawn (default 256; one more: 503)",
-    )  # fmt: skip
-    v.add_argument(
-        "--max-streams", type=_positive_int, default=64, metavar="N",
-        help="streams drawn at once (default 64)",
-    )  # fmt: skip
-    v.add_argument(
-        "--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
-        help="time a client has to send its body (then 408) and for any read or write "
-        "(default 10)",
-    )  # fmt: skip
+    limits = {  # their defaults are rnnfast.serve.Limits'
+        "max_body": (_positive_int, "BYTES", "largest request body (larger: 413)"),
+        "max_length": (_non_negative_int, "N", "most characters a request may ask for (more: 400)"),
+        "max_queue": (_positive_int, "N", "requests waiting to be drawn (one more: 503)"),
+        "max_streams": (_positive_int, "N", "streams drawn at once"),
+        "timeout": (_positive_float, "SECONDS", "time a client has to send its body (then 408) "
+                    "and for any read or write"),
+    }  # fmt: skip
+    for name, (kind, metavar, text) in limits.items():
+        v.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(Limits, name),
+                       metavar=metavar, help=f"{text}; default %(default)s")  # fmt: skip
     _add_model_options(v)
     v.set_defaults(func=cmd_serve)
 
@@ -596,14 +587,12 @@ def cmd_sample(args) -> int:
 def cmd_serve(args) -> int:
     import signal
     import threading
+    from dataclasses import fields
 
     from .serve import Limits, Server
 
     ck = _load(args.checkpoint, args)
-    limits = Limits(
-        max_body=args.max_body, max_length=args.max_length, max_queue=args.max_queue,
-        max_streams=args.max_streams, timeout=args.timeout,
-    )  # fmt: skip
+    limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
     try:
         server = Server(ck.model, args.host, args.port, limits=limits, threads=args.threads,
                         log=lambda line: print(line, file=sys.stderr, flush=True))  # fmt: skip

@@ -122,6 +122,16 @@ def in_threads(function, args_list) -> list:
     return results
 
 
+def in_background(server, fields: list[dict]) -> tuple[threading.Thread, list]:
+    """The requests of ``fields`` sent at once from a thread of their own: the thread, and the
+    list that holds their texts once it has ended."""
+    answers = []
+    thread = threading.Thread(target=lambda: answers.extend(
+        in_threads(lambda f: generate(server, **f), [(f,) for f in fields])))  # fmt: skip
+    thread.start()
+    return thread, answers
+
+
 REQUESTS = [
     {"prime": "the ", "length": 80, "seed": 1},
     {"prime": "t", "length": 33, "seed": 2},
@@ -141,13 +151,7 @@ def test_requests_drawn_together_return_what_model_sample_returns(model, paused)
     ``model.sample``'s text for its fields, prime included, including the no-prime rule (the
     first character from the seed's first uniform) and lengths 0, 1, CHUNK and past it."""
     with Server(model, port=0, limits=LIMITS) as server:
-        answers = []
-        thread = threading.Thread(
-            target=lambda: answers.extend(
-                in_threads(lambda f: generate(server, **f), [(f,) for f in REQUESTS])
-            )  # fmt: skip
-        )
-        thread.start()
+        thread, answers = in_background(server, REQUESTS)
         # the requests that draw nothing (length 0, or 1 without a prime) are answered at once
         wait_until(lambda: server._jobs.qsize() == 6, "six requests wait")
         paused.set()
@@ -329,13 +333,7 @@ def test_a_full_queue_is_503_and_the_queued_requests_are_answered(model, paused)
     limits = Limits(max_queue=2, timeout=5.0)
     with Server(model, port=0, limits=limits) as server:
         fields = [{"length": 20, "seed": k} for k in range(2)]
-        answers = []
-        thread = threading.Thread(
-            target=lambda: answers.extend(
-                in_threads(lambda f: generate(server, **f), [(f,) for f in fields])
-            )  # fmt: skip
-        )
-        thread.start()
+        thread, answers = in_background(server, fields)
         wait_until(lambda: server._jobs.full(), "the queue is full")
         status, response, answer = call(server, "POST", "/generate", {"length": 20})
         assert (status, answer) == (503, {"error": "busy: 2 requests are waiting; try again later"})
