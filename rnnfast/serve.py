@@ -3,7 +3,7 @@
     POST /generate  {"prime": "def ", "length": 200, "temperature": 0.8, "top_k": null,
                      "top_p": null, "seed": 0, "stream": false}
                     -> {"text": prime + generated, "seed": 0}, or with "stream": true NDJSON
-                       lines {"text": piece} as they are drawn, the prime's first
+                       lines {"text": piece} as they are drawn, the prime first
     GET  /info      the model's configuration and vocabulary, and the limits
 
 The standard library's ``ThreadingHTTPServer`` runs one thread a connection: it reads and checks
@@ -35,7 +35,7 @@ import numpy as np
 
 from .data import char_listing
 from .model import CharLM, Sampler
-from .validation import INDEX_DTYPE, check_finite
+from .validation import INDEX_DTYPE, check_finite, check_int, check_real
 
 CHUNK = 64  # characters a stream draws per sampler call: streamed pieces, and when jobs join
 FIELDS = ("prime", "length", "temperature", "top_k", "top_p", "seed", "stream")
@@ -65,6 +65,13 @@ class Limits:
     max_queue: int = 256
     max_streams: int = 64
     timeout: float = 10.0
+
+    def __post_init__(self):
+        check_int("max_body", self.max_body)
+        check_int("max_length", self.max_length, minimum=0)
+        check_int("max_queue", self.max_queue)  # 0 would make queue.Queue unbounded
+        check_int("max_streams", self.max_streams)
+        check_real("timeout", self.timeout)
 
 
 class RequestError(Exception):
@@ -293,6 +300,7 @@ class Server:
 
     @property
     def url(self) -> str:
+        """The server's address as a URL, ``http://host:port``."""
         host, port = self.address
         return f"http://{host}:{port}"
 
@@ -313,11 +321,13 @@ class Server:
         }
 
     def start(self) -> Server:
+        """Start the worker and the thread that takes connections; returns the server."""
         self._worker.start()
         self._listener.start()
         return self
 
     def close(self) -> None:
+        """Stop: no new connections, 503 for every request not yet drawn to its end."""
         with self._admitting:
             self._stopping = True
         if self._listener.is_alive():

@@ -343,6 +343,23 @@ def test_a_full_queue_is_503_and_the_queued_requests_are_answered(model, paused)
     assert answers == [expected(model, f) for f in fields]
 
 
+def test_a_failed_draw_is_500_for_its_requests_and_the_server_serves_on(model, monkeypatch):
+    draw = rnnfast.model.Sampler.draw
+    failures = iter([RuntimeError("planted")])
+
+    def fail_once(self, uniforms):
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return draw(self, uniforms)
+
+    monkeypatch.setattr(rnnfast.model.Sampler, "draw", fail_once)
+    with Server(model, port=0, limits=LIMITS) as server:
+        status, _, answer = call(server, "POST", "/generate", {"length": 9, "seed": 0})
+        assert (status, answer) == (500, {"error": "sampling failed: planted"})
+        assert generate(server, length=9, seed=0) == model.sample(9, seed=0)
+
+
 @pytest.fixture
 def impatient(model):
     """A server that gives a client 0.4 s to send its body, and to take any read or write."""
@@ -417,6 +434,16 @@ def test_clients_that_leave_mid_answer_do_not_stop_the_others(model, monkeypatch
         assert answers[len(leaving) :] == [expected(model, f) for f in beside]
         wait_until(lambda: waits[-1] and server._jobs.empty(), "the worker is idle")
         assert generate(server, length=9, seed=0) == model.sample(9, seed=0)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("max_queue", 0, "max_queue: expected a positive integer, got 0"),
+    ("max_length", -1, "max_length: expected a non-negative integer, got -1"),
+    ("timeout", 0.0, "timeout: expected a positive finite number, got 0.0"),
+])  # fmt: skip
+def test_impossible_limits_are_refused(field, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Limits(**{field: value})
 
 
 def test_serve_on_a_port_in_use_is_a_one_line_error(tmp_path, model, capsys):
