@@ -1,10 +1,11 @@
-"""The command line: ``python -m rnnfast train | sample | eval | info | viz`` (also the
+"""The command line: ``python -m rnnfast train | sample | eval | serve | info | viz`` (also the
 ``rnnfast`` console script).
 
     python -m rnnfast train --time 60                  # the built-in corpus, checkpoints in runs/
     python -m rnnfast sample runs --prime "def " --temperature 0.8 --seed 0
     python -m rnnfast sample runs --prime "def " --beam 5 --length 20   # the 5 likeliest
     python -m rnnfast eval runs
+    python -m rnnfast serve runs --port 8000           # HTTP JSON API: rnnfast.serve
     python -m rnnfast info runs
     python -m rnnfast viz runs --text input.txt --out page.html   # what each unit tracks
     mpiexec -n 4 rnnfast train --data input.txt        # data parallel, see rnnfast.distributed
@@ -12,8 +13,9 @@
 Wherever a command takes CHECKPOINT, a training directory (its latest.npz), a checkpoint file and
 ``runs/latest`` (for runs/latest.npz) all work.  Bad input (a missing or damaged file, an unknown
 character, impossible settings) prints one line on stderr and exits with status 2; a diverged
-training exits with 1 and Ctrl-C with 130, after saving a checkpoint.  Under mpiexec rank 0
-alone prints and writes; a rank that gives up on the others exits with 3.
+training exits with 1 and Ctrl-C with 130, after saving a checkpoint (``serve`` stops on SIGTERM
+or Ctrl-C with 0).  Under mpiexec rank 0 alone prints and writes; a rank that gives up on the
+others exits with 3.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ _mass = _unit_interval(with_zero=False)  # a nucleus's probability
 
 def build_parser() -> argparse.ArgumentParser:
     from .distributed import DEFAULT_TIMEOUT
+    from .serve import Limits
 
     parser = argparse.ArgumentParser(
         prog="rnnfast", description="Character-level RNN/LSTM/GRU language models on the CPU."
@@ -282,6 +285,33 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", metavar="FILE", help="evaluate on this whole file instead")
     _add_model_options(e)
     e.set_defaults(func=cmd_eval)
+
+    v = commands.add_parser(
+        "serve",
+        help="an HTTP JSON API over a checkpoint (docs/serve.md)",
+        description="Serve POST /generate and GET /info until SIGTERM or Ctrl-C; concurrent "
+        "requests are drawn together. Prints the address it listens on to stdout.",
+    )
+    v.add_argument("checkpoint", metavar="CHECKPOINT")
+    v.add_argument(
+        "--host", default="127.0.0.1", help="default 127.0.0.1: connections from this machine only"
+    )
+    v.add_argument(
+        "--port", type=_non_negative_int, default=8000, help="default 8000; 0: any free port"
+    )
+    limits = {  # their defaults are rnnfast.serve.Limits'
+        "max_body": (_positive_int, "BYTES", "largest request body (larger: 413)"),
+        "max_length": (_non_negative_int, "N", "most characters a request may ask for (more: 400)"),
+        "max_queue": (_positive_int, "N", "requests waiting to be drawn (one more: 503)"),
+        "max_streams": (_positive_int, "N", "streams drawn at once"),
+        "timeout": (_positive_float, "SECONDS", "time a client has to send its body (then 408) "
+                    "and for any read or write"),
+    }  # fmt: skip
+    for name, (kind, metavar, text) in limits.items():
+        v.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(Limits, name),
+                       metavar=metavar, help=f"{text}; default %(default)s")  # fmt: skip
+    _add_model_options(v)
+    v.set_defaults(func=cmd_serve)
 
     i = commands.add_parser("info", help="describe a checkpoint")
     i.add_argument("checkpoint", metavar="CHECKPOINT")
@@ -589,15 +619,16 @@ def _load(path, args):
 
 
 def cmd_sample(args) -> int:
+    from .data import char_listing
+
     ck = _load(args.checkpoint, args)
     vocab = ck.model.vocab
     prime = _read_text(args.prime_file) if args.prime_file else args.prime
-    unknown = sorted(set(prime) - set(vocab.chars))
+    unknown = vocab.unknown(prime)
     if unknown and not args.skip_unknown:
-        listing = ", ".join(repr(ch) for ch in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
         raise UserError(
             f"the prime has {len(unknown)} character(s) not in the model's "
-            f"vocabulary: {listing} (--skip-unknown drops them)"
+            f"vocabulary: {char_listing(unknown)} (--skip-unknown drops them)"
         )
     prime_ids = vocab.encode(prime, skip_unknown=args.skip_unknown)  # warns about any dropped
     prime_text = vocab.decode(prime_ids)
@@ -644,8 +675,36 @@ def _beam(model, prime_text: str, args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import signal
+    import threading
+    from dataclasses import fields
+
+    from .serve import Limits, Server
+
+    ck = _load(args.checkpoint, args)
+    limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
+    try:
+        server = Server(ck.model, args.host, args.port, limits=limits, threads=args.threads,
+                        log=lambda line: print(line, file=sys.stderr, flush=True))  # fmt: skip
+    except OSError as err:
+        raise UserError(
+            f"cannot listen on {args.host}:{args.port}: {err.strerror or err}"
+        ) from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    with server:
+        print(f"serving {ck.path} on {server.url}", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:  # Ctrl-C: the usual way to stop a server, not a failure
+            pass
+        print("stopping: answering the requests not yet drawn with 503", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args) -> int:
-    from .data import split
+    from .data import char_listing, split
     from .training import TrainConfig, data_description, evaluate
 
     ck = _load(args.checkpoint, args)
@@ -662,11 +721,11 @@ def cmd_eval(args) -> int:
                 f"{name!r} differs from the text the checkpoint was trained on", stacklevel=1
             )
         what = f"the validation split of {name}"
-    unknown = sorted(set(text) - set(vocab.chars))
+    unknown = vocab.unknown(text)
     if unknown:
-        listing = ", ".join(repr(ch) for ch in unknown[:10])
         raise UserError(
-            f"the text has {len(unknown)} character(s) not in the model's vocabulary: {listing}"
+            f"the text has {len(unknown)} character(s) not in the model's vocabulary: "
+            f"{char_listing(unknown)}"
         )
     ids = vocab.encode(text)
     if args.data is None:

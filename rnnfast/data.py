@@ -72,8 +72,8 @@ class Vocab:
             return np.fromiter((index[ch] for ch in text), dtype=INDEX_DTYPE, count=len(text))
         except KeyError:
             pass
-        unknown = sorted({ch for ch in text if ch not in index})
-        listing = ", ".join(repr(ch) for ch in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        unknown = self.unknown(text)
+        listing = char_listing(unknown)
         if not skip_unknown:
             raise ValueError(
                 f"{len(unknown)} character(s) not in the vocabulary: {listing}"
@@ -83,12 +83,22 @@ class Vocab:
         kept = [index[ch] for ch in text if ch in index]
         return np.array(kept, dtype=INDEX_DTYPE)
 
+    def unknown(self, text: str) -> list[str]:
+        """The characters of ``text`` outside the vocabulary, sorted, each once."""
+        return sorted(set(text) - self._index.keys())
+
     def decode(self, ids) -> str:
         """The text of a sequence of ids; an id outside [0, len(vocab)) is a ValueError."""
         if np.size(ids) == 0:
             return ""
         ids = check_ids("ids", ids, len(self))
         return self._lookup[ids.ravel()].tobytes().decode("utf-32-le")
+
+
+def char_listing(chars: list[str], most: int = 10) -> str:
+    """The first ``most`` of ``chars`` as Python literals, comma-separated, then " ..." if
+    there are more: how messages name unknown characters."""
+    return ", ".join(repr(ch) for ch in chars[:most]) + (" ..." if len(chars) > most else "")
 
 
 def split(ids: np.ndarray, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:

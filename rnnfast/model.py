@@ -9,6 +9,7 @@ the backend's fused step (``kernels.TrainStep``).
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from collections.abc import Iterator
@@ -539,6 +540,8 @@ class Sampler:
     ``draw(uniforms)`` feeds each stream's last character, draws the next from ``uniforms[t]``
     (N, S) of [0, 1), feeds it back, N times, and returns the drawn ids (N, S); the next call
     continues where this one stopped.  The model's weights are read at every call.
+    ``select`` and ``concatenate`` take streams out and put them together (a server's batch,
+    whose requests come and go).
     """
 
     def __init__(self, model: CharLM, first_ids, state: State, temperature, top_k, argmax,
@@ -546,9 +549,73 @@ class Sampler:
         self._model, self._next_ids, self._state = model, first_ids, state
         self._options = temperature, top_k, argmax, top_p
 
+    @property
+    def num_streams(self) -> int:
+        """S, the streams this sampler draws."""
+        return self._next_ids.shape[0]
+
+    def select(self, streams) -> Sampler:
+        """A new Sampler that continues the given streams of this one.
+
+        Parameters
+        ----------
+        streams : sequence of int
+            Indices in [0, S), in the order the new sampler's streams take; at least one.
+
+        Returns
+        -------
+        Sampler
+            The same model and options, its own copy of those streams' last ids and state (this
+            sampler is not changed).
+        """
+        S, index = self.num_streams, np.asarray(streams)
+        if not (index.ndim == 1 and index.size and index.dtype.kind in "iu"
+                and 0 <= index.min() and index.max() < S):  # fmt: skip
+            raise ValueError(
+                f"streams: expected a sequence of indices in [0, {S}), got {streams!r}"
+            )
+        h, c = (None if a is None else np.ascontiguousarray(a[:, index]) for a in self._state)
+        return self._with_streams(self._next_ids[index], State(h, c))
+
+    @staticmethod
+    def concatenate(samplers) -> Sampler:
+        """One Sampler that continues every stream of ``samplers``: the first's streams, then
+        the second's, and so on (copies: the samplers given are not changed).
+
+        Parameters
+        ----------
+        samplers : sequence of Sampler
+            At least one, all of one model and with equal options (temperature, top_k, ...).
+
+        Returns
+        -------
+        Sampler
+        """
+        samplers = list(samplers)
+        if not samplers:
+            raise ValueError("samplers: expected at least one Sampler, got none")
+        first = samplers[0]
+        for k, other in enumerate(samplers[1:], 1):
+            if other._model is not first._model or other._options != first._options:
+                raise ValueError(
+                    f"samplers[{k}]: expected the model and options of samplers[0], got "
+                    f"{'another model' if other._model is not first._model else 'other options'}"
+                )
+        ids = np.concatenate([s._next_ids for s in samplers])
+        h = np.concatenate([s._state.h for s in samplers], axis=1)
+        c = None if first._state.c is None else np.concatenate([s._state.c for s in samplers], 1)
+        return first._with_streams(ids, State(h, c))
+
+    def _with_streams(self, next_ids: np.ndarray, state: State) -> Sampler:
+        """A sampler of this one's model and options over ``next_ids`` and ``state`` (its own
+        arrays, C-contiguous)."""
+        new = copy.copy(self)
+        new._next_ids, new._state = next_ids, state
+        return new
+
     def draw(self, uniforms) -> np.ndarray:
         """The ids (N, S) drawn with ``uniforms`` (N, S), continuing every stream."""
-        S = self._next_ids.shape[0]
+        S = self.num_streams
         uniforms = check_array("uniforms", uniforms, ("N", S), np.float64, finite=False)
         out = np.empty(uniforms.shape, INDEX_DTYPE)
         if len(out):

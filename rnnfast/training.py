@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint
-from .data import Batches, Vocab, split
+from .data import Batches, Vocab, char_listing, split
 from .distributed import DataParallel, checksum
 from .model import CharLM, State
 from .optim import OPTIMIZERS
@@ -388,12 +388,11 @@ class Trainer:
         saved.update({k: v for k, v in overrides.items() if v is not None})
         config = TrainConfig.from_dict(saved)
         ck = checkpoint.build(path, meta, arrays, backend=config.backend)
-        missing = sorted(set(text) - set(ck.model.vocab.chars))
+        missing = ck.model.vocab.unknown(text)
         if missing:
-            listing = ", ".join(repr(ch) for ch in missing[:10])
             raise ValueError(
                 f"the text has {len(missing)} character(s) not in the checkpoint's "
-                f"vocabulary: {listing}; resume on the text it was trained on"
+                f"vocabulary: {char_listing(missing)}; resume on the text it was trained on"
             )
         self = cls(
             text,

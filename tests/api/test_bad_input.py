@@ -9,6 +9,7 @@ import pytest
 import rnnfast
 from rnnfast import checkpoint, layers
 from rnnfast.__main__ import main
+from rnnfast.model import Sampler
 from rnnfast.sampling import iter_sample
 
 TEXT = "abcdefgh ij\n" * 50
@@ -151,6 +152,19 @@ CALLS = [
         np.zeros((4, 3))), ValueError, r"uniforms: expected shape \(N, 2\), got \(4, 3\)"),
     ("draw: uniforms of wrong dtype", lambda t: t.model.sampler(ids(2), t.state).draw(
         np.zeros((4, 2), np.float32)), TypeError, "uniforms: expected dtype float64, got float32"),
+    ("select: no streams", lambda t: t.model.sampler(ids(2), t.state).select([]), ValueError,
+     r"streams: expected a sequence of indices in \[0, 2\), got \[\]"),
+    ("select: stream out of range", lambda t: t.model.sampler(ids(2), t.state).select([2]),
+     ValueError, r"streams: expected a sequence of indices in \[0, 2\), got \[2\]"),
+    ("concatenate: none", lambda t: Sampler.concatenate([]), ValueError,
+     "samplers: expected at least one Sampler, got none"),
+    ("concatenate: other options", lambda t: Sampler.concatenate(
+        [t.model.sampler(ids(2), t.state), t.model.sampler(ids(2), t.state, top_k=3)]),
+     ValueError, r"samplers\[1\]: expected the model and options of samplers\[0\], got other "
+     "options"),
+    ("concatenate: another model", lambda t: Sampler.concatenate(
+        [t.model.sampler(ids(1)), rnnfast.CharLM(V, hidden_size=8).sampler(ids(1))]),
+     ValueError, r"samplers\[1\]: .* got another model"),
     # the step API
     ("cell: wrong width", lambda t: t.cell.step(np.ones((2, 4), np.float32)), ValueError,
      r"x: expected shape \(B, 3\), got \(2, 4\)"),

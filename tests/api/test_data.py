@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import rnnfast
-from rnnfast.data import BUILTIN_MODULES, Batches, Vocab, load_text, split
+from rnnfast.data import BUILTIN_MODULES, Batches, Vocab, char_listing, load_text, split
 
 
 def test_vocab_from_text_is_sorted_code_points_and_round_trips():
@@ -26,6 +26,13 @@ def test_unknown_character_is_named():
     vocab = Vocab.from_text("abc")
     with pytest.raises(ValueError, match="'z'"):
         vocab.encode("abz")
+
+
+def test_unknown_characters_are_listed_sorted_once_and_at_most_ten():
+    v = Vocab.from_text("abc")
+    assert v.unknown("zaxz") == ["x", "z"] and v.unknown("cab") == []
+    assert char_listing(v.unknown("xz")) == "'x', 'z'"
+    assert char_listing(list("ABCDEFGHIJKL")) == ", ".join(map(repr, "ABCDEFGHIJ")) + " ..."
 
 
 def test_unknown_character_can_be_skipped_with_a_warning():

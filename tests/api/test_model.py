@@ -460,3 +460,22 @@ def test_sampler_is_the_same_on_both_backends_and_continues_in_chunks(vocab, cel
     np.testing.assert_array_equal(drawn[0], drawn[1])
     for a, b in zip(state, before, strict=True):
         assert (a is None and b is None) or np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sampler_streams_taken_apart_and_put_together_continue(vocab, cell, backend, rng):
+    """Streams 2, 0 of one sampler and 3, 1 of it, selected and concatenated after 5 steps
+    into a sampler of the same S, draw what the original draws in the next 7 steps, stream for
+    stream; neither select nor concatenate changes the samplers they read."""
+    model = rnnfast.CharLM(vocab, cell, hidden_size=12, num_layers=2, seed=4, backend=backend)
+    uniforms = rng.random((12, 4))
+    whole = model.sampler(rng.integers(0, len(vocab), 4), temperature=0.8)
+    whole.draw(uniforms[:5])
+    parts = [whole.select([2, 0]), whole.select(np.array([3, 1]))]
+    joined = rnnfast.model.Sampler.concatenate(parts)
+    order = [2, 0, 3, 1]
+    assert (parts[0].num_streams, joined.num_streams) == (2, 4)
+    again = joined.draw(uniforms[5:, order])
+    np.testing.assert_array_equal(again, whole.draw(uniforms[5:])[:, order])
+    np.testing.assert_array_equal(parts[1].draw(uniforms[5:, [3, 1]]), again[:, 2:])
