@@ -639,6 +639,8 @@ class _Cell:
 
     x is one input vector (I,) or a batch (B, I); y is the output (O,) or (B, O), or h itself
     when there is no output layer (``output_size=None``).  ``reset()`` forgets the state.
+    The state lives in the object, so a cell (and a ``Stack`` of them) belongs to one thread at a
+    time; make one per thread to run several.
     """
 
     cell = ""
