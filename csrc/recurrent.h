@@ -85,6 +85,7 @@ enum rf_cell { RF_CELL_RNN = 0, RF_CELL_LSTM = 1, RF_CELL_GRU = 2 };
         int top_k;              /* <= 0: no top-k */                                           \
         double top_p;           /* in (0, 1]; 1: no top-p */                                   \
         int argmax;             /* nonzero: the first largest logit, no draw */                \
+        int apart;              /* nonzero: each stream's products as if it were drawn alone */\
         real *act;              /* (S, G) scratch */                                           \
         real *rec;              /* (S, G) scratch; GRU only */                                 \
         real *cbuf, *tcbuf;     /* (S, H) scratch */                                           \

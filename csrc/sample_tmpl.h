@@ -86,13 +86,15 @@ static int FN(sample_gates)(const struct DT(rf_sampler) *m)
  * (rf_use_packed(2)), skipping a matrix whose widest panels would pad its columns by more than
  * an eighth (W_y, V = 65 -> 128).  Several streams stay with BLAS's gemm, which measured faster
  * there: the packed kernel takes the rows past its 6-row blocks one at a time (the batch-1 and
- * 8-stream figures: docs/internals.md). */
+ * 8-stream figures: docs/internals.md).  With ``apart`` several streams take the one stream's
+ * choice, so that each row's sums are those of the stream drawn alone. */
 static int FN(sample_packs)(const struct DT(rf_sampler) *m, int N)
 {
     const int forced = rf_paths_get().packed;
     if (forced != RF_PACKED_AUTO)
         return forced;
-    return m->S == 1 && rf_use_packed(2) && 8 * FN(pg_size)(1, N) <= 9 * (int64_t)N;
+    return (m->S == 1 || m->apart) && rf_use_packed(2)
+           && 8 * FN(pg_size)(1, N) <= 9 * (int64_t)N;
 }
 
 /* The pack (elements): room for the panels of W_h[0..L-1], W_x[1..L-1] (each (H, G)), then W_y
@@ -105,13 +107,18 @@ static int64_t FN(sample_pack_size)(const struct DT(rf_sampler) *m)
     return (2 * (int64_t)m->L - 1) * FN(pg_size)(m->H, G) + FN(pg_size)(m->H, m->V);
 }
 
-/* C (R, N) += A (R, K) W (K, N) with accumulate, else C = A W: over P, the panels of W, or
- * through BLAS when P is NULL. */
+/* C (R, N) += A (R, K) W (K, N) with accumulate, else C = A W: over P, the panels of W (each row
+ * the same fmas whatever the rows beside it), or through BLAS when P is NULL, one row a call with
+ * ``apart`` (BLAS sums a row of a taller call in another order than a one-row call). */
 static void FN(sample_product)(real *C, const real *A, const real *W, const real *P, int R, int N,
-                               int K, int accumulate)
+                               int K, int accumulate, int apart)
 {
     if (P)
         FN(pg_gemm)(C, A, P, R, N, K, accumulate);
+    else if (apart)
+        for (int r = 0; r < R; r++)
+            GEMM(0, 0, 1, N, K, 1, A + (int64_t)r * K, K, W, N, accumulate ? 1 : 0,
+                 C + (int64_t)r * N, N);
     else
         GEMM(0, 0, R, N, K, 1, A, K, W, N, accumulate ? 1 : 0, C, N);
 }
@@ -148,7 +155,7 @@ static void FN(sample_draw)(int64_t *out, const struct DT(rf_sampler) *m, const 
     for (int s = 0; s < R; s++) /* logits = b_y + h_top W_y */
         memcpy(logits + (int64_t)s * V, m->b_y, sizeof(real) * (size_t)V);
     FN(sample_product)(logits, m->h + (int64_t)(m->L - 1) * S * H + (int64_t)s0 * H, m->W_y, P_y,
-                       R, V, H, 1);
+                       R, V, H, 1, m->apart);
     for (int s = 0; s < R; s++) {
         const int64_t k = (int64_t)t * S + s0 + s;
         ids[s] = FN(draw_row)(logits + (int64_t)s * V, uniforms[k], m->temperature, m->top_k,
@@ -180,10 +187,14 @@ static void FN(sample_streams)(int64_t *out, const struct DT(rf_sampler) *m,
                 for (int s = 0; s < R; s++)
                     memcpy(act + (int64_t)s * G, m->b[l], sizeof(real) * (size_t)G);
                 FN(pg_gemm)(act, hl - slab, P_x[l], R, G, H, 1);
-            } else
+            } else if (m->apart) /* act = b + h_below W_x, a row at a time (sample_product) */
+                for (int s = 0; s < R; s++)
+                    FN(project)(act + (int64_t)s * G, NULL, hl - slab + (int64_t)s * H,
+                                m->W_x[l], m->b[l], 1, H, G);
+            else
                 FN(project)(act, NULL, hl - slab, m->W_x[l], m->b[l], R, H, G);
             /* act += h W_h, or for the GRU rec = h W_h apart (its n gate reads it alone) */
-            FN(sample_product)(rec, hl, m->W_h[l], P_h[l], R, G, H, !m->b_hn);
+            FN(sample_product)(rec, hl, m->W_h[l], P_h[l], R, G, H, !m->b_hn, m->apart);
             FN(sample_cell)(m, l, act, rec, s0, R);
         }
         FN(sample_draw)(out, m, P_y, uniforms, ids, t, s0, R);

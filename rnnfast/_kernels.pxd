@@ -138,6 +138,7 @@ cdef extern from "recurrent.h" nogil:
         int top_k
         double top_p
         int argmax
+        int apart
         float *act
         float *rec
         float *cbuf
@@ -193,6 +194,7 @@ cdef extern from "recurrent.h" nogil:
         int top_k
         double top_p
         int argmax
+        int apart
         double *act
         double *rec
         double *cbuf

@@ -965,7 +965,8 @@ cdef list _check_layer_list(str name, object arrays, int L):
 
 cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, object h, object c,
              list W_x, list W_h, list b, list b_hn, object W_y, object b_y, double temperature,
-             int top_k, double top_p, bint argmax, int N, int S, int L, int n, int V, int G):
+             int top_k, double top_p, bint argmax, bint apart, int N, int S, int L, int n, int V,
+             int G):
     if rf_sampler is rf_sampler_f32:
         dtype = _F32
     else:
@@ -998,7 +999,7 @@ cdef _sample(rf_sampler *m, object out, object uniforms, object first_ids, objec
     _in(&m.b_y, b_y)
     _out(&m.h, h)
     _out(&m.c, c)
-    m.temperature, m.top_k, m.top_p, m.argmax = temperature, top_k, top_p, argmax
+    m.temperature, m.top_k, m.top_p, m.argmax, m.apart = temperature, top_k, top_p, argmax, apart
     _out(&m.act, act)
     _out(&m.rec, rec)
     _out(&m.cbuf, cbuf)
@@ -1024,7 +1025,7 @@ cdef bint _is_number(object value):
 
 
 def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax,
-           top_p=None, b_hn=None):
+           top_p=None, b_hn=None, apart=False):
     """Generate characters for S streams; see ``reference.sample`` and ``reference.draw``."""
     dtype = _float_dtype("h", h)
     if h.ndim != 3 or min(h.shape) < 1:
@@ -1081,15 +1082,15 @@ def sample(out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, t
     cdef int k = 0 if top_k is None or top_k >= V else top_k
     cdef int cN = N, cS = S, cL = L, cH = n, cV = V, cG = G
     cdef double temp = temperature, p = 1 if top_p is None else top_p
-    cdef bint am = argmax
+    cdef bint am = argmax, ap = apart
     cdef rf_sampler_f32 m32
     cdef rf_sampler_f64 m64
     if dtype == _F32:
         _sample(&m32, out, uniforms, first_ids, h, c, W_x, W_h, b, b_hn, W_y, b_y, temp, k, p,
-                am, cN, cS, cL, cH, cV, cG)
+                am, ap, cN, cS, cL, cH, cV, cG)
     else:
         _sample(&m64, out, uniforms, first_ids, h, c, W_x, W_h, b, b_hn, W_y, b_y, temp, k, p,
-                am, cN, cS, cL, cH, cV, cG)
+                am, ap, cN, cS, cL, cH, cV, cG)
 
 
 # ---- the training step in one call (csrc/train_step.h) ---------------------------------------

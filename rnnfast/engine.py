@@ -110,7 +110,7 @@ def apply_update(ops, update: Update, param, grad) -> None:
 
 def sample(
     out, uniforms, first_ids, h, c, W_x, W_h, b, W_y, b_y, temperature, top_k, argmax,
-    top_p=None, b_hn=None,
+    top_p=None, b_hn=None, apart=False,
 ):  # fmt: skip
     """Generate N characters for S independent streams: feed a character, get the distribution
     of the next one, ``kernels.draw`` it, feed it back.
@@ -121,9 +121,16 @@ def sample(
     character but the last drawn one, so a following call continues with first_ids = out[-1].
     W_x, W_h, b: lists of the L layers' weights; W_y (H, V), b_y (V,).  temperature, top_k,
     argmax, top_p: ``kernels.draw``'s.  b_hn: for a GRU, the list of the L layers' b_hn (H,);
-    None for an RNN or an LSTM.
+    None for an RNN or an LSTM.  ``apart``: every stream computed as if it were drawn alone (a
+    matrix product sums a row of a taller product in another order), one stream at a time.
     """
     L, S, H = h.shape
+    if apart and S > 1:
+        for s in range(S):  # views: each call advances its stream's rows of h, c and out
+            sample(out[:, s : s + 1], uniforms[:, s : s + 1], first_ids[s : s + 1], h[:, s : s + 1],
+                   None if c is None else c[:, s : s + 1], W_x, W_h, b, W_y, b_y, temperature,
+                   top_k, argmax, top_p, b_hn)  # fmt: skip
+        return
     cell = "gru" if b_hn is not None else "rnn" if c is None else "lstm"
     weights = [
         LayerWeights(W_x[k], W_h[k], b[k], None if b_hn is None else b_hn[k]) for k in range(L)

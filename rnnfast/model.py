@@ -472,12 +472,18 @@ class CharLM(stack.StackedLayers):
         top_k: int | None = None,
         argmax: bool = False,
         top_p: float | None = None,
+        apart: bool = False,
     ) -> Sampler:
         """A ``Sampler`` of S streams that start by feeding ``first_ids`` (S,) from ``state``
         (zeros when None; not modified), drawing by ``reference.draw``'s rule: the softmax of
         logits / temperature, optionally over only the ``top_k`` likeliest, then over only the
         smallest set of the likeliest whose probability reaches ``top_p`` (in (0, 1]; nucleus
-        sampling), or the likeliest with ``argmax``."""
+        sampling), or the likeliest with ``argmax``.  ``apart``: every stream's arithmetic as if
+        it were drawn alone, so a stream draws the bits ``sample`` draws for it whatever streams
+        are beside it (one-row products where a taller product would sum in another order;
+        slower at several streams)."""
+        if not isinstance(apart, (bool, np.bool_)):
+            raise TypeError(f"apart: expected a bool, got {type(apart).__name__}")
         first_ids = check_ids("first_ids", first_ids, self.vocab_size, ("S",))
         state = self.check_state(state, first_ids.shape[0])
         return Sampler(
@@ -488,6 +494,7 @@ class CharLM(stack.StackedLayers):
             check_int("top_k", top_k, optional=True),
             bool(argmax),
             check_top_p(top_p),
+            bool(apart),
         )
 
     def sample(
@@ -545,9 +552,10 @@ class Sampler:
     """
 
     def __init__(self, model: CharLM, first_ids, state: State, temperature, top_k, argmax,
-                 top_p):  # fmt: skip
+                 top_p, apart=False):  # fmt: skip
         self._model, self._next_ids, self._state = model, first_ids, state
         self._options = temperature, top_k, argmax, top_p
+        self._apart = apart
 
     @property
     def num_streams(self) -> int:
@@ -596,7 +604,8 @@ class Sampler:
             raise ValueError("samplers: expected at least one Sampler, got none")
         first = samplers[0]
         for k, other in enumerate(samplers[1:], 1):
-            if other._model is not first._model or other._options != first._options:
+            same = (other._options, other._apart) == (first._options, first._apart)
+            if other._model is not first._model or not same:
                 raise ValueError(
                     f"samplers[{k}]: expected the model and options of samplers[0], got "
                     f"{'another model' if other._model is not first._model else 'other options'}"
@@ -623,6 +632,7 @@ class Sampler:
             model.kernels.sample(
                 out, uniforms, self._next_ids, *self._state, *model._layer_weights,
                 model.params["W_y"], model.params["b_y"], *self._options, b_hn=model._b_hn,
+                apart=self._apart,
             )  # fmt: skip
             self._next_ids = out[-1].copy()
         return out

@@ -378,7 +378,7 @@ class Server:
             first_piece, remaining = vocab.decode(next_ids), max(remaining - 1, 0)
         try:
             sampler = model.sampler(next_ids, state, temperature=r["temperature"],
-                                    top_k=r["top_k"], top_p=r["top_p"])  # fmt: skip
+                                    top_k=r["top_k"], top_p=r["top_p"], apart=True)  # fmt: skip
         except (TypeError, ValueError) as err:
             raise RequestError(400, str(err)) from None
         key = (r["temperature"], r["top_k"], r["top_p"])
