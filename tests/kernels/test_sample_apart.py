@@ -1,6 +1,6 @@
-"""Streams drawn ``apart``: each stream of a multi-stream sampler draws the ids and reaches the state,
-bit for bit, of the same stream drawn alone (what a server needs for a seeded request to return
-``model.sample``'s text), on both backends, with and without the packed kernel."""
+"""Streams drawn ``apart``: each stream of a multi-stream sampler draws the ids and reaches the
+state, bit for bit, of the same stream drawn alone (what a server needs for a seeded request to
+return ``model.sample``'s text), on both backends, with and without the packed kernel."""
 
 import numpy as np
 import pytest
