@@ -232,13 +232,14 @@ def built_copy(tmp_path, plant=None, base=None):
         )
         (copy / path).write_text(source.replace(old, new))
     env = {**os.environ, "CFLAGS": f"{os.environ.get('CFLAGS', '')} {SMALL_CHUNKS}"}
-    subprocess.run(
+    built = subprocess.run(
         [sys.executable, "setup.py", "-q", "build_ext", "--inplace", "-j", "2"],
         cwd=copy,
         env=env,
-        check=True,
         capture_output=True,
+        text=True,
     )
+    assert built.returncode == 0, f"the copy did not build:\n{built.stderr[-3000:]}"
     return copy
 
 
