@@ -39,6 +39,9 @@ class TrainStep:
         self.masks = masks
         self._weights = layer_weights(params, self.L)
         self._dweights = layer_weights(grads, self.L)
+        # the initial state's gradient (L, B, H): computed by backward, not returned (scratch)
+        self._dh0 = np.empty((self.L, self.B, self.H), self.dtype)
+        self._dc0 = np.empty_like(self._dh0) if cell == "lstm" else None
 
     def _check_call(self, x, y, h, c) -> None:
         """What the C step checks of a call's arrays, with the same errors."""
@@ -82,10 +85,8 @@ class TrainStep:
         loss = ops.softmax_xent(self.dlogits, self.logits, y.reshape(-1))
         dtop = self.dhs[-1].reshape(T * B, -1)
         ops.linear_backward(dtop, self.grads["W_y"], self.grads["b_y"], self.dlogits, top, W_y)
-        dh0 = np.empty((self.L, B, self.H), self.dtype)
-        dc0 = np.empty_like(dh0) if self.cell == "lstm" else None
-        stack.backward(ops, bufs, x, self._weights, self._dweights, self.dhs, None, h, c, dh0,
-                       dc0, self.dA, self.dR)  # fmt: skip
+        stack.backward(ops, bufs, x, self._weights, self._dweights, self.dhs, None, h, c,
+                       self._dh0, self._dc0, self.dA, self.dR)  # fmt: skip
         if grad_scale != 1:
             ops.scale(self.grads.flat, grad_scale)
         stack.clip(ops, self.grads.flat, clip, max_norm)
@@ -141,10 +142,10 @@ def sample(
     logits = np.empty((S, W_y.shape[1]), h.dtype)
     for t in range(out.shape[0]):
         stack.forward(ops, bufs, ids[None, :], weights, h, c)
-        final = bufs.final_state()
-        h[...] = final.h
-        if c is not None:
-            c[...] = final.c
+        for k in range(L):  # the state after this step, in place
+            h[k] = bufs.hs[k][0]
+            if c is not None:
+                c[k] = bufs.cs[k][0]
         ops.linear_forward(logits, h[L - 1], W_y, b_y)
         ops.draw(ids, logits, uniforms[t], temperature, top_k, argmax, top_p)
         out[t] = ids

@@ -146,7 +146,6 @@ class CharLM(stack.StackedLayers):
                                for name in ("W_x", "W_h", "b")]  # fmt: skip
         self._b_hn = [w.b_hn for w in self._weights] if cell == "gru" else None
         self._grads = self.zeros_like_params()
-        self._dweights = layer_weights(self._grads, self.num_layers)
         self._workspace = None  # the training step's, reused step after step
         self._idle = []  # workspaces of the other calls, one per call at a time (``_borrowed``)
         self._idle_lock = threading.Lock()
